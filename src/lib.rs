@@ -1,0 +1,17 @@
+//! # ade
+//!
+//! Runs and their event streams: a client creates a run, ade builds what it needs, executes an
+//! engine, and turns everything that happens into one ordered, typed, persisted event log per run.
+//!
+//! This facade re-exports the crates of the workspace:
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`core`] | `ade-core` | the model and the guarantees: event catalog, dispatcher, stores, runtime |
+//! | [`server`] | `ade-server` | the HTTP host |
+//! | [`client`] | `ade-client` | the typed client |
+
+pub use ade_client as client;
+pub use ade_core as core;
+pub use ade_core::{Error, Result, config, event, run, schema, summary};
+pub use ade_server as server;

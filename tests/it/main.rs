@@ -1,0 +1,3 @@
+//! Cross-crate tests of the `ade` workspace, in one binary to keep link time down.
+
+mod schemas;
