@@ -1,5 +1,9 @@
 //! The one error type of `ade-core`.
 
+use std::path::PathBuf;
+
+use crate::event::RunId;
+
 /// Everything that can go wrong in `ade-core`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -25,6 +29,56 @@ pub enum Error {
     /// JSON (de)serialization failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`append to`, `read`, …).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A stored log holds something that is not a valid event where one was expected.
+    #[error("corrupt event log {}: {reason}", path.display())]
+    CorruptLog {
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// An append did not continue the log exactly (a second writer, or a bug): nothing was written.
+    #[error("run {run_id}: append of sequence {got} refused, the log expects {expected}")]
+    SequenceConflict {
+        /// The run.
+        run_id: RunId,
+        /// The next sequence the log accepts.
+        expected: u64,
+        /// The first sequence of the refused batch.
+        got: u64,
+    },
+    /// The run already has a writer; there is only ever one per run.
+    #[error("run {0} already has a writer")]
+    WriterBusy(RunId),
+    /// The run's log already ends with `run.completed`; nothing may follow it.
+    #[error("run {0} is complete; no event may follow run.completed")]
+    RunComplete(RunId),
+    /// Events emitted by a writer could not be persisted; none of them was published.
+    #[error("run {run_id}: events from sequence {first_lost} could not be persisted: {reason}")]
+    WriteFailed {
+        /// The run.
+        run_id: RunId,
+        /// The first sequence that was not persisted.
+        first_lost: u64,
+        /// The store's error.
+        reason: String,
+    },
+    /// The dispatcher's writer task for the run is gone (the runtime is shutting down).
+    #[error("run {0}: the writer is closed")]
+    WriterClosed(RunId),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
 /// `Result` with [`Error`] as the default error type.

@@ -37,3 +37,8 @@ pub mod schema;
 pub mod summary;
 
 pub use error::{Error, Result};
+pub mod dispatch;
+pub mod metrics;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -3,6 +3,7 @@
 mod catalog;
 mod envelope;
 mod ids;
+mod stored;
 #[cfg(test)]
 mod strategies;
 mod table;
@@ -18,6 +19,7 @@ pub use catalog::{
 };
 pub use envelope::{Envelope, EventSource};
 pub use ids::{BuildId, ConfigurationId, DocumentId, EventId, RunId, WorkspaceId};
+pub use stored::StoredEvent;
 pub use table::{MappedColumn, TableMapping, TableMetadata, TableSummary, UnmappedColumn};
 pub use time::Timestamp;
 pub use validation::{FieldIssueCounts, Severity, ValidationAggregate};

@@ -1,0 +1,207 @@
+//! The dispatcher (SPEC §5): the only place that stamps events, and the fan-out of each run's log.
+//!
+//! - **Single writer per run.** [`Dispatcher::open_run`] hands out one [`RunWriter`] per run; it
+//!   continues from the stored last sequence.
+//! - **Persist, then publish.** A writer's events go to a per-run commit task that appends them to
+//!   the [`EventStore`] in batches (group commit: whatever was emitted while the previous batch was
+//!   being written goes in the next one), and only then publishes them to subscribers.
+//! - **Fan-out.** Each event is serialized once ([`StoredEvent`]) and shared by every subscriber
+//!   through a bounded per-run ring ([`DispatchOptions::live_buffer`]). A subscriber that falls
+//!   behind the ring is not dropped and does not slow the writer: it reads the store from its last
+//!   delivered sequence, then rejoins live.
+
+mod subscription;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::broadcast;
+
+pub use subscription::After;
+pub use writer::{RunContext, RunWriter};
+
+use crate::error::Result;
+use crate::event::{RunId, StoredEvent};
+use crate::store::{Durability, EventStore, EventStream, RunKey};
+
+/// How the dispatcher writes and fans out.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DispatchOptions {
+    /// Whether each batch is fsynced (`run.completed` always is).
+    pub durability: Durability,
+    /// Events each run keeps for live subscribers; a subscriber further behind reads the store.
+    pub live_buffer: usize,
+    /// Most events written in one append.
+    pub max_batch: usize,
+    /// Events a writer may have waiting for the store before `emit` waits (back-pressure from the
+    /// store only; subscribers never slow a writer).
+    pub max_pending: usize,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Buffered, live_buffer: 1024, max_batch: 4096, max_pending: 16 * 1024 }
+    }
+}
+
+impl DispatchOptions {
+    /// Sets [`durability`](Self::durability).
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`live_buffer`](Self::live_buffer) (at least 1).
+    #[must_use]
+    pub fn with_live_buffer(mut self, events: usize) -> Self {
+        self.live_buffer = events.max(1);
+        self
+    }
+
+    /// Sets [`max_batch`](Self::max_batch) (at least 1).
+    #[must_use]
+    pub fn with_max_batch(mut self, events: usize) -> Self {
+        self.max_batch = events.max(1);
+        self
+    }
+
+    /// Sets [`max_pending`](Self::max_pending) (at least 1).
+    #[must_use]
+    pub fn with_max_pending(mut self, events: usize) -> Self {
+        self.max_pending = events.max(1);
+        self
+    }
+}
+
+/// Stamps, persists and fans out events. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn EventStore>,
+    options: DispatchOptions,
+    /// Live fan-out point of every run that has a writer or a subscriber in this process.
+    hubs: Mutex<HashMap<RunId, Weak<Hub>>>,
+    /// Runs with an open writer.
+    writers: Mutex<HashMap<RunId, ()>>,
+    subscribers: AtomicUsize,
+}
+
+/// One run's live fan-out: the ring of recently published events.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    live: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`.
+    pub fn new(store: Arc<dyn EventStore>, options: DispatchOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                options,
+                hubs: Mutex::new(HashMap::new()),
+                writers: Mutex::new(HashMap::new()),
+                subscribers: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The store events are persisted in.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &DispatchOptions {
+        &self.inner.options
+    }
+
+    /// Opens the one writer of a run, continuing after its stored last sequence.
+    ///
+    /// # Errors
+    /// [`Error::WriterBusy`](crate::Error::WriterBusy) when the run already has a writer in this
+    /// dispatcher; [`Error::RunComplete`](crate::Error::RunComplete) when its log is finished; store
+    /// errors reading the log's tail.
+    pub async fn open_run(&self, context: RunContext) -> Result<RunWriter> {
+        writer::open(self.clone(), context).await
+    }
+
+    /// The events of a run with `sequence > after`, in order, without gap or duplicate, from the
+    /// store and then live; the stream ends right after `run.completed`.
+    ///
+    /// Subscribing to a finished run replays it and ends. A run that has not finished is followed
+    /// until it does, so subscribe only to runs that exist.
+    ///
+    /// # Errors
+    /// Store errors opening the first read; later errors arrive as stream items, after which the
+    /// stream ends.
+    pub async fn subscribe(&self, run: RunKey, after: After) -> Result<EventStream> {
+        self.subscribe_via(run, after, "in_process").await
+    }
+
+    /// [`subscribe`](Self::subscribe), counted in `ade_subscribers{transport}` under `transport`.
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub async fn subscribe_via(&self, run: RunKey, after: After, transport: &'static str) -> Result<EventStream> {
+        subscription::subscribe(self.clone(), run, after.0, transport).await
+    }
+
+    /// Open subscriptions right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Events a run's live ring holds right now (at most [`DispatchOptions::live_buffer`], rounded
+    /// up to a power of two); 0 for a run nobody writes or follows.
+    pub fn live_buffered(&self, run: RunId) -> usize {
+        self.existing_hub(run).map_or(0, |hub| hub.live.len())
+    }
+
+    fn existing_hub(&self, run: RunId) -> Option<Arc<Hub>> {
+        lock(&self.inner.hubs).get(&run).and_then(Weak::upgrade)
+    }
+
+    /// The run's hub, created when nobody holds it.
+    pub(crate) fn hub(&self, run: RunId) -> Arc<Hub> {
+        let mut hubs = lock(&self.inner.hubs);
+        if let Some(hub) = hubs.get(&run).and_then(Weak::upgrade) {
+            return hub;
+        }
+        let (live, _) = broadcast::channel(self.inner.options.live_buffer);
+        let hub = Arc::new(Hub { live });
+        // Forget hubs nobody holds any more, in amortized O(1).
+        if hubs.len() >= 64 && hubs.len().is_power_of_two() {
+            hubs.retain(|_, hub| hub.strong_count() > 0);
+        }
+        hubs.insert(run, Arc::downgrade(&hub));
+        hub
+    }
+}
+
+impl Hub {
+    pub(crate) fn publish(&self, event: Arc<StoredEvent>) {
+        // No receiver is the normal case for a run nobody watches.
+        let _ = self.live.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.live.subscribe()
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (single-step updates).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! [`RunWriter`]: the single writer of a run, and the commit task behind it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use ulid::Generator;
+
+use super::{Dispatcher, Hub, lock};
+use crate::error::{Error, Result};
+use crate::event::{
+    BuildId, ConfigurationId, Envelope, EventId, EventPayload, EventSource, RunId, StoredEvent, Timestamp, WorkspaceId,
+};
+use crate::metrics;
+use crate::store::{Durability, RunKey};
+
+/// The ids every event of a run carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunContext {
+    /// The run's workspace.
+    pub workspace_id: WorkspaceId,
+    /// The run's configuration.
+    pub configuration_id: ConfigurationId,
+    /// The run.
+    pub run_id: RunId,
+    /// The run's build, once it has one.
+    pub build_id: Option<BuildId>,
+}
+
+impl RunContext {
+    /// The context of `run_id`, without a build yet.
+    pub fn new(workspace_id: WorkspaceId, configuration_id: ConfigurationId, run_id: RunId) -> Self {
+        Self { workspace_id, configuration_id, run_id, build_id: None }
+    }
+
+    /// The store key of the run's log.
+    pub fn key(&self) -> RunKey {
+        RunKey::new(self.workspace_id.clone(), self.run_id)
+    }
+}
+
+/// An event stamped and waiting for the store. `epoch` changes when a write fails, so events
+/// stamped before the failure (whose sequences are handed out again) are dropped, not written.
+struct Pending {
+    epoch: u64,
+    event: Arc<StoredEvent>,
+}
+
+/// What the writer has stamped.
+#[derive(Debug)]
+struct Stamping {
+    context: RunContext,
+    next_sequence: u64,
+    epoch: u64,
+    ids: Generator,
+    completed: bool,
+}
+
+/// What the store has acknowledged.
+#[derive(Debug, Clone, Default)]
+struct Durable {
+    /// The last persisted (and published) sequence.
+    sequence: u64,
+    /// Epochs that ended in a failed write: the first sequence lost, and why.
+    failures: BTreeMap<u64, (u64, String)>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    stamping: Mutex<Stamping>,
+    durable: watch::Sender<Durable>,
+}
+
+/// The one writer of a run: stamps events and hands them to the run's commit task.
+///
+/// [`emit`](Self::emit) returns as soon as the event is stamped and queued (that is what lets
+/// events emitted close together share one write); [`flush`](Self::flush) waits until everything
+/// emitted so far is persisted and published. An event is *acknowledged* once a `flush` covering it
+/// returned `Ok`; acknowledged events are never lost or reordered.
+#[derive(Debug)]
+pub struct RunWriter {
+    key: RunKey,
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Pending>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("epoch", &self.epoch).field("sequence", &self.event.sequence()).finish()
+    }
+}
+
+pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<RunWriter> {
+    let key = context.key();
+    {
+        let mut writers = lock(&dispatcher.inner.writers);
+        if writers.contains_key(&key.run_id) {
+            return Err(Error::WriterBusy(key.run_id));
+        }
+        writers.insert(key.run_id, ());
+    }
+    let registered = WriterRegistration { dispatcher: dispatcher.clone(), run_id: key.run_id };
+    let tail = dispatcher.inner.store.tail(&key).await?;
+    if tail.terminal {
+        return Err(Error::RunComplete(key.run_id));
+    }
+    let shared = Arc::new(Shared {
+        stamping: Mutex::new(Stamping {
+            context,
+            next_sequence: tail.last_sequence + 1,
+            epoch: 0,
+            ids: Generator::new(),
+            completed: false,
+        }),
+        durable: watch::Sender::new(Durable { sequence: tail.last_sequence, failures: BTreeMap::new() }),
+    });
+    let (queue, pending) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(dispatcher.inner.options.max_pending));
+    let hub = dispatcher.hub(key.run_id);
+    let committer = Committer {
+        dispatcher: dispatcher.clone(),
+        key: key.clone(),
+        shared: shared.clone(),
+        hub,
+        permits: permits.clone(),
+        _registration: registered,
+    };
+    tokio::spawn(committer.run(pending));
+    Ok(RunWriter { key, shared, queue, permits })
+}
+
+/// Unregisters the run's writer when the commit task ends, so a new writer can open it.
+#[derive(Debug)]
+struct WriterRegistration {
+    dispatcher: Dispatcher,
+    run_id: RunId,
+}
+
+impl Drop for WriterRegistration {
+    fn drop(&mut self) {
+        lock(&self.dispatcher.inner.writers).remove(&self.run_id);
+    }
+}
+
+impl RunWriter {
+    /// The run this writer writes.
+    pub fn key(&self) -> &RunKey {
+        &self.key
+    }
+
+    /// Sets the build id stamped on this and every later event.
+    pub fn set_build_id(&self, build_id: BuildId) {
+        lock(&self.shared.stamping).context.build_id = Some(build_id);
+    }
+
+    /// The ids stamped on events.
+    pub fn context(&self) -> RunContext {
+        lock(&self.shared.stamping).context.clone()
+    }
+
+    /// The sequence the next event will get.
+    pub fn next_sequence(&self) -> u64 {
+        lock(&self.shared.stamping).next_sequence
+    }
+
+    /// Stamps an event and queues it for the store; returns its sequence.
+    ///
+    /// Waits only when [`max_pending`](super::DispatchOptions::max_pending) events are already
+    /// waiting for the store.
+    ///
+    /// # Errors
+    /// [`Error::RunComplete`] after `run.completed` was emitted; [`Error::Json`] when the payload
+    /// cannot be serialized; [`Error::WriterClosed`] when the commit task is gone.
+    pub async fn emit(&self, source: EventSource, payload: impl Into<EventPayload>) -> Result<u64> {
+        let permit = self.permits.acquire().await.map_err(|_| Error::WriterClosed(self.key.run_id))?;
+        let mut stamping = lock(&self.shared.stamping);
+        if stamping.completed {
+            return Err(Error::RunComplete(self.key.run_id));
+        }
+        let sequence = stamping.next_sequence;
+        let event_id = stamping.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
+        let envelope = Envelope {
+            event_id: EventId::from_ulid(event_id),
+            created_at: Timestamp::now(),
+            sequence,
+            source,
+            workspace_id: stamping.context.workspace_id.clone(),
+            configuration_id: stamping.context.configuration_id.clone(),
+            run_id: stamping.context.run_id,
+            build_id: stamping.context.build_id,
+            payload: payload.into(),
+        };
+        let terminal = envelope.is_terminal();
+        let event = Arc::new(StoredEvent::new(envelope)?);
+        // Queued under the lock, so the queue's order is the sequence order.
+        self.queue.send(Pending { epoch: stamping.epoch, event }).map_err(|_| Error::WriterClosed(self.key.run_id))?;
+        permit.forget(); // given back by the commit task once the event is written
+        stamping.next_sequence += 1;
+        stamping.completed |= terminal;
+        Ok(sequence)
+    }
+
+    /// Waits until every event emitted so far is persisted and published; returns the last
+    /// persisted sequence.
+    ///
+    /// # Errors
+    /// [`Error::WriteFailed`] when some of those events could not be persisted: none of them from
+    /// `first_lost` on was stored or published, and their sequences are handed out again, so the
+    /// log stays contiguous. The writer stays usable (for example to emit a failing
+    /// `run.completed`).
+    pub async fn flush(&self) -> Result<u64> {
+        let (target, epoch) = {
+            let stamping = lock(&self.shared.stamping);
+            (stamping.next_sequence - 1, stamping.epoch)
+        };
+        let mut durable = self.shared.durable.subscribe();
+        let outcome = durable
+            .wait_for(|d| d.failures.contains_key(&epoch) || d.sequence >= target)
+            .await
+            .map_err(|_| Error::WriterClosed(self.key.run_id))?;
+        match outcome.failures.get(&epoch) {
+            Some((first_lost, reason)) if target >= *first_lost => {
+                Err(Error::WriteFailed { run_id: self.key.run_id, first_lost: *first_lost, reason: reason.clone() })
+            }
+            _ => Ok(target),
+        }
+    }
+
+    /// [`emit`](Self::emit), then [`flush`](Self::flush): returns once the event is persisted.
+    ///
+    /// # Errors
+    /// As `emit` and `flush`.
+    pub async fn emit_durable(&self, source: EventSource, payload: impl Into<EventPayload>) -> Result<u64> {
+        let sequence = self.emit(source, payload).await?;
+        self.flush().await?;
+        Ok(sequence)
+    }
+}
+
+/// The commit task of one run: batches, appends, publishes.
+struct Committer {
+    dispatcher: Dispatcher,
+    key: RunKey,
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    permits: Arc<Semaphore>,
+    _registration: WriterRegistration,
+}
+
+impl Committer {
+    async fn run(self, mut pending: mpsc::UnboundedReceiver<Pending>) {
+        let options = self.dispatcher.inner.options.clone();
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut events: Vec<Arc<StoredEvent>> = Vec::new();
+        loop {
+            batch.clear();
+            if pending.recv_many(&mut batch, options.max_batch).await == 0 {
+                break; // the writer is gone and everything it queued is handled
+            }
+            let taken = batch.len();
+            let epoch = lock(&self.shared.stamping).epoch;
+            events.clear();
+            events.extend(batch.drain(..).filter(|p| p.epoch == epoch).map(|p| p.event));
+            let completed = !events.is_empty() && self.commit(&events, options.durability, epoch).await;
+            self.permits.add_permits(taken);
+            if completed {
+                break;
+            }
+        }
+        self.dispatcher.inner.store.release(&self.key).await;
+    }
+
+    /// Appends and publishes one batch; returns whether it ended the run.
+    async fn commit(&self, events: &[Arc<StoredEvent>], durability: Durability, epoch: u64) -> bool {
+        let terminal = events.last().is_some_and(|e| e.is_terminal());
+        let durability = if terminal { Durability::Fsync } else { durability };
+        let started = Instant::now();
+        let appended = self.dispatcher.inner.store.append(&self.key, events, durability).await;
+        ::metrics::histogram!(metrics::EVENT_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+        match appended {
+            Ok(()) => {
+                for event in events {
+                    self.hub.publish(event.clone());
+                }
+                count_events(events);
+                let last = events.last().map_or(0, |e| e.sequence());
+                self.shared.durable.send_modify(|d| d.sequence = last);
+                terminal
+            }
+            Err(error) => {
+                ::metrics::counter!(metrics::EVENT_STORE_ERRORS_TOTAL).increment(1);
+                let first_lost = events.first().map_or(0, |e| e.sequence());
+                tracing::error!(run_id = %self.key.run_id, first_lost, %error, "events could not be persisted");
+                // Hand the lost sequences out again: the log stays contiguous and nothing that a
+                // subscriber could have seen is ever replaced.
+                let mut stamping = lock(&self.shared.stamping);
+                stamping.epoch = epoch + 1;
+                stamping.next_sequence = first_lost;
+                stamping.completed = false;
+                self.shared.durable.send_modify(|d| {
+                    d.failures.insert(epoch, (first_lost, error.to_string()));
+                });
+                false
+            }
+        }
+    }
+}
+
+/// `ade_events_total{type,source}` for a batch, one increment per label pair.
+fn count_events(events: &[Arc<StoredEvent>]) {
+    let mut counts: Vec<(&'static str, &'static str, u64)> = Vec::new();
+    for event in events {
+        let labels = (metrics::type_label(&event.envelope().payload), metrics::source_label(event.envelope().source));
+        match counts.iter_mut().find(|(t, s, _)| (*t, *s) == labels) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((labels.0, labels.1, 1)),
+        }
+    }
+    for (event_type, source, n) in counts {
+        ::metrics::counter!(metrics::EVENTS_TOTAL, "type" => event_type, "source" => source).increment(n);
+    }
+}
