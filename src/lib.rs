@@ -13,5 +13,5 @@
 
 pub use ade_client as client;
 pub use ade_core as core;
-pub use ade_core::{Error, Result, config, event, run, schema, summary};
+pub use ade_core::*;
 pub use ade_server as server;

@@ -47,6 +47,14 @@ pub enum Error {
         /// What is wrong, and where.
         reason: String,
     },
+    /// A stored event could not be parsed into an envelope.
+    #[error("stored event {sequence} is not a valid envelope: {reason}")]
+    CorruptEvent {
+        /// Its sequence.
+        sequence: u64,
+        /// The parser's message.
+        reason: String,
+    },
     /// An append did not continue the log exactly (a second writer, or a bug): nothing was written.
     #[error("run {run_id}: append of sequence {got} refused, the log expects {expected}")]
     SequenceConflict {

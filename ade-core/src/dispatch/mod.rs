@@ -14,7 +14,7 @@ mod subscription;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::broadcast;
@@ -43,7 +43,9 @@ pub struct DispatchOptions {
 
 impl Default for DispatchOptions {
     fn default() -> Self {
-        Self { durability: Durability::Buffered, live_buffer: 1024, max_batch: 4096, max_pending: 16 * 1024 }
+        // A batch is published at once, so it should be well below the ring, or every batch would
+        // push subscribers off it.
+        Self { durability: Durability::Buffered, live_buffer: 2048, max_batch: 512, max_pending: 16 * 1024 }
     }
 }
 
@@ -92,6 +94,7 @@ struct Inner {
     /// Runs with an open writer.
     writers: Mutex<HashMap<RunId, ()>>,
     subscribers: AtomicUsize,
+    catch_ups: AtomicU64,
 }
 
 /// One run's live fan-out: the ring of recently published events.
@@ -110,6 +113,7 @@ impl Dispatcher {
                 hubs: Mutex::new(HashMap::new()),
                 writers: Mutex::new(HashMap::new()),
                 subscribers: AtomicUsize::new(0),
+                catch_ups: AtomicU64::new(0),
             }),
         }
     }
@@ -158,6 +162,11 @@ impl Dispatcher {
     /// Open subscriptions right now.
     pub fn subscriber_count(&self) -> usize {
         self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Times a subscriber fell behind the live ring (or saw a gap) and read the store to catch up.
+    pub fn catch_up_count(&self) -> u64 {
+        self.inner.catch_ups.load(Ordering::Relaxed)
     }
 
     /// Events a run's live ring holds right now (at most [`DispatchOptions::live_buffer`], rounded

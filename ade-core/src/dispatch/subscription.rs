@@ -128,6 +128,10 @@ impl Subscription {
 
     async fn catch_up(&mut self) -> Result<()> {
         ::metrics::counter!(metrics::SUBSCRIBER_CATCHUPS_TOTAL).increment(1);
+        self.dispatcher.inner.catch_ups.fetch_add(1, Ordering::Relaxed);
+        // Start live again from now: what was published before is persisted, so the read below
+        // has it, and the stale backlog of a lagged receiver need not be skipped one by one.
+        self.live = self.live.resubscribe();
         self.mode = Mode::Replay(self.dispatcher.inner.store.read_after(&self.key, self.last).await?);
         Ok(())
     }

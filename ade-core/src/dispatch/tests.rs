@@ -58,10 +58,10 @@ async fn stamps_every_event_with_ids_sequence_and_context() {
     assert_eq!(writer.flush().await.expect("flush"), 5);
     let events = collect(dispatcher.store().read_after(&run, 0).await.expect("read")).await;
     assert_eq!(sequences(&events), vec![1, 2, 3, 4, 5]);
-    let ids: HashSet<_> = events.iter().map(|e| e.envelope().event_id).collect();
+    let ids: HashSet<_> = events.iter().map(|e| e.envelope().expect("typed").event_id).collect();
     assert_eq!(ids.len(), 5, "event ids are unique");
     for (i, event) in events.iter().enumerate() {
-        let envelope = event.envelope();
+        let envelope = event.envelope().expect("typed");
         assert_eq!((envelope.run_id, &envelope.workspace_id), (run.run_id, &run.workspace_id));
         assert_eq!(envelope.build_id.is_some(), i >= 2, "build_id from the event it was set on");
         assert_eq!(

@@ -55,6 +55,8 @@ struct Stamping {
     epoch: u64,
     ids: Generator,
     completed: bool,
+    /// Reused serialization buffer: each event's JSON is then copied into an exact-size `Bytes`.
+    scratch: Vec<u8>,
 }
 
 /// What the store has acknowledged.
@@ -113,6 +115,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
             epoch: 0,
             ids: Generator::new(),
             completed: false,
+            scratch: Vec::with_capacity(1024),
         }),
         durable: watch::Sender::new(Durable { sequence: tail.last_sequence, failures: BTreeMap::new() }),
     });
@@ -193,7 +196,7 @@ impl RunWriter {
             payload: payload.into(),
         };
         let terminal = envelope.is_terminal();
-        let event = Arc::new(StoredEvent::new(envelope)?);
+        let event = Arc::new(StoredEvent::serialize_with(envelope, &mut stamping.scratch)?);
         // Queued under the lock, so the queue's order is the sequence order.
         self.queue.send(Pending { epoch: stamping.epoch, event }).map_err(|_| Error::WriterClosed(self.key.run_id))?;
         permit.forget(); // given back by the commit task once the event is written
@@ -311,8 +314,8 @@ impl Committer {
 /// `ade_events_total{type,source}` for a batch, one increment per label pair.
 fn count_events(events: &[Arc<StoredEvent>]) {
     let mut counts: Vec<(&'static str, &'static str, u64)> = Vec::new();
-    for event in events {
-        let labels = (metrics::type_label(&event.envelope().payload), metrics::source_label(event.envelope().source));
+    for envelope in events.iter().filter_map(|e| e.envelope().ok()) {
+        let labels = (metrics::type_label(&envelope.payload), metrics::source_label(envelope.source));
         match counts.iter_mut().find(|(t, s, _)| (*t, *s) == labels) {
             Some((_, _, n)) => *n += 1,
             None => counts.push((labels.0, labels.1, 1)),

@@ -457,13 +457,22 @@ macro_rules! catalog {
             /// # Errors
             /// When the payload does not match the catalog type's shape.
             pub fn from_parts(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
+                Self::deserialize_payload(event_type, payload)
+            }
+
+            /// Deserializes a payload of type `event_type` (see [`from_parts`](Self::from_parts)).
+            ///
+            /// # Errors
+            /// When the payload does not match the catalog type's shape; the message names the type.
+            pub fn deserialize_payload<'de, D: serde::Deserializer<'de>>(event_type: &str, deserializer: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                let named = |e: D::Error| D::Error::custom(format_args!("payload of {event_type:?}: {e}"));
                 Ok(match event_type {
-                    $( $type => Self::$variant(serde_json::from_value(payload)?), )*
-                    other => match payload {
+                    $( $type => Self::$variant(Deserialize::deserialize(deserializer).map_err(named)?), )*
+                    other => match Value::deserialize(deserializer)? {
                         Value::Object(payload) if other.starts_with("x.") => {
                             Self::Extension { event_type: other.to_owned(), payload }
                         }
-                        // Readers never fail on what they do not know, even a malformed extension.
                         payload => Self::Unknown { event_type: other.to_owned(), payload },
                     },
                 })

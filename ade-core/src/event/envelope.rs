@@ -1,6 +1,6 @@
 //! [`Envelope`]: one event as it is stored and sent everywhere (SPEC §1).
 
-use serde::de::Error as _;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -98,22 +98,95 @@ impl Serialize for Envelope {
     }
 }
 
-/// The wire form before the payload is typed: `type` may come after `payload` in a JSON object.
+/// The envelope's fields, as JSON keys.
 #[derive(Deserialize)]
-struct WireEnvelope {
-    #[serde(rename = "type")]
-    event_type: String,
-    event_id: EventId,
-    created_at: Timestamp,
-    sequence: u64,
-    source: EventSource,
-    workspace_id: WorkspaceId,
-    configuration_id: ConfigurationId,
-    run_id: RunId,
-    #[serde(default)]
-    build_id: Option<BuildId>,
-    #[serde(default = "empty_object")]
-    payload: Value,
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    Type,
+    EventId,
+    CreatedAt,
+    Sequence,
+    Source,
+    WorkspaceId,
+    ConfigurationId,
+    RunId,
+    BuildId,
+    Payload,
+    #[serde(other)]
+    Other,
+}
+
+/// Reads an envelope in one pass when `type` comes before `payload` (as ade writes it): the
+/// payload is then parsed straight into its typed struct. Otherwise the payload is buffered as a
+/// JSON value until the type is known.
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event envelope object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        let mut event_type: Option<String> = None;
+        let mut payload: Option<EventPayload> = None;
+        let mut early_payload: Option<Value> = None;
+        let (mut event_id, mut created_at, mut sequence, mut source) = (None, None, None, None);
+        let (mut workspace_id, mut configuration_id, mut run_id, mut build_id) = (None, None, None, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Type => event_type = Some(map.next_value()?),
+                Field::Payload => match &event_type {
+                    Some(event_type) => payload = Some(map.next_value_seed(PayloadSeed(event_type))?),
+                    None => early_payload = Some(map.next_value()?),
+                },
+                Field::EventId => event_id = Some(map.next_value()?),
+                Field::CreatedAt => created_at = Some(map.next_value()?),
+                Field::Sequence => sequence = Some(map.next_value()?),
+                Field::Source => source = Some(map.next_value()?),
+                Field::WorkspaceId => workspace_id = Some(map.next_value()?),
+                Field::ConfigurationId => configuration_id = Some(map.next_value()?),
+                Field::RunId => run_id = Some(map.next_value()?),
+                Field::BuildId => build_id = map.next_value()?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let event_type = event_type.ok_or_else(|| A::Error::missing_field("type"))?;
+        let payload = match payload {
+            Some(payload) => payload,
+            None => EventPayload::from_parts(&event_type, early_payload.unwrap_or_else(empty_object))
+                .map_err(|e| A::Error::custom(format_args!("payload of {event_type:?}: {e}")))?,
+        };
+        let sequence: u64 = sequence.ok_or_else(|| A::Error::missing_field("sequence"))?;
+        if sequence == 0 {
+            return Err(A::Error::custom("sequence starts at 1"));
+        }
+        Ok(Envelope {
+            event_id: event_id.ok_or_else(|| A::Error::missing_field("event_id"))?,
+            created_at: created_at.ok_or_else(|| A::Error::missing_field("created_at"))?,
+            sequence,
+            source: source.ok_or_else(|| A::Error::missing_field("source"))?,
+            workspace_id: workspace_id.ok_or_else(|| A::Error::missing_field("workspace_id"))?,
+            configuration_id: configuration_id.ok_or_else(|| A::Error::missing_field("configuration_id"))?,
+            run_id: run_id.ok_or_else(|| A::Error::missing_field("run_id"))?,
+            build_id,
+            payload,
+        })
+    }
+}
+
+/// Deserializes a payload whose type is already known.
+struct PayloadSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
+    type Value = EventPayload;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<EventPayload, D::Error> {
+        EventPayload::deserialize_payload(self.0, deserializer)
+    }
 }
 
 fn empty_object() -> Value {
@@ -122,23 +195,7 @@ fn empty_object() -> Value {
 
 impl<'de> Deserialize<'de> for Envelope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = WireEnvelope::deserialize(deserializer)?;
-        if wire.sequence == 0 {
-            return Err(D::Error::custom("sequence starts at 1"));
-        }
-        let payload = EventPayload::from_parts(&wire.event_type, wire.payload)
-            .map_err(|e| D::Error::custom(format_args!("payload of {:?}: {e}", wire.event_type)))?;
-        Ok(Self {
-            event_id: wire.event_id,
-            created_at: wire.created_at,
-            sequence: wire.sequence,
-            source: wire.source,
-            workspace_id: wire.workspace_id,
-            configuration_id: wire.configuration_id,
-            run_id: wire.run_id,
-            build_id: wire.build_id,
-            payload,
-        })
+        deserializer.deserialize_map(EnvelopeVisitor)
     }
 }
 

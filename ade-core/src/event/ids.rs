@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -147,9 +148,9 @@ macro_rules! name_id {
         ///
         /// 1 to 64 characters of `A-Z a-z 0-9 _ - .`, starting with a letter or digit, so that
         /// the name is safe as a directory name and in a URL path segment.
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        // `Arc<str>`: stamped on every event, so a clone must not allocate.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates and wraps a name.
@@ -159,7 +160,7 @@ macro_rules! name_id {
             pub fn new(name: impl Into<String>) -> Result<Self, Error> {
                 let name = name.into();
                 validate_name(&name, $kind)?;
-                Ok(Self(name))
+                Ok(Self(name.into()))
             }
 
             /// The name as text.
@@ -194,9 +195,17 @@ macro_rules! name_id {
             }
         }
 
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                Self::new(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+                let name = <Cow<'de, str>>::deserialize(deserializer)?;
+                validate_name(&name, $kind).map_err(serde::de::Error::custom)?;
+                Ok(Self(name.into()))
             }
         }
 
@@ -249,7 +258,7 @@ name_id!(
 impl Default for WorkspaceId {
     /// The workspace used when a request names none: `default`.
     fn default() -> Self {
-        Self("default".to_owned())
+        Self("default".into())
     }
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Timelike, Utc};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -61,9 +61,45 @@ impl FromStr for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` into a stack buffer: every event carries one, so this
+    /// avoids an allocation and a format-string interpreter per event. `None` for years outside
+    /// 0000–9999, which RFC 3339 cannot express in four digits.
+    fn write_rfc3339(&self, buf: &mut [u8; 27]) -> Option<()> {
+        let year = u32::try_from(self.0.year()).ok().filter(|y| *y <= 9999)?;
+        let mut put = |at: usize, value: u32, digits: usize| {
+            let mut value = value;
+            for i in (0..digits).rev() {
+                buf[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, self.0.month(), 2);
+        put(8, self.0.day(), 2);
+        put(11, self.0.hour(), 2);
+        put(14, self.0.minute(), 2);
+        // A leap second is held as 1_000_000_000+ nanoseconds; keep it within the field.
+        put(17, self.0.second(), 2);
+        put(20, (self.0.nanosecond() / 1000).min(999_999), 6);
+        buf[4] = b'-';
+        buf[7] = b'-';
+        buf[10] = b'T';
+        buf[13] = b':';
+        buf[16] = b':';
+        buf[19] = b'.';
+        buf[26] = b'Z';
+        Some(())
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+        let mut buf = [0u8; 27];
+        match self.write_rfc3339(&mut buf).and_then(|()| std::str::from_utf8(&buf).ok()) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        }
     }
 }
 
@@ -100,6 +136,18 @@ mod tests {
         assert_eq!(serde_json::to_string(&whole).ok().as_deref(), Some("\"2026-11-26T18:52:57.000000Z\""));
         let now = Timestamp::now();
         assert_eq!(now.to_string().parse::<Timestamp>().ok(), Some(now));
+    }
+
+    #[test]
+    fn the_fast_format_matches_chrono() {
+        for micros in [0, 1, 951_782_400_000_000, 1_764_183_177_802_612, 4_102_444_799_999_999, 253_402_300_799_999_999]
+        {
+            let t = Timestamp::from_unix_micros(micros).expect("in range");
+            let fast = serde_json::to_string(&t).expect("json");
+            assert_eq!(fast, format!("\"{}\"", t.0.to_rfc3339_opts(SecondsFormat::Micros, true)), "{micros}");
+        }
+        let far = Timestamp::from_unix_micros(300_000_000_000_000_000).expect("year 11476");
+        assert_eq!(serde_json::to_string(&far).ok(), Some(format!("\"{far}\"")));
     }
 
     #[test]

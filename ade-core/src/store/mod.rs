@@ -88,7 +88,7 @@ pub(crate) fn check_continues(run: &RunKey, tail: LogTail, events: &[Arc<StoredE
     }
     let last = tail.last_sequence + events.len() as u64;
     for (expected, event) in (tail.last_sequence + 1..).zip(events) {
-        if event.sequence() != expected || event.envelope().run_id != run.run_id {
+        if event.sequence() != expected || event.envelope()?.run_id != run.run_id {
             return Err(Error::SequenceConflict { run_id: run.run_id, expected, got: event.sequence() });
         }
         if event.is_terminal() && expected != last {

@@ -156,7 +156,7 @@ impl OpenLog {
         let tail = match last_line {
             None => LogTail::default(),
             Some(line) => {
-                let event = StoredEvent::from_json(Bytes::from(line))
+                let event = StoredEvent::from_stored_json(Bytes::from(line))
                     .map_err(|e| Error::CorruptLog { path: path.clone(), reason: format!("last line: {e}") })?;
                 LogTail { last_sequence: event.sequence(), terminal: event.is_terminal() }
             }
@@ -206,22 +206,30 @@ impl OpenLog {
 fn open_index(log_path: &Path, log_len: u64) -> Option<File> {
     let path = index_path(log_path);
     let opened = OpenOptions::new().read(true).append(true).create(true).open(&path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(file) => file,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "no log index; reads will scan");
             return None;
         }
     };
-    let records = read_index(&mut file).unwrap_or_default();
-    let keep = records.iter().take_while(|(_, offset)| *offset < log_len).count();
-    let keep_len = (keep * INDEX_RECORD) as u64;
+    // Records ascend by offset: drop those from the end that point past the log (a torn tail).
+    let keep = (|| -> io::Result<u64> {
+        let mut keep = index_len(&file)?;
+        while keep > 0 && index_record(&file, keep - 1)?.1 >= log_len {
+            keep -= 1;
+        }
+        Ok(keep)
+    })()
+    .unwrap_or(0);
+    let keep_len = keep * INDEX_RECORD as u64;
     if file.metadata().map(|m| m.len()).unwrap_or(0) != keep_len && file.set_len(keep_len).is_err() {
         return None;
     }
     Some(file)
 }
 
+#[cfg(test)]
 fn read_index(file: &mut File) -> io::Result<Vec<(u64, u64)>> {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))?;
@@ -234,6 +242,36 @@ fn read_index(file: &mut File) -> io::Result<Vec<(u64, u64)>> {
             (word(seq), word(offset))
         })
         .collect())
+}
+
+/// The `i`th record of an index.
+fn index_record(mut index: &File, i: u64) -> io::Result<(u64, u64)> {
+    let mut buf = [0u8; INDEX_RECORD];
+    index.seek(SeekFrom::Start(i * INDEX_RECORD as u64))?;
+    index.read_exact(&mut buf)?;
+    let (seq, offset) = buf.split_at(8);
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    Ok((word(seq), word(offset)))
+}
+
+fn index_len(index: &File) -> io::Result<u64> {
+    Ok(index.metadata()?.len() / INDEX_RECORD as u64)
+}
+
+/// The last index record at or before `sequence`, by binary search: a resume touches O(log n)
+/// records of the index, not all of it.
+fn seek_index(index: &File, sequence: u64) -> io::Result<Option<(u64, u64)>> {
+    let (mut low, mut high) = (0u64, index_len(index)?);
+    // Invariant: records before `low` are at or before `sequence`; records from `high` on are after.
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if index_record(index, mid)?.0 <= sequence {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    low.checked_sub(1).map(|i| index_record(index, i)).transpose()
 }
 
 /// The length of the log up to its last newline, and that last complete line.
@@ -285,16 +323,9 @@ impl LogReader {
     fn open(path: PathBuf, limit: u64, after: u64) -> Result<Self> {
         let io_err = |source| Error::Io { action: "read", path: path.clone(), source };
         let mut file = File::open(&path).map_err(io_err)?;
-        let (pos, expect_first) = match File::open(index_path(&path)).and_then(|mut index| read_index(&mut index)) {
-            Ok(records) => {
-                // The last record at or before the first wanted sequence.
-                let at = records.partition_point(|(seq, _)| *seq <= after + 1);
-                match at.checked_sub(1).map(|i| records[i]) {
-                    Some((seq, offset)) if offset < limit => (offset, Some(seq)),
-                    _ => (0, None),
-                }
-            }
-            Err(_) => (0, None),
+        let (pos, expect_first) = match File::open(index_path(&path)).and_then(|index| seek_index(&index, after + 1)) {
+            Ok(Some((seq, offset))) if offset < limit => (offset, Some(seq)),
+            _ => (0, None),
         };
         file.seek(SeekFrom::Start(pos)).map_err(io_err)?;
         Ok(Self { path, reader: BufReader::with_capacity(64 * 1024, file), pos, limit, last: 0, after, expect_first })
@@ -321,7 +352,7 @@ impl LogReader {
             }
             bytes_read.fetch_add(n as u64, Ordering::Relaxed);
             line.pop();
-            let event = match StoredEvent::from_json(Bytes::copy_from_slice(&line)) {
+            let event = match StoredEvent::from_stored_json(Bytes::copy_from_slice(&line)) {
                 Ok(event) => event,
                 Err(_) if self.expect_first.is_some() => return self.restart_from_scratch(bytes_read),
                 Err(e) => return Err(self.corrupt(e.to_string())),
@@ -414,7 +445,7 @@ impl EventStore for NdjsonEventStore {
             match complete_end(&mut file, &path)? {
                 (_, None) => Ok(LogTail::default()),
                 (_, Some(line)) => {
-                    let event = StoredEvent::from_json(Bytes::from(line))
+                    let event = StoredEvent::from_stored_json(Bytes::from(line))
                         .map_err(|e| Error::CorruptLog { path: path.clone(), reason: format!("last line: {e}") })?;
                     Ok(LogTail { last_sequence: event.sequence(), terminal: event.is_terminal() })
                 }

@@ -1,0 +1,272 @@
+//! Dispatcher throughput and resume latency (issue: dispatcher and event store).
+//!
+//! Run with: `cargo run --release --example bench_dispatch` (add `-- --quick` for a short run).
+//! Prints a table, then as its last line one JSON object with events/s per scenario and the time
+//! to the first event when resuming at the tail of a 1,000,000-event and a 1,000-event log.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ade::dispatch::{After, DispatchOptions, Dispatcher, RunContext};
+use ade::event::{
+    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, Envelope, EventId,
+    EventPayload, EventSource, Execution, RunCompleted, RunId, StoredEvent, Timestamp, WorkspaceId,
+};
+use ade::run::RunOutcome;
+use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, RunKey};
+use ade::summary::{RUN_SUMMARY_SCHEMA, RUN_SUMMARY_VERSION, RunSummary, SummaryBreakdowns, SummaryCore, SummaryRun};
+use futures::StreamExt;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn console(i: u64) -> EventPayload {
+    EventPayload::ConsoleLine(ConsoleLine {
+        scope: ConsoleScope::Run,
+        stream: ConsoleStream::Stdout,
+        level: ConsoleLevel::Info,
+        message: format!("Validated rows {i}..{} of members-2026.xlsx / Sheet1", i + 100),
+        phase: Some("validating".to_owned()),
+        logger: None,
+        engine_timestamp: None,
+        extra: Default::default(),
+    })
+}
+
+fn completed(run: &RunKey, configuration: &ConfigurationId, event_count: u64) -> EventPayload {
+    EventPayload::RunCompleted(Box::new(RunCompleted {
+        status: RunOutcome::Succeeded,
+        failure: None,
+        execution: Execution { exit_code: Some(0), started_at: None, completed_at: Timestamp::now(), duration_ms: 0 },
+        artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
+        summary: RunSummary {
+            schema: RUN_SUMMARY_SCHEMA.to_owned(),
+            version: RUN_SUMMARY_VERSION.to_owned(),
+            run: SummaryRun {
+                id: run.run_id,
+                workspace_id: run.workspace_id.clone(),
+                configuration_id: configuration.clone(),
+                configuration_version: None,
+                status: ade::run::RunStatus::Succeeded,
+                failure_code: None,
+                failure_stage: None,
+                failure_message: None,
+                engine_version: None,
+                config_version: None,
+                env_reason: None,
+                env_reused: None,
+                started_at: None,
+                completed_at: None,
+                duration_seconds: None,
+            },
+            core: SummaryCore::default(),
+            breakdowns: SummaryBreakdowns::default(),
+        },
+        event_count,
+        extra: Default::default(),
+    }))
+}
+
+fn ids() -> Result<(WorkspaceId, ConfigurationId), BoxError> {
+    Ok((WorkspaceId::new("bench")?, ConfigurationId::new("members")?))
+}
+
+/// `runs` runs of `events` events each (the last one `run.completed`), each followed by
+/// `subscribers` subscribers from the start; events/s from the first emit until every subscriber
+/// has received every event.
+async fn throughput(
+    store: Arc<dyn EventStore>,
+    durability: Durability,
+    runs: usize,
+    subscribers: usize,
+    events: u64,
+) -> Result<f64, BoxError> {
+    let dispatcher = Dispatcher::new(store, DispatchOptions::default().with_durability(durability));
+    let (workspace, configuration) = ids()?;
+    let keys: Vec<RunKey> = (0..runs).map(|_| RunKey::new(workspace.clone(), RunId::new())).collect();
+    let mut readers = Vec::new();
+    for key in &keys {
+        for _ in 0..subscribers {
+            let stream = dispatcher.subscribe(key.clone(), After(0)).await?;
+            readers.push(tokio::spawn(stream.fold(0u64, |n, event| async move { n + u64::from(event.is_ok()) })));
+        }
+    }
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for key in keys {
+        let dispatcher = dispatcher.clone();
+        let configuration = configuration.clone();
+        writers.push(tokio::spawn(async move {
+            let context = RunContext::new(key.workspace_id.clone(), configuration.clone(), key.run_id);
+            let writer = dispatcher.open_run(context).await?;
+            for i in 1..events {
+                writer.emit(EventSource::Engine, console(i)).await?;
+            }
+            writer.emit(EventSource::Api, completed(&key, &configuration, events)).await?;
+            writer.flush().await?;
+            Ok::<_, ade::Error>(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    for reader in readers {
+        let received = reader.await?;
+        if received != events {
+            return Err(format!("a subscriber received {received} of {events} events").into());
+        }
+    }
+    let rate = (runs as u64 * events) as f64 / started.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("  {rate:.0} events/s, {} catch-ups from the store", dispatcher.catch_up_count());
+    }
+    Ok(rate)
+}
+
+/// The limit: serialize the same events and write them through a buffered file, no dispatcher.
+fn serialize_and_write(events: u64, dir: &std::path::Path) -> Result<f64, BoxError> {
+    let (workspace, configuration) = ids()?;
+    let run_id = RunId::new();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(dir.join("limit.ndjson"))?);
+    let started = Instant::now();
+    for sequence in 1..=events {
+        let envelope = Envelope {
+            event_id: EventId::new(),
+            created_at: Timestamp::now(),
+            sequence,
+            source: EventSource::Engine,
+            workspace_id: workspace.clone(),
+            configuration_id: configuration.clone(),
+            run_id,
+            build_id: None,
+            payload: console(sequence),
+        };
+        serde_json::to_writer(&mut out, &envelope)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Milliseconds from `subscribe(After(last - 1))` to the first event, median of `trials`, on a
+/// finished NDJSON log of `len` events.
+async fn resume_at_tail(dir: &std::path::Path, len: u64, trials: usize) -> Result<f64, BoxError> {
+    let store = NdjsonEventStore::new(dir);
+    let (workspace, configuration) = ids()?;
+    let key = RunKey::new(workspace.clone(), RunId::new());
+    let batch_size = 10_000;
+    let mut batch = Vec::with_capacity(batch_size);
+    for sequence in 1..=len {
+        let payload = if sequence == len { completed(&key, &configuration, len) } else { console(sequence) };
+        batch.push(Arc::new(StoredEvent::new(Envelope {
+            event_id: EventId::new(),
+            created_at: Timestamp::now(),
+            sequence,
+            source: EventSource::Engine,
+            workspace_id: workspace.clone(),
+            configuration_id: configuration.clone(),
+            run_id: key.run_id,
+            build_id: None,
+            payload,
+        })?));
+        if batch.len() == batch_size || sequence == len {
+            store.append(&key, &batch, Durability::Buffered).await?;
+            batch.clear();
+        }
+    }
+    store.release(&key).await;
+    // A fresh store and dispatcher, as after a restart: nothing of the log is cached.
+    let dispatcher = Dispatcher::new(Arc::new(NdjsonEventStore::new(dir)), DispatchOptions::default());
+    let mut times = Vec::new();
+    for _ in 0..trials {
+        let started = Instant::now();
+        let mut stream = dispatcher.subscribe(key.clone(), After(len - 1)).await?;
+        let first = stream.next().await.ok_or("no event")??;
+        times.push(started.elapsed());
+        if first.sequence() != len {
+            return Err(format!("resumed at {} instead of {len}", first.sequence()).into());
+        }
+    }
+    Ok(median(&mut times).as_secs_f64() * 1000.0)
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn median_f64(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs one scenario (for profiling); the JSON line then holds only it.
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let repeats = if quick { 1 } else { 3 };
+    let events: u64 = if quick { 100_000 } else { 1_000_000 };
+    let fanout_events: u64 = if quick { 2_000 } else { 20_000 };
+    let dir = tempfile::tempdir()?;
+
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    let scenarios: [(&str, u8, usize, usize, u64); 6] = [
+        ("memory_1x1", 0, 1, 1, events),
+        ("ndjson_buffered_1x1", 1, 1, 1, events),
+        ("ndjson_fsync_1x1", 2, 1, 1, events / 10),
+        ("memory_1x1000", 0, 1, 1000, fanout_events),
+        ("memory_100x1", 0, 100, 1, events / 100),
+        ("limit_serialize_write", 3, 0, 0, events),
+    ];
+    for (name, kind, runs, subscribers, n) in scenarios {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let mut rates = Vec::new();
+        for _ in 0..repeats {
+            let rate = match kind {
+                0 => throughput(Arc::new(MemoryEventStore::new()), Durability::Buffered, runs, subscribers, n).await?,
+                1 => {
+                    throughput(Arc::new(NdjsonEventStore::new(dir.path())), Durability::Buffered, runs, subscribers, n)
+                        .await?
+                }
+                2 => {
+                    throughput(Arc::new(NdjsonEventStore::new(dir.path())), Durability::Fsync, runs, subscribers, n)
+                        .await?
+                }
+                _ => serialize_and_write(n, dir.path())?,
+            };
+            rates.push(rate);
+        }
+        let rate = median_f64(&mut rates);
+        println!(
+            "{name:<24} {rate:>12.0} events/s   ({runs} run(s) x {subscribers} subscriber(s), {n} events per run, median of {repeats})"
+        );
+        results.push((name, rate));
+    }
+    if only.is_some() {
+        let json: serde_json::Map<String, serde_json::Value> =
+            results.into_iter().map(|(name, rate)| (name.to_owned(), serde_json::json!(rate.round()))).collect();
+        println!("{}", serde_json::Value::Object(json));
+        return Ok(());
+    }
+    let trials = if quick { 5 } else { 21 };
+    let resume_1m = resume_at_tail(&dir.path().join("1m"), 1_000_000, trials).await?;
+    let resume_1k = resume_at_tail(&dir.path().join("1k"), 1_000, trials).await?;
+    println!("{:<24} {resume_1m:>12.3} ms to the first event (median of {trials})", "resume_tail_1m");
+    println!("{:<24} {resume_1k:>12.3} ms to the first event (median of {trials})", "resume_tail_1k");
+    let limit = results.iter().find(|(n, _)| *n == "limit_serialize_write").map_or(1.0, |(_, r)| *r);
+    let buffered = results.iter().find(|(n, _)| *n == "ndjson_buffered_1x1").map_or(0.0, |(_, r)| *r);
+    println!("ndjson_buffered_1x1 / limit_serialize_write = {:.2}", buffered / limit);
+
+    let mut json = serde_json::Map::new();
+    for (name, rate) in results {
+        json.insert(name.to_owned(), serde_json::json!(rate.round()));
+    }
+    json.insert("resume_tail_1m_ms".to_owned(), serde_json::json!((resume_1m * 1000.0).round() / 1000.0));
+    json.insert("resume_tail_1k_ms".to_owned(), serde_json::json!((resume_1k * 1000.0).round() / 1000.0));
+    println!("{}", serde_json::Value::Object(json));
+    Ok(())
+}
