@@ -18,6 +18,11 @@ use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, Run
 use ade::summary::{RUN_SUMMARY_SCHEMA, RUN_SUMMARY_VERSION, RunSummary, SummaryBreakdowns, SummaryCore, SummaryRun};
 use futures::StreamExt;
 
+// The allocator the ade binaries ship with. glibc's malloc serializes on arena locks when one
+// thread frees what another allocated, which a fan-out does for every event (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn console(i: u64) -> EventPayload {

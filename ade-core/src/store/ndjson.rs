@@ -261,7 +261,16 @@ fn index_len(index: &File) -> io::Result<u64> {
 /// The last index record at or before `sequence`, by binary search: a resume touches O(log n)
 /// records of the index, not all of it.
 fn seek_index(index: &File, sequence: u64) -> io::Result<Option<(u64, u64)>> {
-    let (mut low, mut high) = (0u64, index_len(index)?);
+    let records = index_len(index)?;
+    // A complete index has record i for sequence 1 + i·INDEX_EVERY: try that record first.
+    let direct = (sequence.saturating_sub(1) / INDEX_EVERY).min(records.saturating_sub(1));
+    if records > 0 {
+        let record = index_record(index, direct)?;
+        if record.0 == 1 + direct * INDEX_EVERY && record.0 <= sequence {
+            return Ok(Some(record));
+        }
+    }
+    let (mut low, mut high) = (0u64, records);
     // Invariant: records before `low` are at or before `sequence`; records from `high` on are after.
     while low < high {
         let mid = low + (high - low) / 2;
