@@ -267,7 +267,10 @@ async fn main() -> Result<(), BoxError> {
     let resume_1k = resume_at_tail(&dir.path().join("1k"), 1_000, trials).await?;
     println!("{:<24} {resume_1m:>12.3} ms to the first event (median of {trials})", "resume_tail_1m");
     println!("{:<24} {resume_1k:>12.3} ms to the first event (median of {trials})", "resume_tail_1k");
-    println!("{}", serde_json::json!({ "resume_tail_1m_ms": round3(resume_1m), "resume_tail_1k_ms": round3(resume_1k) }));
+    println!(
+        "{}",
+        serde_json::json!({ "resume_tail_1m_ms": round3(resume_1m), "resume_tail_1k_ms": round3(resume_1k) })
+    );
     Ok(())
 }
 

@@ -84,6 +84,33 @@ pub enum Error {
     /// The dispatcher's writer task for the run is gone (the runtime is shutting down).
     #[error("run {0}: the writer is closed")]
     WriterClosed(RunId),
+    /// No run has this id (in this workspace).
+    #[error("run {0} not found")]
+    RunNotFound(RunId),
+    /// The run's state machine does not allow this change.
+    #[error("run {run_id}: cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The run.
+        run_id: RunId,
+        /// Its current status.
+        from: &'static str,
+        /// The refused status.
+        to: &'static str,
+    },
+    /// A list cursor that this store did not make.
+    #[error("invalid cursor {0:?}")]
+    InvalidCursor(String),
+    /// The run store (database) failed.
+    #[error("run store: {0}")]
+    Database(String),
+    /// An event is larger than the per-event limit.
+    #[error("event of {size} bytes is over the {limit}-byte limit")]
+    EventTooLarge {
+        /// Its serialized size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

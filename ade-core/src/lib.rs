@@ -38,6 +38,7 @@ pub mod summary;
 
 pub use error::{Error, Result};
 pub mod dispatch;
+pub mod engine;
 pub mod metrics;
 pub mod store;
 #[cfg(test)]

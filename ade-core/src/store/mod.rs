@@ -7,6 +7,7 @@
 
 mod memory;
 mod ndjson;
+mod runs;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use futures::stream::BoxStream;
 
 pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
+pub use runs::{
+    CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
+    RunStore, SqliteRunStore, Transition,
+};
 
 use crate::error::{Error, Result};
 use crate::event::{RunId, StoredEvent, WorkspaceId};

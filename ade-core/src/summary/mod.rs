@@ -136,3 +136,7 @@ pub struct FieldBreakdown {
     /// Issues per code.
     pub issue_counts_by_code: BTreeMap<String, u64>,
 }
+
+mod builder;
+
+pub use builder::{ConfiguredField, RunOutcomeInfo, RunSummaryBuilder};

@@ -1,0 +1,1 @@
+//! The RunStore conformance suite (written with the backends).
