@@ -1,11 +1,14 @@
 //! Configurations (SPEC §8.3, §10): what a run executes.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::event::ConfigurationId;
+use crate::run::Extra;
 
 /// A configuration: an id, a version, and what engine runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -28,21 +31,163 @@ pub struct Configuration {
 impl Configuration {
     /// The run timeout when a configuration sets none: one hour.
     pub const DEFAULT_TIMEOUT_S: u64 = 3600;
+
+    /// The run timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_s.unwrap_or(Self::DEFAULT_TIMEOUT_S))
+    }
+
+    /// Reads one configuration file; a `process` configuration's commands run in its directory.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file when it cannot be read or is not a configuration.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let invalid = |reason: String| Error::Config { path: path.to_owned(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let mut configuration: Self = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if let EngineSpec::Process(spec) = &mut configuration.engine {
+            if spec.command.is_empty() {
+                return Err(invalid("`command` must name a program".to_owned()));
+            }
+            spec.source_dir = path.parent().map(Path::to_path_buf);
+        }
+        Ok(configuration)
+    }
+
+    /// Reads every `*.json` file of a directory, sorted by file name.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for the first file that is not a configuration, or when two files share
+    /// an id; [`Error::Io`] when the directory cannot be read.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Self>> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|source| Error::Io { action: "read", path: dir.to_owned(), source })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json") && path.is_file())
+            .collect();
+        paths.sort();
+        let mut configurations: Vec<Self> = Vec::with_capacity(paths.len());
+        for path in paths {
+            let configuration = Self::from_file(&path)?;
+            if configurations.iter().any(|c| c.id == configuration.id) {
+                return Err(Error::Config {
+                    path,
+                    reason: format!("a second configuration with id {:?}", configuration.id.as_str()),
+                });
+            }
+            configurations.push(configuration);
+        }
+        Ok(configurations)
+    }
 }
 
 /// Which engine runs a configuration, with its settings; the JSON field `engine` names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "engine", rename_all = "snake_case")]
+///
+/// `extract` and `process` are ade's own engines; any other name selects an engine registered with
+/// the runtime by an embedding application, and its other fields are kept as its settings.
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum EngineSpec {
     /// The reference spreadsheet engine.
     Extract(ExtractSpec),
     /// A command that speaks the subprocess wire (SPEC §8.2).
     Process(ProcessSpec),
+    /// An engine registered by the embedding application under `engine`.
+    Custom {
+        /// The engine's name.
+        engine: String,
+        /// The configuration's other fields, as written.
+        settings: Extra,
+    },
+}
+
+impl EngineSpec {
+    /// The engine's name: `extract`, `process`, or a custom one.
+    pub fn engine_name(&self) -> &str {
+        match self {
+            Self::Extract(_) => "extract",
+            Self::Process(_) => "process",
+            Self::Custom { engine, .. } => engine,
+        }
+    }
+}
+
+impl Serialize for EngineSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut map = match self {
+            Self::Extract(spec) => to_object(spec).map_err(S::Error::custom)?,
+            Self::Process(spec) => to_object(spec).map_err(S::Error::custom)?,
+            Self::Custom { settings, .. } => settings.clone(),
+        };
+        map.insert("engine".to_owned(), self.engine_name().into());
+        map.serialize(serializer)
+    }
+}
+
+fn to_object<T: Serialize>(value: &T) -> Result<Extra, serde_json::Error> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(serde::ser::Error::custom("engine settings must be an object")),
+    }
+}
+
+impl<'de> Deserialize<'de> for EngineSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = Extra::deserialize(deserializer)?;
+        let engine = match map.remove("engine") {
+            Some(serde_json::Value::String(engine)) => engine,
+            Some(_) => return Err(D::Error::custom("`engine` must be a string")),
+            None => return Err(D::Error::missing_field("engine")),
+        };
+        let settings = serde_json::Value::Object(map);
+        match engine.as_str() {
+            "extract" => serde_json::from_value(settings).map(Self::Extract).map_err(D::Error::custom),
+            "process" => serde_json::from_value(settings).map(Self::Process).map_err(D::Error::custom),
+            "" => Err(D::Error::custom("`engine` must not be empty")),
+            _ => match settings {
+                serde_json::Value::Object(settings) => Ok(Self::Custom { engine, settings }),
+                _ => Err(D::Error::custom("engine settings must be an object")),
+            },
+        }
+    }
+}
+
+impl JsonSchema for EngineSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EngineSpec".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let tagged = |name: &str, spec: schemars::Schema| {
+            schemars::json_schema!({
+                "allOf": [
+                    { "type": "object", "properties": { "engine": { "const": name } }, "required": ["engine"] },
+                    spec,
+                ]
+            })
+        };
+        schemars::json_schema!({
+            "description": "The engine (`engine`) and its settings.",
+            "oneOf": [
+                tagged("extract", generator.subschema_for::<ExtractSpec>()),
+                tagged("process", generator.subschema_for::<ProcessSpec>()),
+                {
+                    "description": "An engine registered by the embedding application; other fields are its settings.",
+                    "type": "object",
+                    "properties": { "engine": { "type": "string", "minLength": 1, "not": { "enum": ["extract", "process"] } } },
+                    "required": ["engine"],
+                },
+            ]
+        })
+    }
 }
 
 /// Settings of the `extract` engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ExtractSpec {
     /// The canonical fields, in output order.
     pub fields: Vec<FieldSpec>,
@@ -117,6 +262,7 @@ pub enum FieldType {
 
 /// Settings of the `process` engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     /// The engine's command line (argv); the first item is the program.
     pub command: Vec<String>,
@@ -126,6 +272,11 @@ pub struct ProcessSpec {
     /// Extra environment for the build and engine commands.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The directory the configuration was loaded from: the commands' working directory, so a
+    /// configuration can ship its script beside it. Not part of the JSON.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub source_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -155,7 +306,19 @@ mod tests {
             "fields": [{"name": "email", "requried": true}]
         });
         assert!(serde_json::from_value::<Configuration>(typo).is_err());
-        let unknown_engine = serde_json::json!({"id": "x", "version": "1", "engine": "magic"});
-        assert!(serde_json::from_value::<Configuration>(unknown_engine).is_err());
+        let custom: Configuration =
+            serde_json::from_value(serde_json::json!({"id": "x", "version": "1", "engine": "magic", "speed": 3}))
+                .expect("custom engine");
+        assert!(
+            matches!(&custom.engine, EngineSpec::Custom { engine, settings } if engine == "magic" && settings["speed"] == 3)
+        );
+        assert_eq!(
+            serde_json::to_value(&custom).ok().and_then(|v| v.get("speed").cloned()),
+            Some(serde_json::json!(3))
+        );
+        let top_level_typo = serde_json::json!({"id": "x", "version": "1", "engine": "process", "comand": ["true"]});
+        assert!(serde_json::from_value::<Configuration>(top_level_typo).is_err());
+        let no_engine = serde_json::json!({"id": "x", "version": "1"});
+        assert!(serde_json::from_value::<Configuration>(no_engine).is_err());
     }
 }

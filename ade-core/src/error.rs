@@ -111,6 +111,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A configuration file is not a valid configuration.
+    #[error("configuration {}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(short, "fine");
         let mut long = "é".repeat(MAX_CONSOLE_MESSAGE); // 2 bytes each
         truncate_message(&mut long);
-        assert!(long.ends_with(&format!("…[truncated {} bytes]", MAX_CONSOLE_MESSAGE)));
+        assert!(long.ends_with(&format!("…[truncated {MAX_CONSOLE_MESSAGE} bytes]")));
         assert!(long.len() < MAX_CONSOLE_MESSAGE + 40);
     }
 }
