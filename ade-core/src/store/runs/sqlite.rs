@@ -1,5 +1,656 @@
-//! [`SqliteRunStore`]: the embedded default run store (being written).
+//! [`SqliteRunStore`]: the embedded default run store, in `<data dir>/ade.sqlite`.
+//!
+//! The schema is created and migrated when the store opens; its version is `PRAGMA user_version`.
+//! Every write that reads before it writes runs in a `BEGIN IMMEDIATE` transaction (it takes the
+//! write lock first, so it waits on `busy_timeout` instead of failing on a stale snapshot), and a
+//! claim is one `UPDATE … RETURNING` statement, so two claimers never get the same run.
 
-/// Runs, documents and idempotency keys in `ade.sqlite` under the data directory.
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::memory::{
+    check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, lease_until, page_size,
+};
+use super::{CreateOutcome, Document, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition};
+use crate::error::{Error, Result};
+use crate::event::{DocumentId, RunId, Timestamp, WorkspaceId};
+use crate::run::{Run, RunStatus};
+
+/// The database file under the data directory.
+const FILE_NAME: &str = "ade.sqlite";
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of a file store (WAL lets readers run beside the one writer).
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Schema migrations in order: applying `MIGRATIONS[i]` takes `user_version` from `i` to `i + 1`.
+/// Never edit a released migration; append a new one.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const _: () = assert!(!MIGRATIONS.is_empty());
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE runs (
+    id                    TEXT    NOT NULL PRIMARY KEY,
+    workspace_id          TEXT    NOT NULL,
+    configuration_id      TEXT    NOT NULL,
+    configuration_version TEXT    NOT NULL,
+    build_id              TEXT,
+    status                TEXT    NOT NULL,
+    mode                  TEXT    NOT NULL,
+    document_ids          TEXT    NOT NULL, -- JSON array
+    options               TEXT    NOT NULL, -- JSON object
+    created_at            TEXT    NOT NULL, -- RFC 3339
+    created_at_us         INTEGER NOT NULL, -- the same instant, for ordering
+    started_at            TEXT,
+    completed_at          TEXT,
+    exit_code             INTEGER,
+    failure               TEXT,             -- JSON object
+    last_sequence         INTEGER NOT NULL,
+    summary               TEXT,             -- JSON object
+    links                 TEXT    NOT NULL, -- JSON object
+    lease_owner           TEXT,
+    lease_until_us        INTEGER
+) STRICT;
+
+CREATE INDEX runs_by_time ON runs (created_at_us DESC, id DESC);
+CREATE INDEX runs_by_workspace ON runs (workspace_id, created_at_us DESC, id DESC);
+CREATE INDEX runs_by_configuration ON runs (configuration_id, created_at_us DESC, id DESC);
+CREATE INDEX runs_by_status ON runs (status, created_at_us, id);
+
+CREATE TABLE documents (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    workspace_id  TEXT    NOT NULL,
+    filename      TEXT    NOT NULL,
+    byte_size     INTEGER NOT NULL,
+    sha256        TEXT    NOT NULL,
+    content_type  TEXT    NOT NULL,
+    created_at    TEXT    NOT NULL,
+    created_at_us INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE idempotency_keys (
+    workspace_id  TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    request_hash  TEXT    NOT NULL,
+    run_id        TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, key)
+) STRICT;
+
+CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id);
+"#;
+
+/// Runs, documents and idempotency keys in `ade.sqlite` under the data directory. Cloning shares
+/// the connection pool.
 #[derive(Debug, Clone)]
-pub struct SqliteRunStore {}
+pub struct SqliteRunStore {
+    pool: SqlitePool,
+    path: Option<PathBuf>,
+}
+
+fn db(error: sqlx::Error) -> Error {
+    Error::Database(error.to_string())
+}
+
+impl SqliteRunStore {
+    /// Opens (creating it and `data_dir` if needed) `<data_dir>/ade.sqlite`, in WAL mode, and
+    /// brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created; [`Error::Database`] when the database
+    /// cannot be opened or migrated, or was written by a newer version of ade.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = data_dir.as_ref();
+        tokio::fs::create_dir_all(dir).await.map_err(|source| Error::Io {
+            action: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // WAL is a property of the file, and switching to it takes a lock `busy_timeout` does not
+        // wait for: do it, and the migrations, on one connection before the pool opens.
+        let mut setup =
+            SqliteConnection::connect_with(&options.clone().journal_mode(SqliteJournalMode::Wal)).await.map_err(db)?;
+        migrate(&mut setup).await?;
+        setup.close().await.map_err(db)?;
+        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(db)?;
+        Ok(Self { pool, path: Some(path) })
+    }
+
+    /// A store in a private in-memory database (one connection), for tests.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when SQLite cannot be set up.
+    pub async fn open_in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
+        // The database lives as long as its only connection: never let the pool drop it.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        let mut conn = pool.acquire().await.map_err(db)?;
+        migrate(&mut conn).await?;
+        drop(conn);
+        Ok(Self { pool, path: None })
+    }
+
+    /// The database file; `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Closes every connection (checkpointing the WAL); later calls on the store fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Applies the migrations the database lacks, in one transaction.
+async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(db)?;
+    let current = usize::try_from(version).map_err(|_| Error::Database(format!("bad schema version {version}")))?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Database(format!(
+            "the database has schema version {current}, newer than the {SCHEMA_VERSION} this version of ade knows"
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(db)?;
+        // PRAGMA takes no parameters; the version is a number of ours, not input.
+        sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {}", index + 1)))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+// ---- Encoding ------------------------------------------------------------------------------------
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>> {
+    value.map(json).transpose()
+}
+
+/// The wire spelling of a unit enum (`RunMode`, …).
+fn enum_text<T: Serialize>(value: &T) -> Result<String> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(text) => Ok(text),
+        other => Err(Error::Database(format!("expected a string for an enum, got {other}"))),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
+}
+
+fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name).map_err(|e| Error::Database(format!("column {name}: {e}")))
+}
+
+fn parsed<T: FromStr<Err = Error>>(row: &SqliteRow, name: &str) -> Result<T> {
+    column::<String>(row, name)?.parse()
+}
+
+fn parsed_opt<T: FromStr<Err = Error>>(row: &SqliteRow, name: &str) -> Result<Option<T>> {
+    column::<Option<String>>(row, name)?.map(|text| text.parse()).transpose()
+}
+
+fn from_json<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T> {
+    Ok(serde_json::from_str(&column::<String>(row, name)?)?)
+}
+
+fn from_json_opt<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<Option<T>> {
+    Ok(column::<Option<String>>(row, name)?.map(|text| serde_json::from_str(&text)).transpose()?)
+}
+
+fn from_enum_text<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T> {
+    Ok(serde_json::from_value(serde_json::Value::String(column(row, name)?))?)
+}
+
+fn to_u64(row: &SqliteRow, name: &str) -> Result<u64> {
+    let value: i64 = column(row, name)?;
+    u64::try_from(value).map_err(|_| Error::Database(format!("column {name}: negative value {value}")))
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<Run> {
+    Ok(Run {
+        id: parsed(row, "id")?,
+        workspace_id: parsed(row, "workspace_id")?,
+        configuration_id: parsed(row, "configuration_id")?,
+        configuration_version: column(row, "configuration_version")?,
+        build_id: parsed_opt(row, "build_id")?,
+        status: from_enum_text(row, "status")?,
+        mode: from_enum_text(row, "mode")?,
+        document_ids: from_json(row, "document_ids")?,
+        options: from_json(row, "options")?,
+        created_at: parsed(row, "created_at")?,
+        started_at: parsed_opt(row, "started_at")?,
+        completed_at: parsed_opt(row, "completed_at")?,
+        exit_code: column(row, "exit_code")?,
+        failure: from_json_opt(row, "failure")?,
+        last_sequence: to_u64(row, "last_sequence")?,
+        summary: from_json_opt(row, "summary")?,
+        links: from_json(row, "links")?,
+    })
+}
+
+fn document_from_row(row: &SqliteRow) -> Result<Document> {
+    Ok(Document {
+        id: parsed(row, "id")?,
+        workspace_id: parsed(row, "workspace_id")?,
+        filename: column(row, "filename")?,
+        byte_size: to_u64(row, "byte_size")?,
+        sha256: column(row, "sha256")?,
+        content_type: column(row, "content_type")?,
+        created_at: parsed(row, "created_at")?,
+    })
+}
+
+async fn insert_run(conn: &mut SqliteConnection, run: &Run) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runs (id, workspace_id, configuration_id, configuration_version, build_id, status, mode,
+             document_ids, options, created_at, created_at_us, started_at, completed_at, exit_code, failure,
+             last_sequence, summary, links)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id.to_string())
+    .bind(run.workspace_id.as_str())
+    .bind(run.configuration_id.as_str())
+    .bind(run.configuration_version.as_str())
+    .bind(run.build_id.map(|id| id.to_string()))
+    .bind(run.status.as_str())
+    .bind(enum_text(&run.mode)?)
+    .bind(json(&run.document_ids)?)
+    .bind(json(&run.options)?)
+    .bind(run.created_at.to_string())
+    .bind(run.created_at.unix_micros())
+    .bind(run.started_at.map(|t| t.to_string()))
+    .bind(run.completed_at.map(|t| t.to_string()))
+    .bind(run.exit_code)
+    .bind(json_opt(run.failure.as_ref())?)
+    .bind(to_i64(run.last_sequence, "last_sequence")?)
+    .bind(json_opt(run.summary.as_ref())?)
+    .bind(json(&run.links)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The current status of run `id`, inside a transaction.
+async fn current_status(conn: &mut SqliteConnection, id: RunId) -> Result<RunStatus> {
+    let row = sqlx::query("SELECT status FROM runs WHERE id = ?1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or(Error::RunNotFound(id))?;
+    from_enum_text(&row, "status")
+}
+
+fn now_us() -> i64 {
+    Timestamp::now().unix_micros()
+}
+
+#[async_trait]
+impl RunStore for SqliteRunStore {
+    async fn create_run(&self, run: &Run, idempotency: Option<&IdempotencyKey>) -> Result<CreateOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        if let Some(key) = idempotency {
+            let seen = sqlx::query(
+                "SELECT request_hash, run_id, created_at_us FROM idempotency_keys WHERE workspace_id = ?1 AND key = ?2",
+            )
+            .bind(run.workspace_id.as_str())
+            .bind(key.key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(seen) = seen
+                && key_is_live(column(&seen, "created_at_us")?, now_us())
+            {
+                if column::<String>(&seen, "request_hash")? != key.request_hash {
+                    return Ok(CreateOutcome::KeyConflict);
+                }
+                let existing = sqlx::query("SELECT * FROM runs WHERE id = ?1")
+                    .bind(column::<String>(&seen, "run_id")?)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if let Some(existing) = existing {
+                    return Ok(CreateOutcome::Existing(run_from_row(&existing)?));
+                }
+            }
+        }
+        insert_run(&mut tx, run).await?;
+        if let Some(key) = idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (workspace_id, key, request_hash, run_id, created_at_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (workspace_id, key) DO UPDATE SET
+                     request_hash = excluded.request_hash,
+                     run_id = excluded.run_id,
+                     created_at_us = excluded.created_at_us",
+            )
+            .bind(run.workspace_id.as_str())
+            .bind(key.key.as_str())
+            .bind(key.request_hash.as_str())
+            .bind(run.id.to_string())
+            .bind(run.created_at.unix_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created(run.clone()))
+    }
+
+    async fn get_run(&self, workspace_id: Option<&WorkspaceId>, id: RunId) -> Result<Option<Run>> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
+            .bind(id.to_string())
+            .bind(workspace_id.map(WorkspaceId::as_str))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, limit: usize, cursor: Option<&str>) -> Result<RunPage> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = page_size(limit);
+        let rows = sqlx::query(
+            "SELECT * FROM runs
+             WHERE (?1 IS NULL OR workspace_id = ?1)
+               AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR configuration_id = ?3)
+               AND (?4 IS NULL OR (created_at_us, id) < (?4, ?5))
+             ORDER BY created_at_us DESC, id DESC
+             LIMIT ?6",
+        )
+        .bind(filter.workspace_id.as_ref().map(WorkspaceId::as_str))
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(filter.configuration_id.as_ref().map(|c| c.as_str()))
+        .bind(after.map(|(micros, _)| micros))
+        .bind(after.map(|(_, id)| id.to_string()))
+        .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|last| encode_cursor(last.created_at.unix_micros(), last.id))
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let from = current_status(&mut tx, id).await?;
+        if let Some(to) = transition.to {
+            check_transition(id, from, to)?;
+        }
+        let row = sqlx::query(
+            "UPDATE runs SET
+                 status = COALESCE(?2, status),
+                 build_id = COALESCE(?3, build_id),
+                 started_at = COALESCE(?4, started_at),
+                 last_sequence = COALESCE(?5, last_sequence)
+             WHERE id = ?1
+             RETURNING *",
+        )
+        .bind(id.to_string())
+        .bind(transition.to.map(RunStatus::as_str))
+        .bind(transition.build_id.map(|b| b.to_string()))
+        .bind(transition.started_at.map(|t| t.to_string()))
+        .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let run = run_from_row(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(run)
+    }
+
+    async fn finalize(&self, id: RunId, finalization: Finalization) -> Result<Run> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let from = current_status(&mut tx, id).await?;
+        check_finalization(id, from, finalization.status)?;
+        let row = sqlx::query(
+            "UPDATE runs SET
+                 status = ?2, completed_at = ?3, exit_code = ?4, failure = ?5, summary = ?6,
+                 last_sequence = ?7, lease_owner = NULL, lease_until_us = NULL
+             WHERE id = ?1
+             RETURNING *",
+        )
+        .bind(id.to_string())
+        .bind(finalization.status.as_str())
+        .bind(finalization.completed_at.to_string())
+        .bind(finalization.exit_code)
+        .bind(json_opt(finalization.failure.as_ref())?)
+        .bind(json(&finalization.summary)?)
+        .bind(to_i64(finalization.last_sequence, "last_sequence")?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let run = run_from_row(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(run)
+    }
+
+    async fn claim_queued(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let now = now_us();
+        // One statement: SQLite takes the write lock before it picks the run, so no other claim
+        // can pick the same one in between.
+        let row = sqlx::query(
+            "UPDATE runs SET lease_owner = ?1, lease_until_us = ?2
+             WHERE id = (
+                 SELECT id FROM runs
+                 WHERE status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ?3)
+                 ORDER BY created_at_us, id
+                 LIMIT 1
+             )
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(lease_until(now, lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn renew_lease(&self, id: RunId, owner: &str, lease: Duration) -> Result<bool> {
+        let done = sqlx::query("UPDATE runs SET lease_until_us = ?3 WHERE id = ?1 AND lease_owner = ?2")
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(lease_until(now_us(), lease))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn runs_in(&self, statuses: &[RunStatus]) -> Result<Vec<Run>> {
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT * FROM runs
+             WHERE status IN (SELECT value FROM json_each(?1))
+             ORDER BY created_at_us, id",
+        )
+        .bind(json(&statuses)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn clear_leases(&self) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until_us = NULL
+             WHERE lease_owner IS NOT NULL OR lease_until_us IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_document(&self, document: &Document) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO documents (id, workspace_id, filename, byte_size, sha256, content_type, created_at,
+                 created_at_us)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(document.id.to_string())
+        .bind(document.workspace_id.as_str())
+        .bind(document.filename.as_str())
+        .bind(to_i64(document.byte_size, "byte_size")?)
+        .bind(document.sha256.as_str())
+        .bind(document.content_type.as_str())
+        .bind(document.created_at.to_string())
+        .bind(document.created_at.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_document(&self, workspace_id: Option<&WorkspaceId>, id: DocumentId) -> Result<Option<Document>> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
+            .bind(id.to_string())
+            .bind(workspace_id.map(WorkspaceId::as_str))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::runs::conformance::{self, created_at, queued_run, test_document};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conforms() {
+        conformance::run_all(&|| async {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = SqliteRunStore::open(dir.path()).await.expect("open");
+            (Arc::new(store) as Arc<dyn RunStore>, dir)
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conforms_in_memory() {
+        conformance::run_all(&|| async {
+            (Arc::new(SqliteRunStore::open_in_memory().await.expect("open")) as Arc<dyn RunStore>, ())
+        })
+        .await;
+    }
+
+    async fn user_version(store: &SqliteRunStore) -> i64 {
+        sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.pool).await.expect("user_version")
+    }
+
+    #[tokio::test]
+    async fn open_creates_the_directory_and_a_wal_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("nested/data");
+        let store = SqliteRunStore::open(&data_dir).await.expect("open");
+        assert_eq!(store.path(), Some(data_dir.join("ade.sqlite").as_path()));
+        assert!(data_dir.join("ade.sqlite").is_file());
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.expect("mode");
+        assert_eq!(mode, "wal");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.pool).await.expect("fk");
+        assert_eq!(foreign_keys, 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_schema_version_is_set_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteRunStore::open(dir.path()).await.expect("open");
+        assert_eq!(user_version(&store).await, i64::try_from(SCHEMA_VERSION).expect("small"));
+        let memory = SqliteRunStore::open_in_memory().await.expect("open in memory");
+        assert_eq!(user_version(&memory).await, i64::try_from(SCHEMA_VERSION).expect("small"));
+
+        sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)))
+            .execute(&store.pool)
+            .await
+            .expect("bump version");
+        store.close().await;
+        let newer = SqliteRunStore::open(dir.path()).await;
+        assert!(matches!(newer, Err(Error::Database(ref m)) if m.contains("newer")), "{newer:?}");
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = IdempotencyKey { key: "k1".to_owned(), request_hash: "h1".to_owned() };
+        let now = Timestamp::now().unix_micros();
+        let keyed = created_at(queued_run("acme", "members"), now);
+        let claimed = created_at(queued_run("acme", "members"), now + 1);
+        let finished = created_at(queued_run("other", "payroll"), now + 2);
+        let document = test_document("acme");
+        {
+            let store = SqliteRunStore::open(dir.path()).await.expect("open");
+            store.create_run(&keyed, Some(&key)).await.expect("create keyed");
+            store.create_run(&claimed, None).await.expect("create claimed");
+            store.create_run(&finished, None).await.expect("create finished");
+            store.transition(finished.id, Transition::to(RunStatus::Running).last_sequence(3)).await.expect("run");
+            store.create_document(&document).await.expect("document");
+            assert!(store.claim_queued("w1", Duration::from_secs(3600)).await.expect("claim").is_some());
+            store.close().await;
+        }
+        let store = SqliteRunStore::open(dir.path()).await.expect("reopen");
+        assert_eq!(store.get_run(None, keyed.id).await.expect("get"), Some(keyed.clone()));
+        let running = store.get_run(None, finished.id).await.expect("get").expect("stored");
+        assert_eq!((running.status, running.last_sequence), (RunStatus::Running, 3));
+        assert_eq!(store.get_document(None, document.id).await.expect("get"), Some(document));
+        let again = store.create_run(&queued_run("acme", "members"), Some(&key)).await.expect("create again");
+        assert_eq!(again, CreateOutcome::Existing(keyed.clone()), "the idempotency key survives");
+        // The lease survives too: the first claim took `keyed`, so `claimed` is next.
+        assert!(store.renew_lease(keyed.id, "w1", Duration::from_secs(60)).await.expect("renew"));
+        let next = store.claim_queued("w2", Duration::from_secs(60)).await.expect("claim").expect("one left");
+        assert_eq!(next.id, claimed.id);
+        let page = store.list_runs(&RunFilter::default(), 10, None).await.expect("list");
+        assert_eq!(page.runs.len(), 3);
+    }
+}
