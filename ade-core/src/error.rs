@@ -111,6 +111,24 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// No configuration has this id.
+    #[error("unknown configuration {0}")]
+    UnknownConfiguration(crate::event::ConfigurationId),
+    /// No document has this id (in this workspace).
+    #[error("unknown document {0}")]
+    UnknownDocument(crate::event::DocumentId),
+    /// The idempotency key was used with a different request.
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyConflict,
+    /// The run has already ended.
+    #[error("run {0} has already ended")]
+    AlreadyTerminal(RunId),
+    /// An upload is larger than allowed.
+    #[error("the document is larger than the {limit}-byte limit")]
+    DocumentTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// A configuration file is not a valid configuration.
     #[error("configuration {}: {reason}", path.display())]
     Config {

@@ -40,6 +40,9 @@ pub use error::{Error, Result};
 pub mod dispatch;
 pub mod engine;
 pub mod metrics;
+pub mod orchestrate;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
+
+pub use orchestrate::{CreateRun, Created, Runtime, RuntimeBuilder};

@@ -1,3 +1,4 @@
 //! Cross-crate tests of the `ade` workspace, in one binary to keep link time down.
 
+mod recovery;
 mod schemas;

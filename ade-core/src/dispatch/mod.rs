@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::broadcast;
 
 pub use subscription::After;
-pub use writer::{RunContext, RunWriter};
+pub use writer::{PublishGate, RunContext, RunWriter};
 
 use crate::error::Result;
 use crate::event::{RunId, StoredEvent};
@@ -36,6 +36,8 @@ pub struct DispatchOptions {
     pub live_buffer: usize,
     /// Most events written in one append.
     pub max_batch: usize,
+    /// Largest serialized event (SPEC §9: 1 MiB); larger ones are refused with `EventTooLarge`.
+    pub max_event_bytes: usize,
     /// Events a writer may have waiting for the store before `emit` waits (back-pressure from the
     /// store only; subscribers never slow a writer).
     pub max_pending: usize,
@@ -45,7 +47,13 @@ impl Default for DispatchOptions {
     fn default() -> Self {
         // A batch is published at once, so it should be well below the ring, or every batch would
         // push subscribers off it.
-        Self { durability: Durability::Buffered, live_buffer: 2048, max_batch: 512, max_pending: 16 * 1024 }
+        Self {
+            durability: Durability::Buffered,
+            live_buffer: 2048,
+            max_batch: 512,
+            max_event_bytes: 1024 * 1024,
+            max_pending: 16 * 1024,
+        }
     }
 }
 
@@ -93,6 +101,8 @@ struct Inner {
     hubs: Mutex<HashMap<RunId, Weak<Hub>>>,
     /// Runs with an open writer.
     writers: Mutex<HashMap<RunId, ()>>,
+    /// Signalled whenever a run's writer is released.
+    writer_released: tokio::sync::Notify,
     subscribers: AtomicUsize,
     catch_ups: AtomicU64,
 }
@@ -112,6 +122,7 @@ impl Dispatcher {
                 options,
                 hubs: Mutex::new(HashMap::new()),
                 writers: Mutex::new(HashMap::new()),
+                writer_released: tokio::sync::Notify::new(),
                 subscribers: AtomicUsize::new(0),
                 catch_ups: AtomicU64::new(0),
             }),
@@ -136,6 +147,28 @@ impl Dispatcher {
     /// errors reading the log's tail.
     pub async fn open_run(&self, context: RunContext) -> Result<RunWriter> {
         writer::open(self.clone(), context).await
+    }
+
+    /// [`open_run`](Self::open_run), waiting while another writer of the run (in this process)
+    /// finishes instead of failing with `WriterBusy`.
+    ///
+    /// # Errors
+    /// As [`open_run`](Self::open_run), except `WriterBusy`.
+    pub async fn open_run_when_free(&self, context: RunContext) -> Result<RunWriter> {
+        loop {
+            let released = self.inner.writer_released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.open_run(context.clone()).await {
+                Err(crate::Error::WriterBusy(_)) => released.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Signalled whenever a run's writer is released (to wait for one without polling).
+    pub(crate) fn writer_released(&self) -> &tokio::sync::Notify {
+        &self.inner.writer_released
     }
 
     /// The events of a run with `sequence > after`, in order, without gap or duplicate, from the

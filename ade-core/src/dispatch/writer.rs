@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use ulid::Generator;
 
 use super::{Dispatcher, Hub, lock};
@@ -45,6 +45,15 @@ impl RunContext {
 struct Pending {
     epoch: u64,
     event: Arc<StoredEvent>,
+    /// When set, the event is published only once this resolves (see [`RunWriter::emit_gated`]).
+    gate: Option<oneshot::Receiver<()>>,
+}
+
+/// Holds back the publication of an event persisted by [`RunWriter::emit_gated`]; dropping it
+/// lets the event go to subscribers.
+#[derive(Debug)]
+pub struct PublishGate {
+    _open: oneshot::Sender<()>,
 }
 
 /// What the writer has stamped.
@@ -83,6 +92,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct RunWriter {
     key: RunKey,
+    max_event_bytes: usize,
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Pending>,
     permits: Arc<Semaphore>,
@@ -131,7 +141,8 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
         _registration: registered,
     };
     tokio::spawn(committer.run(pending));
-    Ok(RunWriter { key, shared, queue, permits })
+    let max_event_bytes = dispatcher.inner.options.max_event_bytes;
+    Ok(RunWriter { key, max_event_bytes, shared, queue, permits })
 }
 
 /// Unregisters the run's writer when the commit task ends, so a new writer can open it.
@@ -144,6 +155,7 @@ struct WriterRegistration {
 impl Drop for WriterRegistration {
     fn drop(&mut self) {
         lock(&self.dispatcher.inner.writers).remove(&self.run_id);
+        self.dispatcher.inner.writer_released.notify_waiters();
     }
 }
 
@@ -177,6 +189,32 @@ impl RunWriter {
     /// [`Error::RunComplete`] after `run.completed` was emitted; [`Error::Json`] when the payload
     /// cannot be serialized; [`Error::WriterClosed`] when the commit task is gone.
     pub async fn emit(&self, source: EventSource, payload: impl Into<EventPayload>) -> Result<u64> {
+        self.emit_inner(source, payload.into(), None).await
+    }
+
+    /// [`emit`](Self::emit), but subscribers get the event only after the returned gate is
+    /// dropped, while [`flush`](Self::flush) returns as soon as it is persisted. The runtime
+    /// uses this to record a run as finished between persisting its `run.completed` and
+    /// publishing it, so whoever sees `run.completed` finds the run finished.
+    ///
+    /// # Errors
+    /// As [`emit`](Self::emit).
+    pub async fn emit_gated(
+        &self,
+        source: EventSource,
+        payload: impl Into<EventPayload>,
+    ) -> Result<(u64, PublishGate)> {
+        let (open, gate) = oneshot::channel();
+        let sequence = self.emit_inner(source, payload.into(), Some(gate)).await?;
+        Ok((sequence, PublishGate { _open: open }))
+    }
+
+    async fn emit_inner(
+        &self,
+        source: EventSource,
+        payload: EventPayload,
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> Result<u64> {
         let permit = self.permits.acquire().await.map_err(|_| Error::WriterClosed(self.key.run_id))?;
         let mut stamping = lock(&self.shared.stamping);
         if stamping.completed {
@@ -193,20 +231,24 @@ impl RunWriter {
             configuration_id: stamping.context.configuration_id.clone(),
             run_id: stamping.context.run_id,
             build_id: stamping.context.build_id,
-            payload: payload.into(),
+            payload,
         };
         let terminal = envelope.is_terminal();
         let event = Arc::new(StoredEvent::serialize_with(envelope, &mut stamping.scratch)?);
+        if event.json().len() > self.max_event_bytes {
+            return Err(Error::EventTooLarge { size: event.json().len(), limit: self.max_event_bytes });
+        }
         // Queued under the lock, so the queue's order is the sequence order.
-        self.queue.send(Pending { epoch: stamping.epoch, event }).map_err(|_| Error::WriterClosed(self.key.run_id))?;
+        let pending = Pending { epoch: stamping.epoch, event, gate };
+        self.queue.send(pending).map_err(|_| Error::WriterClosed(self.key.run_id))?;
         permit.forget(); // given back by the commit task once the event is written
         stamping.next_sequence += 1;
         stamping.completed |= terminal;
         Ok(sequence)
     }
 
-    /// Waits until every event emitted so far is persisted and published; returns the last
-    /// persisted sequence.
+    /// Waits until every event emitted so far is persisted (and published, but for a gated one);
+    /// returns the last persisted sequence.
     ///
     /// # Errors
     /// [`Error::WriteFailed`] when some of those events could not be persisted: none of them from
@@ -257,6 +299,7 @@ impl Committer {
         let options = self.dispatcher.inner.options.clone();
         let mut batch: Vec<Pending> = Vec::new();
         let mut events: Vec<Arc<StoredEvent>> = Vec::new();
+        let mut gates: Vec<(usize, oneshot::Receiver<()>)> = Vec::new();
         loop {
             batch.clear();
             if pending.recv_many(&mut batch, options.max_batch).await == 0 {
@@ -265,8 +308,14 @@ impl Committer {
             let taken = batch.len();
             let epoch = lock(&self.shared.stamping).epoch;
             events.clear();
-            events.extend(batch.drain(..).filter(|p| p.epoch == epoch).map(|p| p.event));
-            let completed = !events.is_empty() && self.commit(&events, options.durability, epoch).await;
+            gates.clear();
+            for pending in batch.drain(..).filter(|p| p.epoch == epoch) {
+                if let Some(gate) = pending.gate {
+                    gates.push((events.len(), gate));
+                }
+                events.push(pending.event);
+            }
+            let completed = !events.is_empty() && self.commit(&events, &mut gates, options.durability, epoch).await;
             self.permits.add_permits(taken);
             if completed {
                 break;
@@ -276,7 +325,13 @@ impl Committer {
     }
 
     /// Appends and publishes one batch; returns whether it ended the run.
-    async fn commit(&self, events: &[Arc<StoredEvent>], durability: Durability, epoch: u64) -> bool {
+    async fn commit(
+        &self,
+        events: &[Arc<StoredEvent>],
+        gates: &mut Vec<(usize, oneshot::Receiver<()>)>,
+        durability: Durability,
+        epoch: u64,
+    ) -> bool {
         let terminal = events.last().is_some_and(|e| e.is_terminal());
         let durability = if terminal { Durability::Fsync } else { durability };
         let started = Instant::now();
@@ -284,12 +339,17 @@ impl Committer {
         ::metrics::histogram!(metrics::EVENT_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         match appended {
             Ok(()) => {
-                for event in events {
+                let last = events.last().map_or(0, |e| e.sequence());
+                self.shared.durable.send_modify(|d| d.sequence = last);
+                let mut gates = gates.drain(..).peekable();
+                for (index, event) in events.iter().enumerate() {
+                    if let Some((_, gate)) = gates.next_if(|(at, _)| *at == index) {
+                        // Opened, or dropped: either way the event may go out now.
+                        let _ = gate.await;
+                    }
                     self.hub.publish(event.clone());
                 }
                 count_events(events);
-                let last = events.last().map_or(0, |e| e.sequence());
-                self.shared.durable.send_modify(|d| d.sequence = last);
                 terminal
             }
             Err(error) => {

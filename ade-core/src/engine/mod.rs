@@ -124,7 +124,7 @@ impl EngineOutcome {
 }
 
 /// What a successful build produced; cached by fingerprint and handed to every run that uses it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildArtifact {
     /// The build that made it.
     pub build_id: BuildId,

@@ -343,6 +343,8 @@ async fn run_subprocess(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that a cancel also stops what a wrapper script started.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child =
         command.spawn().map_err(|e| format!("cannot start {program:?} (working directory {}): {e}", cwd.display()))?;
@@ -376,11 +378,12 @@ async fn run_subprocess(
             () = &mut pumps, if !pumps_done => pumps_done = true,
             () = cancel.cancelled(), if !terminated => {
                 terminated = true;
-                terminate(child.id());
+                signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
                 kill_at.as_mut().reset(tokio::time::Instant::now() + grace);
             }
             () = &mut kill_at, if terminated && !killed => {
                 killed = true;
+                signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
                 // Fails only when the child is already gone, which `wait` is about to report.
                 let _ = child.start_kill();
             }
@@ -411,13 +414,13 @@ async fn run_subprocess(
     Ok(Finished { ending, output_paths: out.output_paths, log_error })
 }
 
-/// Sends SIGTERM to a child that has not been reaped yet (so its pid is still its own).
-fn terminate(pid: Option<u32>) {
-    use nix::sys::signal::{Signal, kill};
+/// Signals the process group of a child that has not been reaped yet (so its pid, which is
+/// also its group's id, is still its own): the engine and whatever it started.
+fn signal_group(pid: Option<u32>, signal: nix::sys::signal::Signal) {
     use nix::unistd::Pid;
     if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-        // Fails only when the child is already gone, which `wait` is about to report.
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        // Fails only when the group is already gone, which `wait` is about to report.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), signal);
     }
 }
 

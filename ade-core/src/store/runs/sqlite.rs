@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection, Row};
 
@@ -125,7 +126,11 @@ impl SqliteRunStore {
             .filename(&path)
             .create_if_missing(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // In WAL mode, NORMAL survives a process crash and loses at most the last commits on
+            // a power loss; the event log (whose `run.completed` is always fsynced) is the source
+            // of truth that recovery reconciles the table with.
+            .synchronous(SqliteSynchronous::Normal);
         // WAL is a property of the file, and switching to it takes a lock `busy_timeout` does not
         // wait for: do it, and the migrations, on one connection before the pool opens.
         let mut setup =

@@ -1,0 +1,579 @@
+//! The runtime (SPEC §2.3–§3, §6, §8): runs from queue to `run.completed`.
+//!
+//! [`Runtime`] is the embedding entry point: it owns the stores, the dispatcher, the registered
+//! engines and configurations, a queue served by workers, the build cache, cancellation, timeouts,
+//! and recovery of runs a dead process left behind.
+
+mod builds;
+mod documents;
+mod execute;
+mod recovery;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use documents::sanitize_filename;
+
+use crate::config::Configuration;
+use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter, lock};
+use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, configuration_version};
+use crate::error::{Error, Result};
+use crate::event::{ConfigurationId, DocumentId, EventSource, QueuedBy, RunId, RunQueued, Timestamp, WorkspaceId};
+use crate::run::{Run, RunLinks, RunMode, RunOptions, RunStatus};
+use crate::store::{
+    CreateOutcome, Durability, EventStore, EventStream, IdempotencyKey, MemoryEventStore, MemoryRunStore,
+    NdjsonEventStore, RunFilter, RunKey, RunPage, RunStore, SqliteRunStore,
+};
+
+/// A request to create a run.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CreateRun {
+    /// The workspace (default `default`).
+    pub workspace_id: WorkspaceId,
+    /// The configuration to execute.
+    pub configuration_id: ConfigurationId,
+    /// Input documents, in order.
+    pub document_ids: Vec<DocumentId>,
+    /// What the engine is asked to do.
+    pub mode: RunMode,
+    /// Options.
+    pub options: RunOptions,
+    /// An idempotency key with the hash of the request it came with.
+    pub idempotency: Option<IdempotencyKey>,
+    /// Who asks (reported in `run.queued`).
+    pub queued_by: Option<QueuedBy>,
+}
+
+impl CreateRun {
+    /// A run of `configuration_id` in the default workspace, no documents, mode `execute`.
+    pub fn new(configuration_id: ConfigurationId) -> Self {
+        Self {
+            workspace_id: WorkspaceId::default(),
+            configuration_id,
+            document_ids: Vec::new(),
+            mode: RunMode::Execute,
+            options: RunOptions::default(),
+            idempotency: None,
+            queued_by: None,
+        }
+    }
+
+    /// In `workspace_id`.
+    #[must_use]
+    pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
+        self.workspace_id = workspace_id;
+        self
+    }
+
+    /// With one more input document.
+    #[must_use]
+    pub fn document(mut self, id: DocumentId) -> Self {
+        self.document_ids.push(id);
+        self
+    }
+
+    /// In `mode`.
+    #[must_use]
+    pub fn mode(mut self, mode: RunMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// With `options`.
+    #[must_use]
+    pub fn options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// With an idempotency key (`request_hash` identifies the request body).
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>, request_hash: impl Into<String>) -> Self {
+        self.idempotency = Some(IdempotencyKey { key: key.into(), request_hash: request_hash.into() });
+        self
+    }
+}
+
+/// What [`Runtime::create_run`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Created {
+    /// A new run.
+    New(Run),
+    /// The run an earlier request with the same idempotency key created.
+    Existing(Run),
+}
+
+impl Created {
+    /// The run, new or existing.
+    pub fn run(&self) -> &Run {
+        match self {
+            Self::New(run) | Self::Existing(run) => run,
+        }
+    }
+
+    /// Takes the run.
+    pub fn into_run(self) -> Run {
+        match self {
+            Self::New(run) | Self::Existing(run) => run,
+        }
+    }
+}
+
+/// An engine and its builder, registered under an engine name.
+#[derive(Debug, Clone)]
+struct EngineEntry {
+    engine: Arc<dyn Engine>,
+    builder: Option<Arc<dyn Builder>>,
+}
+
+/// Configures and starts a [`Runtime`].
+#[derive(Debug)]
+#[must_use]
+pub struct RuntimeBuilder {
+    data_dir: PathBuf,
+    in_memory: bool,
+    workers: usize,
+    durability: Durability,
+    live_buffer: Option<usize>,
+    configurations_dir: Option<PathBuf>,
+    configurations: Vec<Configuration>,
+    engines: HashMap<String, EngineEntry>,
+    lease: Duration,
+    cancel_grace: Duration,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        let mut engines = HashMap::new();
+        engines.insert(
+            "process".to_owned(),
+            EngineEntry {
+                engine: Arc::new(ProcessEngine::default()),
+                builder: Some(Arc::new(ProcessBuilder::default())),
+            },
+        );
+        Self {
+            data_dir: PathBuf::from("./ade-data"),
+            in_memory: false,
+            workers: 2,
+            durability: Durability::Buffered,
+            live_buffer: None,
+            configurations_dir: None,
+            configurations: Vec::new(),
+            engines,
+            lease: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Where everything is kept (default `./ade-data`): event logs, `ade.sqlite`, documents,
+    /// outputs and builds.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// Keep runs and events in memory instead of `ade.sqlite` and NDJSON logs (documents,
+    /// outputs and builds still go to the data directory).
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+
+    /// How many runs execute at once (default 2, at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Whether event batches are fsynced (default buffered; `run.completed` always is).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Events each run keeps for live subscribers (see [`DispatchOptions::live_buffer`]).
+    pub fn live_buffer(mut self, events: usize) -> Self {
+        self.live_buffer = Some(events);
+        self
+    }
+
+    /// Loads every `*.json` configuration of `dir` at start.
+    pub fn configurations_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.configurations_dir = Some(dir.into());
+        self
+    }
+
+    /// Registers a configuration.
+    pub fn configuration(mut self, configuration: Configuration) -> Self {
+        self.configurations.push(configuration);
+        self
+    }
+
+    /// Registers an engine (and its builder, if its configurations need builds) for configurations
+    /// whose `engine` is `name`; replaces a built-in one of the same name.
+    pub fn engine(
+        mut self,
+        name: impl Into<String>,
+        engine: Arc<dyn Engine>,
+        builder: Option<Arc<dyn Builder>>,
+    ) -> Self {
+        self.engines.insert(name.into(), EngineEntry { engine, builder });
+        self
+    }
+
+    /// How long a worker's claim on a run lasts before it must be renewed (default 30 s).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a cancelled or timed-out engine gets to return before it is abandoned (default 10 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Opens the stores, recovers runs a previous process left active, and starts the workers.
+    ///
+    /// # Errors
+    /// When the data directory or the stores cannot be opened, or a configuration is invalid.
+    pub async fn build(self) -> Result<Runtime> {
+        tokio::fs::create_dir_all(&self.data_dir).await.map_err(|source| Error::Io {
+            action: "create",
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        let (events, runs): (Arc<dyn EventStore>, Arc<dyn RunStore>) = if self.in_memory {
+            (Arc::new(MemoryEventStore::new()), Arc::new(MemoryRunStore::new()))
+        } else {
+            (Arc::new(NdjsonEventStore::new(&self.data_dir)), Arc::new(SqliteRunStore::open(&self.data_dir).await?))
+        };
+        let mut options = DispatchOptions::default().with_durability(self.durability);
+        if let Some(events) = self.live_buffer {
+            options = options.with_live_buffer(events);
+        }
+        let mut configurations = HashMap::new();
+        let mut loaded = match &self.configurations_dir {
+            Some(dir) => Configuration::load_dir(dir)?,
+            None => Vec::new(),
+        };
+        loaded.extend(self.configurations);
+        for configuration in loaded {
+            configurations.insert(configuration.id.clone(), Arc::new(configuration));
+        }
+        let inner = Arc::new(Inner {
+            data_dir: self.data_dir,
+            dispatcher: Dispatcher::new(events, options),
+            runs,
+            configurations: RwLock::new(configurations),
+            engines: self.engines,
+            builds: builds::BuildCache::default(),
+            pending_writers: Mutex::new(HashMap::new()),
+            pending_ready: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            active: Mutex::new(HashMap::new()),
+            cancel_requests: Mutex::new(HashSet::new()),
+            work: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            owner: format!("ade-{}", RunId::new()),
+            lease: self.lease,
+            cancel_grace: self.cancel_grace,
+        });
+        let runtime = Runtime { inner };
+        recovery::recover(&runtime).await?;
+        for _ in 0..self.workers {
+            let worker = runtime.clone();
+            runtime.inner.tasks.spawn(async move { worker.work().await });
+        }
+        Ok(runtime)
+    }
+}
+
+/// Why an active run is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Cancelled,
+    TimedOut,
+}
+
+/// An executing run's stop switch.
+#[derive(Debug)]
+struct ActiveRun {
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    dispatcher: Dispatcher,
+    runs: Arc<dyn RunStore>,
+    configurations: RwLock<HashMap<ConfigurationId, Arc<Configuration>>>,
+    engines: HashMap<String, EngineEntry>,
+    builds: builds::BuildCache,
+    /// Writers of runs just created, kept (with `run.queued` written) for the worker that claims them.
+    pending_writers: Mutex<HashMap<RunId, RunWriter>>,
+    /// Signalled when a writer is put in `pending_writers`.
+    pending_ready: Notify,
+    /// Runs a worker or a canceller of this process is handling.
+    in_flight: Mutex<HashSet<RunId>>,
+    /// Executing runs, for cancel.
+    active: Mutex<HashMap<RunId, ActiveRun>>,
+    /// Cancels asked for while a run was between its claim and its start.
+    cancel_requests: Mutex<HashSet<RunId>>,
+    /// Signalled when there may be queued work.
+    work: Notify,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// This process's name in leases.
+    owner: String,
+    lease: Duration,
+    cancel_grace: Duration,
+}
+
+/// The embedded ade: create runs, follow their events, cancel them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Configures a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The dispatcher (for direct subscriptions and statistics).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
+    }
+
+    /// The run store.
+    pub fn run_store(&self) -> &Arc<dyn RunStore> {
+        &self.inner.runs
+    }
+
+    /// The configurations known to the runtime, sorted by id.
+    pub fn configurations(&self) -> Vec<Arc<Configuration>> {
+        let configurations = self.inner.configurations.read().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<_> = configurations.values().cloned().collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// One configuration.
+    pub fn configuration(&self, id: &ConfigurationId) -> Option<Arc<Configuration>> {
+        self.inner.configurations.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Adds or replaces a configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no registered engine runs it.
+    pub fn put_configuration(&self, configuration: Configuration) -> Result<()> {
+        if !self.inner.engines.contains_key(configuration.engine.engine_name()) {
+            return Err(Error::Config {
+                path: PathBuf::from(configuration.id.as_str()),
+                reason: format!("no engine named {:?} is registered", configuration.engine.engine_name()),
+            });
+        }
+        let mut configurations = self.inner.configurations.write().unwrap_or_else(|p| p.into_inner());
+        configurations.insert(configuration.id.clone(), Arc::new(configuration));
+        Ok(())
+    }
+
+    /// The directory of a run (outputs below it; the NDJSON log too).
+    pub fn run_dir(&self, workspace_id: &WorkspaceId, run_id: RunId) -> PathBuf {
+        self.inner.data_dir.join("workspaces").join(workspace_id.as_str()).join("runs").join(run_id.to_string())
+    }
+
+    /// Creates a run: stores it as `queued`, writes `run.queued` (sequence 1), and queues it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConfiguration`], [`Error::UnknownDocument`] (also for a document of another
+    /// workspace), [`Error::IdempotencyConflict`], store errors.
+    pub async fn create_run(&self, request: CreateRun) -> Result<Created> {
+        let configuration = self
+            .configuration(&request.configuration_id)
+            .ok_or_else(|| Error::UnknownConfiguration(request.configuration_id.clone()))?;
+        for document_id in &request.document_ids {
+            if self.inner.runs.get_document(Some(&request.workspace_id), *document_id).await?.is_none() {
+                return Err(Error::UnknownDocument(*document_id));
+            }
+        }
+        let id = RunId::new();
+        let run = Run {
+            id,
+            workspace_id: request.workspace_id.clone(),
+            configuration_id: request.configuration_id.clone(),
+            configuration_version: configuration_version(&configuration),
+            build_id: None,
+            status: RunStatus::Queued,
+            mode: request.mode,
+            document_ids: request.document_ids.clone(),
+            options: request.options.clone(),
+            created_at: Timestamp::now(),
+            started_at: None,
+            completed_at: None,
+            exit_code: None,
+            failure: None,
+            last_sequence: 1,
+            summary: None,
+            links: RunLinks::for_run(id),
+        };
+        // Take the run's one writer before the run exists anywhere, so no worker can write first.
+        let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), id);
+        let writer = self.inner.dispatcher.open_run(context).await?;
+        match self.inner.runs.create_run(&run, request.idempotency.as_ref()).await? {
+            CreateOutcome::Created(run) => {
+                let queued = RunQueued {
+                    mode: request.mode,
+                    options: request.options,
+                    queued_by: request.queued_by,
+                    ..RunQueued::default()
+                };
+                writer.emit_durable(EventSource::Api, queued).await?;
+                lock(&self.inner.pending_writers).insert(id, writer);
+                self.inner.pending_ready.notify_waiters();
+                metrics::gauge!(crate::metrics::RUNS_ACTIVE, "status" => "queued").increment(1.0);
+                self.inner.work.notify_one();
+                Ok(Created::New(run))
+            }
+            CreateOutcome::Existing(run) => Ok(Created::Existing(run)),
+            CreateOutcome::KeyConflict => Err(Error::IdempotencyConflict),
+        }
+    }
+
+    /// A run, `None` when absent or (with `workspace_id`) in another workspace. `last_sequence` is
+    /// the log's current end, and a run whose log ends with `run.completed` is shown finished even
+    /// in the instant before its row is updated.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_run(&self, workspace_id: Option<&WorkspaceId>, id: RunId) -> Result<Option<Run>> {
+        let Some(mut run) = self.inner.runs.get_run(workspace_id, id).await? else { return Ok(None) };
+        if run.status.is_terminal() {
+            return Ok(Some(run));
+        }
+        // The log is the source of truth: a `run.completed` persisted a moment before the row is
+        // updated already makes the run finished.
+        if let Some(completion) = recovery::completion_in_log(self, &run).await? {
+            run.status = completion.status;
+            run.completed_at = Some(completion.completed_at);
+            run.exit_code = completion.exit_code;
+            run.failure = completion.failure;
+            run.summary = Some(completion.summary);
+            run.last_sequence = completion.last_sequence;
+        } else {
+            let key = RunKey::new(run.workspace_id.clone(), id);
+            run.last_sequence = self.inner.dispatcher.store().tail(&key).await?.last_sequence;
+        }
+        Ok(Some(run))
+    }
+
+    /// Runs matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCursor`], store errors.
+    pub async fn list_runs(&self, filter: &RunFilter, limit: usize, cursor: Option<&str>) -> Result<RunPage> {
+        self.inner.runs.list_runs(filter, limit, cursor).await
+    }
+
+    /// The events of a run after `after`, replayed then live, ending after `run.completed`.
+    ///
+    /// # Errors
+    /// [`Error::RunNotFound`] when the run does not exist (in `workspace_id`); store errors.
+    pub async fn subscribe(&self, workspace_id: Option<&WorkspaceId>, id: RunId, after: After) -> Result<EventStream> {
+        let run = self.inner.runs.get_run(workspace_id, id).await?.ok_or(Error::RunNotFound(id))?;
+        self.inner.dispatcher.subscribe(RunKey::new(run.workspace_id, id), after).await
+    }
+
+    /// Asks a run to stop; it ends `cancelled` soon after. Returns the run as it is now.
+    ///
+    /// # Errors
+    /// [`Error::RunNotFound`]; [`Error::AlreadyTerminal`] when it has already ended.
+    pub async fn cancel(&self, workspace_id: Option<&WorkspaceId>, id: RunId) -> Result<Run> {
+        let run = self.inner.runs.get_run(workspace_id, id).await?.ok_or(Error::RunNotFound(id))?;
+        if run.status.is_terminal() {
+            return Err(Error::AlreadyTerminal(id));
+        }
+        if let Some(active) = lock(&self.inner.active).get(&id) {
+            lock(&active.reason).get_or_insert(StopReason::Cancelled);
+            active.cancel.cancel();
+            return Ok(run);
+        }
+        // Not executing here: if nobody in this process handles it, finish it now.
+        if lock(&self.inner.in_flight).insert(id) {
+            let outcome = execute::cancel_queued(self, run.clone()).await;
+            lock(&self.inner.in_flight).remove(&id);
+            return outcome;
+        }
+        // A worker has just claimed it: it checks for cancellation before starting.
+        lock(&self.inner.cancel_requests).insert(id);
+        Ok(run)
+    }
+
+    /// Stops taking new runs and waits for the executing ones to finish.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// The worker loop: claim, execute, repeat.
+    async fn work(&self) {
+        loop {
+            let work = self.inner.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
+            match self.inner.runs.claim_queued(&self.inner.owner, self.inner.lease).await {
+                Ok(Some(run)) => {
+                    // More may be waiting: let another worker look too.
+                    self.inner.work.notify_one();
+                    if lock(&self.inner.in_flight).insert(run.id) {
+                        execute::execute(self, run.clone()).await;
+                        lock(&self.inner.in_flight).remove(&run.id);
+                    }
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        () = &mut work => {}
+                        () = self.inner.shutdown.cancelled() => return,
+                        // Leases of other processes expire without a signal.
+                        () = tokio::time::sleep(self.inner.lease) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not claim queued runs");
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

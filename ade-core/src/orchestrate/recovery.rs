@@ -1,0 +1,82 @@
+//! Recovery at start-up (SPEC §6): no run stays active after the process that ran it died.
+//!
+//! - A run whose log already ends with `run.completed` but whose row is not terminal (the process
+//!   died between the two writes) gets its row finished from the log.
+//! - A run that was `building` or `running` is finalized `failed` with `orchestrator_lost`.
+//! - Queued runs stay queued; their stale claims are dropped so the workers pick them up again.
+
+use futures::StreamExt;
+
+use super::Runtime;
+use super::execute::{Ending, finalize};
+use crate::dispatch::RunContext;
+use crate::error::{Error, Result};
+use crate::event::EventPayload;
+use crate::run::{Run, RunStatus, Stage, failure_code};
+use crate::store::{Finalization, LogTail, RunKey};
+
+pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
+    // The embedded stores belong to this process alone: whoever held a claim is gone.
+    runtime.inner.runs.clear_leases().await?;
+    let stranded = runtime.inner.runs.runs_in(&[RunStatus::Queued, RunStatus::Building, RunStatus::Running]).await?;
+    for run in stranded {
+        let key = RunKey::new(run.workspace_id.clone(), run.id);
+        let tail = runtime.inner.dispatcher.store().tail(&key).await?;
+        let outcome = if tail.terminal {
+            finalize_from_log(runtime, &run).await
+        } else if run.status == RunStatus::Queued {
+            continue;
+        } else {
+            mark_lost(runtime, &run, tail).await
+        };
+        match outcome {
+            Ok(()) => tracing::info!(run_id = %run.id, "recovered a run left by a stopped process"),
+            Err(error) => tracing::error!(run_id = %run.id, %error, "could not recover a run"),
+        }
+    }
+    Ok(())
+}
+
+/// Ends a run whose process died mid-run: `run.completed{failed, orchestrator_lost}`.
+async fn mark_lost(runtime: &Runtime, run: &Run, _tail: LogTail) -> Result<()> {
+    let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id);
+    let writer = runtime.inner.dispatcher.open_run_when_free(context).await?;
+    if let Some(build_id) = run.build_id {
+        writer.set_build_id(build_id);
+    }
+    let stage = if run.status == RunStatus::Building { Stage::Build } else { Stage::Run };
+    let ending = Ending::failed(
+        stage,
+        failure_code::ORCHESTRATOR_LOST,
+        "the process executing this run stopped before it finished",
+    );
+    finalize(runtime, run, &writer, ending, run.started_at).await.map(drop)
+}
+
+/// Finishes a run's row from the `run.completed` its log already ends with.
+pub(super) async fn finalize_from_log(runtime: &Runtime, run: &Run) -> Result<()> {
+    let finalization = completion_in_log(runtime, run).await?.ok_or(Error::RunNotFound(run.id))?;
+    runtime.inner.runs.finalize(run.id, finalization).await.map(drop)
+}
+
+/// The terminal state recorded by the `run.completed` the run's log ends with, if it does.
+pub(super) async fn completion_in_log(runtime: &Runtime, run: &Run) -> Result<Option<Finalization>> {
+    let key = RunKey::new(run.workspace_id.clone(), run.id);
+    let tail = runtime.inner.dispatcher.store().tail(&key).await?;
+    if !tail.terminal {
+        return Ok(None);
+    }
+    let mut events = runtime.inner.dispatcher.store().read_after(&key, tail.last_sequence.saturating_sub(1)).await?;
+    let last = events.next().await.ok_or(Error::RunNotFound(run.id))??;
+    let EventPayload::RunCompleted(completed) = &last.envelope()?.payload else {
+        return Err(Error::CorruptEvent { sequence: last.sequence(), reason: "expected run.completed".to_owned() });
+    };
+    Ok(Some(Finalization {
+        status: completed.status.into(),
+        completed_at: completed.execution.completed_at,
+        exit_code: completed.execution.exit_code,
+        failure: completed.failure.clone(),
+        summary: completed.summary.clone(),
+        last_sequence: last.sequence(),
+    }))
+}

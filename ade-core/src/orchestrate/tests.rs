@@ -1,0 +1,470 @@
+//! The runtime's guarantees, asserted event by event with a scripted in-process engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use serde_json::json;
+
+use super::*;
+use crate::config::{Configuration, EngineSpec};
+use crate::engine::{
+    BuildArtifact, BuildContext, BuildOutcome, EngineContext, EngineFailure, EngineOutcome, EventSink,
+};
+use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
+use crate::run::{RunOutcome, Stage};
+
+/// An engine whose behaviour its configuration's settings choose.
+#[derive(Debug)]
+struct ScriptedEngine;
+
+/// Its builder.
+#[derive(Debug)]
+struct ScriptedBuilder;
+
+fn setting(configuration: &Configuration, name: &str) -> bool {
+    match &configuration.engine {
+        EngineSpec::Custom { settings, .. } => settings.get(name).and_then(serde_json::Value::as_bool).unwrap_or(false),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    fn version(&self) -> &str {
+        "scripted-1"
+    }
+
+    async fn run(&self, context: EngineContext, mut sink: EventSink) -> EngineOutcome {
+        let configuration = context.configuration.clone();
+        if setting(&configuration, "block") {
+            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "waiting to be stopped").await;
+            context.cancel.cancelled().await;
+            return EngineOutcome::failed(EngineFailure::new("cancelled", "stopped"));
+        }
+        for phase in ["extracting", "mapping"] {
+            let _ = sink.phase_started(phase, None).await;
+            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("{phase}…")).await;
+            let _ = sink.phase_completed(phase, PhaseStatus::Succeeded, 1, None).await;
+        }
+        if setting(&configuration, "fail") {
+            return EngineOutcome::failed(EngineFailure::new("engine_error", "the scripted engine failed"));
+        }
+        let mut outputs = Vec::new();
+        if context.mode == RunMode::Execute {
+            let _ = tokio::fs::create_dir_all(&context.output_dir).await;
+            let _ = tokio::fs::write(context.output_dir.join("result.txt"), b"done").await;
+            outputs.push("outputs/result.txt".to_owned());
+        }
+        EngineOutcome::succeeded(outputs)
+    }
+}
+
+#[async_trait]
+impl Builder for ScriptedBuilder {
+    fn needs_build(&self, configuration: &Configuration) -> bool {
+        setting(configuration, "build")
+    }
+
+    async fn build(&self, context: BuildContext, mut sink: EventSink) -> BuildOutcome {
+        let configuration = context.configuration.clone();
+        let _ = sink.phase_started("load_config", None).await;
+        let _ = sink.phase_completed("load_config", PhaseStatus::Succeeded, 1, None).await;
+        if setting(&configuration, "build_block") {
+            context.cancel.cancelled().await;
+        }
+        if setting(&configuration, "build_fail") || context.cancel.is_cancelled() {
+            let failure = EngineFailure::new("config_invalid", "field 'email': bad pattern");
+            return BuildOutcome { result: Err(failure), exit_code: None, summary: None };
+        }
+        let artifact = BuildArtifact {
+            build_id: context.build_id,
+            fingerprint: context.fingerprint,
+            dir: context.build_dir.clone(),
+            data: json!({}),
+        };
+        let _ = tokio::fs::create_dir_all(&context.build_dir).await;
+        BuildOutcome { result: Ok(artifact), exit_code: None, summary: Some("built".to_owned()) }
+    }
+}
+
+fn configuration(id: &str, settings: serde_json::Value) -> Configuration {
+    let mut value = json!({ "id": id, "version": "3", "engine": "scripted" });
+    if let (Some(object), Some(extra)) = (value.as_object_mut(), settings.as_object()) {
+        object.extend(extra.clone());
+    }
+    serde_json::from_value(value).expect("valid configuration")
+}
+
+struct Harness {
+    runtime: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(configurations: Vec<Configuration>, workers: usize) -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut builder = Runtime::builder()
+        .data_dir(dir.path())
+        .workers(workers)
+        .cancel_grace(Duration::from_secs(5))
+        .engine("scripted", Arc::new(ScriptedEngine), Some(Arc::new(ScriptedBuilder)));
+    for configuration in configurations {
+        builder = builder.configuration(configuration);
+    }
+    Harness { runtime: builder.build().await.expect("runtime"), _dir: dir }
+}
+
+fn id(text: &str) -> ConfigurationId {
+    ConfigurationId::new(text).expect("valid id")
+}
+
+/// Creates a run and follows it to its end: the run as stored, and every event.
+async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
+    let run = runtime.create_run(request).await.expect("create").into_run();
+    let events = follow(runtime, run.id).await;
+    let run = runtime.get_run(None, run.id).await.expect("get").expect("exists");
+    (run, events)
+}
+
+async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
+    let stream = runtime.subscribe(None, id, After(0)).await.expect("subscribe");
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
+        .await
+        .expect("the run must end")
+        .expect("no stream error");
+    events.iter().map(|e| e.envelope().expect("typed").clone()).collect()
+}
+
+fn types(events: &[Envelope]) -> Vec<&str> {
+    events.iter().map(Envelope::event_type).collect()
+}
+
+fn completed(events: &[Envelope]) -> &RunCompleted {
+    match &events.last().expect("events").payload {
+        EventPayload::RunCompleted(completed) => completed,
+        other => panic!("last event is {}", other.event_type()),
+    }
+}
+
+use crate::event::RunCompleted;
+
+/// Every log: sequences 1..=n, one `run.completed`, last, with `event_count` = n, the row agrees.
+fn assert_well_formed(run: &Run, events: &[Envelope]) {
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>(), "contiguous from 1");
+    assert_eq!(types(events).iter().filter(|t| **t == "run.completed").count(), 1);
+    let completed = completed(events);
+    assert_eq!(completed.event_count, events.len() as u64);
+    assert_eq!(run.status, RunStatus::from(completed.status), "the row and the log agree");
+    assert_eq!(run.last_sequence, events.len() as u64);
+    assert_eq!(run.summary.as_ref(), Some(&completed.summary));
+    assert_eq!(run.failure, completed.failure);
+}
+
+const HAPPY_BUILD: [&str; 8] = [
+    "run.queued",
+    "build.created",
+    "build.started",
+    "build.phase.started",
+    "build.phase.completed",
+    "build.completed",
+    "run.started",
+    "run.phase.started",
+];
+const ENGINE_PHASES: [&str; 6] = [
+    "run.phase.started",
+    "console.line",
+    "run.phase.completed",
+    "run.phase.started",
+    "console.line",
+    "run.phase.completed",
+];
+
+#[tokio::test]
+async fn happy_path_then_cache_hit_in_canonical_order() {
+    let h = harness(vec![configuration("members", json!({ "build": true }))], 2).await;
+    let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members"))).await;
+    let mut want: Vec<&str> = HAPPY_BUILD[..7].to_vec();
+    want.extend(ENGINE_PHASES);
+    want.push("run.completed");
+    assert_eq!(types(&events), want);
+    assert_well_formed(&run, &events);
+    let done = completed(&events);
+    assert_eq!(
+        (done.status, &done.artifacts.output_paths),
+        (RunOutcome::Succeeded, &vec!["outputs/result.txt".to_owned()])
+    );
+    assert!(h.runtime.run_dir(&run.workspace_id, run.id).join("outputs/result.txt").is_file());
+    assert!(events[1..].iter().all(|e| e.build_id.is_some()), "build_id on build.* and everything after");
+    assert_eq!(events[0].build_id, None);
+    assert!(
+        matches!(&events[1].payload, EventPayload::BuildCreated(b) if b.reason == crate::event::BuildReason::CacheMiss && b.should_build)
+    );
+
+    let (again, events) = run_to_end(&h.runtime, CreateRun::new(id("members"))).await;
+    let mut want = vec!["run.queued", "build.created", "build.completed", "run.started"];
+    want.extend(ENGINE_PHASES);
+    want.push("run.completed");
+    assert_eq!(types(&events), want, "cache hit");
+    assert!(
+        matches!(&events[1].payload, EventPayload::BuildCreated(b) if !b.should_build && b.reason == crate::event::BuildReason::CacheHit)
+    );
+    assert!(
+        matches!(&events[2].payload, EventPayload::BuildCompleted(b) if b.status == crate::event::BuildStatus::Reused)
+    );
+    assert_eq!(events[1].build_id, run.build_id, "the reused build's id");
+    assert_well_formed(&again, &events);
+    assert_eq!(completed(&events).summary.run.env_reused, Some(true));
+
+    let forced =
+        CreateRun::new(id("members")).options(RunOptions { force_rebuild: Some(true), ..RunOptions::default() });
+    let (_, events) = run_to_end(&h.runtime, forced).await;
+    assert!(
+        matches!(&events[1].payload, EventPayload::BuildCreated(b) if b.reason == crate::event::BuildReason::ForceRebuild && b.should_build)
+    );
+    h.runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn build_failure_and_engine_failure_end_failed_with_their_stage() {
+    let h = harness(
+        vec![
+            configuration("bad-build", json!({ "build": true, "build_fail": true })),
+            configuration("bad-engine", json!({ "fail": true })),
+        ],
+        2,
+    )
+    .await;
+    let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("bad-build"))).await;
+    assert_eq!(
+        types(&events),
+        [
+            "run.queued",
+            "build.created",
+            "build.started",
+            "build.phase.started",
+            "build.phase.completed",
+            "build.completed",
+            "run.error",
+            "run.completed"
+        ]
+    );
+    assert!(
+        matches!(&events[5].payload, EventPayload::BuildCompleted(b) if b.status == crate::event::BuildStatus::Failed && b.error.as_ref().is_some_and(|e| e.code == "config_invalid"))
+    );
+    assert!(
+        matches!(&events[6].payload, EventPayload::RunError(e) if e.stage == Stage::Build && e.code == "build_failed")
+    );
+    let failure = completed(&events).failure.clone().expect("failure");
+    assert_eq!((failure.stage, failure.code.as_str()), (Stage::Build, "build_failed"));
+    assert_well_formed(&run, &events);
+
+    let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("bad-engine"))).await;
+    let mut want = vec!["run.queued", "run.started"];
+    want.extend(ENGINE_PHASES);
+    want.extend(["run.error", "run.completed"]);
+    assert_eq!(types(&events), want);
+    let failure = completed(&events).failure.clone().expect("failure");
+    assert_eq!((failure.stage, failure.code.as_str()), (Stage::Run, "engine_error"));
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_well_formed(&run, &events);
+}
+
+#[tokio::test]
+async fn validate_only_and_dry_run_write_no_outputs() {
+    let h = harness(vec![configuration("members", json!({ "build": true }))], 2).await;
+    for mode in [RunMode::ValidateOnly, RunMode::DryRun] {
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).mode(mode)).await;
+        assert!(types(&events).contains(&"build.completed"), "{mode:?}: the build runs");
+        assert!(
+            matches!(&events.iter().find(|e| e.event_type() == "run.started").map(|e| &e.payload), Some(EventPayload::RunStarted(s)) if s.mode == mode)
+        );
+        assert!(completed(&events).artifacts.output_paths.is_empty(), "{mode:?}");
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert!(!h.runtime.run_dir(&run.workspace_id, run.id).join("outputs/result.txt").exists());
+    }
+}
+
+async fn wait_for_event(runtime: &Runtime, id: RunId, event_type: &str) {
+    let mut stream = runtime.subscribe(None, id, After(0)).await.expect("subscribe");
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = stream.try_next().await.expect("event") {
+            if event.envelope().expect("typed").event_type() == event_type {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(found.await.expect("in time"), "{event_type} never came");
+}
+
+#[tokio::test]
+async fn cancel_while_building_and_while_running() {
+    let h = harness(
+        vec![
+            configuration("slow-build", json!({ "build": true, "build_block": true })),
+            configuration("slow-run", json!({ "block": true })),
+        ],
+        2,
+    )
+    .await;
+    let building = h.runtime.create_run(CreateRun::new(id("slow-build"))).await.expect("create").into_run();
+    wait_for_event(&h.runtime, building.id, "build.phase.completed").await;
+    h.runtime.cancel(None, building.id).await.expect("cancel");
+    let events = follow(&h.runtime, building.id).await;
+    let failure = completed(&events).failure.clone().expect("failure");
+    assert_eq!(
+        (completed(&events).status, failure.stage, failure.code.as_str()),
+        (RunOutcome::Cancelled, Stage::Build, "cancelled")
+    );
+    assert!(!types(&events).contains(&"run.started"));
+
+    let running = h.runtime.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+    wait_for_event(&h.runtime, running.id, "console.line").await;
+    h.runtime.cancel(None, running.id).await.expect("cancel");
+    let events = follow(&h.runtime, running.id).await;
+    assert_eq!(completed(&events).status, RunOutcome::Cancelled);
+    let run = h.runtime.get_run(None, running.id).await.expect("get").expect("run");
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_well_formed(&run, &events);
+    assert!(matches!(h.runtime.cancel(None, running.id).await, Err(Error::AlreadyTerminal(_))));
+}
+
+#[tokio::test]
+async fn a_queued_run_can_be_cancelled_before_it_starts() {
+    let h = harness(vec![configuration("slow-run", json!({ "block": true }))], 1).await;
+    let busy = h.runtime.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+    wait_for_event(&h.runtime, busy.id, "run.started").await;
+    let waiting = h.runtime.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+    h.runtime.cancel(None, waiting.id).await.expect("cancel");
+    let events = follow(&h.runtime, waiting.id).await;
+    assert_eq!(types(&events), ["run.queued", "run.completed"]);
+    assert_eq!(completed(&events).status, RunOutcome::Cancelled);
+    h.runtime.cancel(None, busy.id).await.expect("cancel the busy one");
+    follow(&h.runtime, busy.id).await;
+}
+
+#[tokio::test]
+async fn a_run_over_its_timeout_fails_with_timeout() {
+    let mut slow = configuration("slow-run", json!({ "block": true }));
+    slow.timeout_s = Some(1);
+    let h = harness(vec![slow], 1).await;
+    let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("slow-run"))).await;
+    let failure = completed(&events).failure.clone().expect("failure");
+    assert_eq!((run.status, failure.code.as_str()), (RunStatus::Failed, "timeout"));
+    assert!(matches!(&events[events.len() - 2].payload, EventPayload::RunError(e) if e.code == "timeout"));
+    assert_well_formed(&run, &events);
+}
+
+#[tokio::test]
+async fn idempotent_create_returns_the_same_run_and_refuses_another_body() {
+    let h = harness(vec![configuration("members", json!({}))], 1).await;
+    let first =
+        h.runtime.create_run(CreateRun::new(id("members")).idempotency_key("k1", "hash-a")).await.expect("create");
+    let again =
+        h.runtime.create_run(CreateRun::new(id("members")).idempotency_key("k1", "hash-a")).await.expect("again");
+    assert!(matches!(first, Created::New(_)) && matches!(again, Created::Existing(_)));
+    assert_eq!(first.run().id, again.run().id);
+    let other = h.runtime.create_run(CreateRun::new(id("members")).idempotency_key("k1", "hash-b")).await;
+    assert!(matches!(other, Err(Error::IdempotencyConflict)), "{other:?}");
+    let elsewhere =
+        CreateRun::new(id("members")).workspace(WorkspaceId::new("other").expect("ws")).idempotency_key("k1", "hash-b");
+    assert!(matches!(h.runtime.create_run(elsewhere).await, Ok(Created::New(_))), "keys are scoped to a workspace");
+    let events = follow(&h.runtime, first.run().id).await;
+    assert_eq!(types(&events).iter().filter(|t| **t == "run.queued").count(), 1, "one run, one log");
+}
+
+#[tokio::test]
+async fn unknown_configurations_and_documents_are_refused() {
+    let h = harness(vec![configuration("members", json!({}))], 1).await;
+    assert!(matches!(h.runtime.create_run(CreateRun::new(id("nope"))).await, Err(Error::UnknownConfiguration(_))));
+    let missing = CreateRun::new(id("members")).document(DocumentId::new());
+    assert!(matches!(h.runtime.create_run(missing).await, Err(Error::UnknownDocument(_))));
+    let document = h
+        .runtime
+        .upload_document(&WorkspaceId::new("other").expect("ws"), "a.csv", None, &b"a,b\n1,2\n"[..], 1024)
+        .await
+        .expect("upload");
+    let foreign = CreateRun::new(id("members")).document(document.id);
+    assert!(
+        matches!(h.runtime.create_run(foreign).await, Err(Error::UnknownDocument(_))),
+        "another workspace's document"
+    );
+    let too_big = h.runtime.upload_document(&WorkspaceId::default(), "big.csv", None, &[b'x'; 100][..], 10).await;
+    assert!(matches!(too_big, Err(Error::DocumentTooLarge { limit: 10 })));
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_finishes_runs_left_active() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let configurations = || vec![configuration("slow-run", json!({ "block": true }))];
+    let open = |dir: &std::path::Path| {
+        let mut builder = Runtime::builder().data_dir(dir).workers(1).engine(
+            "scripted",
+            Arc::new(ScriptedEngine),
+            Some(Arc::new(ScriptedBuilder)),
+        );
+        for configuration in configurations() {
+            builder = builder.configuration(configuration);
+        }
+        builder.build()
+    };
+    let run_id = {
+        let first = open(dir.path()).await.expect("runtime");
+        let run = first.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+        wait_for_event(&first, run.id, "console.line").await;
+        // Pretend the process died: the row says running, the log has no run.completed. The
+        // first runtime keeps its tasks, so detach from its writer by copying the data away.
+        let copy = tempfile::tempdir().expect("copy dir");
+        copy_dir(dir.path(), copy.path());
+        first.cancel(None, run.id).await.expect("cancel");
+        follow(&first, run.id).await;
+        (run.id, copy)
+    };
+    let second = open(run_id.1.path()).await.expect("restart");
+    let events = follow(&second, run_id.0).await;
+    let failure = completed(&events).failure.clone().expect("failure");
+    assert_eq!(failure.code, "orchestrator_lost");
+    let run = second.get_run(None, run_id.0).await.expect("get").expect("run");
+    assert_well_formed(&run, &events);
+    assert_eq!(&types(&events)[..3], ["run.queued", "run.started", "console.line"], "nothing written before is lost");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_created_concurrently_all_complete_exactly_once() {
+    // Workers claim runs while creators are still handing over their writers: no run may wait
+    // for a writer that is never released.
+    let h = harness(vec![configuration("members", json!({}))], 3).await;
+    let mut creators = Vec::new();
+    for _ in 0..8 {
+        let runtime = h.runtime.clone();
+        creators.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..15 {
+                ids.push(runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+            }
+            ids
+        }));
+    }
+    for creator in creators {
+        for run_id in creator.await.expect("creator") {
+            let events = follow(&h.runtime, run_id).await;
+            let run = h.runtime.get_run(None, run_id).await.expect("get").expect("run");
+            assert_eq!(run.status, RunStatus::Succeeded);
+            assert_well_formed(&run, &events);
+        }
+    }
+}
