@@ -1167,6 +1167,28 @@ wait $pid
     }
 
     #[tokio::test]
+    async fn cancel_also_stops_what_the_engine_started() {
+        let h = Harness::new().await;
+        let pid_file = h.dir.path().join("grandchild.pid");
+        // A wrapper that does not `exec`: its child must not outlive the cancel.
+        let script = format!("sleep 300 & echo $! > '{}'; echo ready; wait", pid_file.display());
+        let (outcome, _) = cancel_when_ready(&h, ProcessEngine::default(), &script).await;
+        assert_eq!(failure_code(&outcome), Some("cancelled"));
+        let pid: i32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("a pid");
+        // The group got SIGTERM; the grandchild is gone (possibly a zombie of init for a moment).
+        let alive =
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|stat| !stat.contains(") Z ")).unwrap_or(false);
+        // Signal delivery is asynchronous: poll the condition, bounded.
+        let mut polls = 0;
+        while alive() && polls < 500 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            polls += 1;
+        }
+        assert!(!alive(), "the engine's child {pid} survived the cancel");
+    }
+
+    #[tokio::test]
     async fn a_run_cancelled_before_it_starts_runs_nothing() {
         let h = Harness::new().await;
         let context = h.context(sh("echo should not run"));

@@ -468,3 +468,47 @@ async fn many_runs_created_concurrently_all_complete_exactly_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_process_configuration_builds_and_runs_through_the_runtime() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = r#"echo '{"type":"run.phase.started","payload":{"phase":"work"}}'
+echo "plain output"
+echo '{"type":"run.completed","payload":{}}'
+mkdir -p "$ADE_OUTPUT_DIR" && echo hi > "$ADE_OUTPUT_DIR/out.txt"
+echo '{"type":"run.phase.completed","payload":{"phase":"work","status":"succeeded","duration_ms":1}}'
+echo '{"type":"engine.completed","payload":{"output_paths":["outputs/out.txt"]}}'"#;
+    let configuration: Configuration = serde_json::from_value(json!({
+        "id": "script", "version": "1", "engine": "process",
+        "build": [["sh", "-c", "echo building"]],
+        "command": ["sh", "-c", script],
+    }))
+    .expect("configuration");
+    let runtime = Runtime::builder().data_dir(dir.path()).configuration(configuration).build().await.expect("runtime");
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("script"))).await;
+    assert_eq!(
+        types(&events),
+        [
+            "run.queued",
+            "build.created",
+            "build.started",
+            "build.phase.started",
+            "console.line",
+            "build.phase.completed",
+            "build.completed",
+            "run.started",
+            "run.phase.started",
+            "console.line",
+            "console.line", // the forbidden run.completed, turned into a warning
+            "run.phase.completed",
+            "run.completed",
+        ]
+    );
+    assert!(
+        matches!(&events[10].payload, EventPayload::ConsoleLine(l) if l.level == ConsoleLevel::Warn && l.message.contains("run.completed"))
+    );
+    assert_eq!(completed(&events).artifacts.output_paths, ["outputs/out.txt"]);
+    assert_eq!(completed(&events).execution.exit_code, Some(0));
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //! directory, at `workspaces/<ws>/runs/<run_id>/logs/events.ndjson` (SPEC §6).
 //!
 //! Beside each log, `events.ndjson.idx` is a sparse index: fixed 16-byte records
-//! `(sequence u64 LE, byte offset u64 LE)` for every [`INDEX_EVERY`]th event, so a read from any
+//! `(sequence u64 LE, byte offset u64 LE)` for every [`INDEX_EVERY`]th event after the first (a log
+//! shorter than that has no index file), so a read from any
 //! sequence seeks close to it instead of scanning the log. The index is only a hint: an entry that
 //! does not point at the line it names is ignored, and a missing one only costs a longer scan.
 //!
@@ -54,7 +55,10 @@ struct Inner {
 struct OpenLog {
     path: PathBuf,
     file: File,
+    /// The sparse index, open once it exists (it is created with its first record).
     index: Option<File>,
+    /// The index could not be written: stop trying, reads scan instead.
+    index_broken: bool,
     /// Length of the log up to the end of the last successful append; readers stop here.
     len: u64,
     tail: LogTail,
@@ -162,7 +166,7 @@ impl OpenLog {
             }
         };
         let index = open_index(&path, len);
-        Ok(Self { path, file, index, len, tail })
+        Ok(Self { path, file, index, index_broken: false, len, tail })
     }
 
     fn append(&mut self, run: &RunKey, events: &[Arc<StoredEvent>], durability: Durability) -> Result<()> {
@@ -170,7 +174,8 @@ impl OpenLog {
         let mut buf = Vec::with_capacity(events.iter().map(|e| e.json().len() + 1).sum());
         let mut index = Vec::new();
         for event in events {
-            if (event.sequence() - 1) % INDEX_EVERY == 0 {
+            // Sequence 1 is at offset 0 and needs no record, so short logs never create an index.
+            if event.sequence() > 1 && (event.sequence() - 1) % INDEX_EVERY == 0 {
                 index.extend_from_slice(&event.sequence().to_le_bytes());
                 index.extend_from_slice(&(self.len + buf.len() as u64).to_le_bytes());
             }
@@ -190,6 +195,10 @@ impl OpenLog {
         if let Some(last) = events.last() {
             self.tail = LogTail { last_sequence: last.sequence(), terminal: last.is_terminal() };
         }
+        if !index.is_empty() && self.index.is_none() && !self.index_broken {
+            self.index = create_index(&self.path);
+            self.index_broken = self.index.is_none();
+        }
         if !index.is_empty()
             && let Some(file) = &mut self.index
             && let Err(e) = file.write_all(&index)
@@ -197,6 +206,7 @@ impl OpenLog {
             // The index is a hint; without it reads scan further.
             tracing::warn!(path = %self.path.display(), error = %e, "could not extend the log index");
             self.index = None;
+            self.index_broken = true;
         }
         Ok(())
     }
@@ -205,9 +215,9 @@ impl OpenLog {
 /// Opens the index for appends, dropping records that point past the log's end.
 fn open_index(log_path: &Path, log_len: u64) -> Option<File> {
     let path = index_path(log_path);
-    let opened = OpenOptions::new().read(true).append(true).create(true).open(&path);
-    let file = match opened {
+    let file = match OpenOptions::new().read(true).append(true).open(&path) {
         Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // created with its first record
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "no log index; reads will scan");
             return None;
@@ -244,6 +254,18 @@ fn read_index(file: &mut File) -> io::Result<Vec<(u64, u64)>> {
         .collect())
 }
 
+/// Creates the index of a log for appends.
+fn create_index(log_path: &Path) -> Option<File> {
+    let path = index_path(log_path);
+    match OpenOptions::new().read(true).append(true).create(true).open(&path) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not create the log index; reads will scan");
+            None
+        }
+    }
+}
+
 /// The `i`th record of an index.
 fn index_record(mut index: &File, i: u64) -> io::Result<(u64, u64)> {
     let mut buf = [0u8; INDEX_RECORD];
@@ -262,11 +284,13 @@ fn index_len(index: &File) -> io::Result<u64> {
 /// records of the index, not all of it.
 fn seek_index(index: &File, sequence: u64) -> io::Result<Option<(u64, u64)>> {
     let records = index_len(index)?;
-    // A complete index has record i for sequence 1 + i·INDEX_EVERY: try that record first.
-    let direct = (sequence.saturating_sub(1) / INDEX_EVERY).min(records.saturating_sub(1));
-    if records > 0 {
+    // A complete index has record i for sequence 1 + (i + 1)·INDEX_EVERY: try that record first.
+    if let Some(direct) = (sequence.saturating_sub(1) / INDEX_EVERY).checked_sub(1)
+        && records > 0
+    {
+        let direct = direct.min(records - 1);
         let record = index_record(index, direct)?;
-        if record.0 == 1 + direct * INDEX_EVERY && record.0 <= sequence {
+        if record.0 == 1 + (direct + 1) * INDEX_EVERY && record.0 <= sequence {
             return Ok(Some(record));
         }
     }
