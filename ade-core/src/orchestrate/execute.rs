@@ -120,6 +120,21 @@ pub(super) async fn execute(runtime: &Runtime, run: Run) {
         cancel.cancel();
     }
     let lease = spawn_lease_renewal(runtime, id);
+    run_and_finalize(runtime, run, writer, cancel, reason).await;
+    lease.cancel();
+    lock(&runtime.inner.active).remove(&id);
+    lock(&runtime.inner.cancel_requests).remove(&id);
+}
+
+/// Builds and runs, then writes `run.completed` whatever happened.
+async fn run_and_finalize(
+    runtime: &Runtime,
+    run: Run,
+    writer: Arc<RunWriter>,
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+) {
+    let id = run.id;
     let mut execution = RunExecution { runtime, run, writer, cancel, reason, started_at: None, build_id: None };
     let ending = match execution.run_to_end().await {
         Ok(ending) => ending,
@@ -131,8 +146,6 @@ pub(super) async fn execute(runtime: &Runtime, run: Run) {
     if let Err(error) = finalize(runtime, &execution.run, &execution.writer, ending, execution.started_at).await {
         tracing::error!(run_id = %id, %error, "could not finalize the run; recovery will");
     }
-    lease.cancel();
-    lock(&runtime.inner.active).remove(&id);
 }
 
 /// Ends a queued run that nobody executes yet as `cancelled`.

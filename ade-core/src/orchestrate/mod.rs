@@ -514,9 +514,7 @@ impl Runtime {
         if run.status.is_terminal() {
             return Err(Error::AlreadyTerminal(id));
         }
-        if let Some(active) = lock(&self.inner.active).get(&id) {
-            lock(&active.reason).get_or_insert(StopReason::Cancelled);
-            active.cancel.cancel();
+        if self.stop_active(id) {
             return Ok(run);
         }
         // Not executing here: if nobody in this process handles it, finish it now.
@@ -525,9 +523,23 @@ impl Runtime {
             lock(&self.inner.in_flight).remove(&id);
             return outcome;
         }
-        // A worker has just claimed it: it checks for cancellation before starting.
+        // A worker has just claimed it: it checks for cancellation once it has registered the
+        // run as active; if it registered meanwhile, stop it here.
         lock(&self.inner.cancel_requests).insert(id);
+        self.stop_active(id);
         Ok(run)
+    }
+
+    /// Stops an executing run (reason: cancelled); `false` when it is not executing here.
+    fn stop_active(&self, id: RunId) -> bool {
+        match lock(&self.inner.active).get(&id) {
+            Some(active) => {
+                lock(&active.reason).get_or_insert(StopReason::Cancelled);
+                active.cancel.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stops taking new runs and waits for the executing ones to finish.
