@@ -15,7 +15,7 @@ use ade::event::{
 };
 use ade::run::RunOutcome;
 use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, RunKey};
-use ade::summary::{RUN_SUMMARY_SCHEMA, RUN_SUMMARY_VERSION, RunSummary, SummaryBreakdowns, SummaryCore, SummaryRun};
+use ade::summary::RunSummaryBuilder;
 use futures::StreamExt;
 
 // The allocator the ade binaries ship with. glibc's malloc serializes on arena locks when one
@@ -44,29 +44,8 @@ fn completed(run: &RunKey, configuration: &ConfigurationId, event_count: u64) ->
         failure: None,
         execution: Execution { exit_code: Some(0), started_at: None, completed_at: Timestamp::now(), duration_ms: 0 },
         artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
-        summary: RunSummary {
-            schema: RUN_SUMMARY_SCHEMA.to_owned(),
-            version: RUN_SUMMARY_VERSION.to_owned(),
-            run: SummaryRun {
-                id: run.run_id,
-                workspace_id: run.workspace_id.clone(),
-                configuration_id: configuration.clone(),
-                configuration_version: None,
-                status: ade::run::RunStatus::Succeeded,
-                failure_code: None,
-                failure_stage: None,
-                failure_message: None,
-                engine_version: None,
-                config_version: None,
-                env_reason: None,
-                env_reused: None,
-                started_at: None,
-                completed_at: None,
-                duration_seconds: None,
-            },
-            core: SummaryCore::default(),
-            breakdowns: SummaryBreakdowns::default(),
-        },
+        summary: RunSummaryBuilder::new(run.run_id, run.workspace_id.clone(), configuration.clone(), Vec::new())
+            .summary(None),
         event_count,
         extra: Default::default(),
     }))

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use crate::event::*;
-use crate::run::{RunOutcome, Stage};
+use crate::run::RunOutcome;
 use crate::store::RunKey;
-use crate::summary::*;
+use crate::summary::{RunSummary, RunSummaryBuilder};
 
 pub(crate) fn run_key(workspace: &str) -> RunKey {
     RunKey::new(WorkspaceId::new(workspace).expect("valid workspace"), RunId::new())
@@ -25,29 +25,8 @@ pub(crate) fn console(message: &str) -> EventPayload {
 }
 
 pub(crate) fn summary(run: &RunKey) -> RunSummary {
-    RunSummary {
-        schema: RUN_SUMMARY_SCHEMA.to_owned(),
-        version: RUN_SUMMARY_VERSION.to_owned(),
-        run: SummaryRun {
-            id: run.run_id,
-            workspace_id: run.workspace_id.clone(),
-            configuration_id: ConfigurationId::new("members").expect("valid"),
-            configuration_version: None,
-            status: crate::run::RunStatus::Succeeded,
-            failure_code: None,
-            failure_stage: None::<Stage>,
-            failure_message: None,
-            engine_version: None,
-            config_version: None,
-            env_reason: None,
-            env_reused: None,
-            started_at: None,
-            completed_at: None,
-            duration_seconds: None,
-        },
-        core: SummaryCore::default(),
-        breakdowns: SummaryBreakdowns::default(),
-    }
+    let configuration = ConfigurationId::new("members").expect("valid");
+    RunSummaryBuilder::new(run.run_id, run.workspace_id.clone(), configuration, Vec::new()).summary(None)
 }
 
 pub(crate) fn completed(run: &RunKey, event_count: u64) -> EventPayload {
