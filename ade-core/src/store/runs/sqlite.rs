@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -101,6 +102,9 @@ CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id);
 pub struct SqliteRunStore {
     pool: SqlitePool,
     path: Option<PathBuf>,
+    /// Writes of this process take turns here instead of in SQLite's busy handler, which sleeps
+    /// (milliseconds at a time) while another connection holds the write lock.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn db(error: sqlx::Error) -> Error {
@@ -138,7 +142,7 @@ impl SqliteRunStore {
         migrate(&mut setup).await?;
         setup.close().await.map_err(db)?;
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(db)?;
-        Ok(Self { pool, path: Some(path) })
+        Ok(Self { pool, path: Some(path), writes: Arc::default() })
     }
 
     /// A store in a private in-memory database (one connection), for tests.
@@ -159,7 +163,7 @@ impl SqliteRunStore {
         let mut conn = pool.acquire().await.map_err(db)?;
         migrate(&mut conn).await?;
         drop(conn);
-        Ok(Self { pool, path: None })
+        Ok(Self { pool, path: None, writes: Arc::default() })
     }
 
     /// The database file; `None` for an in-memory store.
@@ -331,6 +335,7 @@ fn now_us() -> i64 {
 #[async_trait]
 impl RunStore for SqliteRunStore {
     async fn create_run(&self, run: &Run, idempotency: Option<&IdempotencyKey>) -> Result<CreateOutcome> {
+        let _turn = self.writes.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         if let Some(key) = idempotency {
             let seen = sqlx::query(
@@ -422,6 +427,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {
+        let _turn = self.writes.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let from = current_status(&mut tx, id).await?;
         if let Some(to) = transition.to {
@@ -450,6 +456,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn finalize(&self, id: RunId, finalization: Finalization) -> Result<Run> {
+        let _turn = self.writes.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let from = current_status(&mut tx, id).await?;
         check_finalization(id, from, finalization.status)?;
@@ -476,6 +483,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn claim_queued(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let _turn = self.writes.lock().await;
         let now = now_us();
         // One statement: SQLite takes the write lock before it picks the run, so no other claim
         // can pick the same one in between.
@@ -499,6 +507,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn renew_lease(&self, id: RunId, owner: &str, lease: Duration) -> Result<bool> {
+        let _turn = self.writes.lock().await;
         let done = sqlx::query("UPDATE runs SET lease_until_us = ?3 WHERE id = ?1 AND lease_owner = ?2")
             .bind(id.to_string())
             .bind(owner)
@@ -524,6 +533,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn clear_leases(&self) -> Result<()> {
+        let _turn = self.writes.lock().await;
         sqlx::query(
             "UPDATE runs SET lease_owner = NULL, lease_until_us = NULL
              WHERE lease_owner IS NOT NULL OR lease_until_us IS NOT NULL",
@@ -535,6 +545,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn create_document(&self, document: &Document) -> Result<()> {
+        let _turn = self.writes.lock().await;
         sqlx::query(
             "INSERT INTO documents (id, workspace_id, filename, byte_size, sha256, content_type, created_at,
                  created_at_us)
