@@ -474,7 +474,9 @@ impl Runtime {
         }
         // The log is the source of truth: a `run.completed` persisted a moment before the row is
         // updated already makes the run finished.
-        if let Some(completion) = recovery::completion_in_log(self, &run).await? {
+        let key = RunKey::new(run.workspace_id.clone(), id);
+        let tail = self.inner.dispatcher.store().tail(&key).await?;
+        if let Some(completion) = recovery::completion_in_log(self, &run, tail).await? {
             run.status = completion.status;
             run.completed_at = Some(completion.completed_at);
             run.exit_code = completion.exit_code;
@@ -482,8 +484,7 @@ impl Runtime {
             run.summary = Some(completion.summary);
             run.last_sequence = completion.last_sequence;
         } else {
-            let key = RunKey::new(run.workspace_id.clone(), id);
-            run.last_sequence = self.inner.dispatcher.store().tail(&key).await?.last_sequence;
+            run.last_sequence = tail.last_sequence;
         }
         Ok(Some(run))
     }

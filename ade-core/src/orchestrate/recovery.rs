@@ -27,7 +27,7 @@ pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
         } else if run.status == RunStatus::Queued {
             continue;
         } else {
-            mark_lost(runtime, &run, tail).await
+            mark_lost(runtime, &run).await
         };
         match outcome {
             Ok(()) => tracing::info!(run_id = %run.id, "recovered a run left by a stopped process"),
@@ -38,7 +38,7 @@ pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
 }
 
 /// Ends a run whose process died mid-run: `run.completed{failed, orchestrator_lost}`.
-async fn mark_lost(runtime: &Runtime, run: &Run, _tail: LogTail) -> Result<()> {
+async fn mark_lost(runtime: &Runtime, run: &Run) -> Result<()> {
     let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id);
     let writer = runtime.inner.dispatcher.open_run_when_free(context).await?;
     if let Some(build_id) = run.build_id {
@@ -55,17 +55,19 @@ async fn mark_lost(runtime: &Runtime, run: &Run, _tail: LogTail) -> Result<()> {
 
 /// Finishes a run's row from the `run.completed` its log already ends with.
 pub(super) async fn finalize_from_log(runtime: &Runtime, run: &Run) -> Result<()> {
-    let finalization = completion_in_log(runtime, run).await?.ok_or(Error::RunNotFound(run.id))?;
+    let key = RunKey::new(run.workspace_id.clone(), run.id);
+    let tail = runtime.inner.dispatcher.store().tail(&key).await?;
+    let finalization = completion_in_log(runtime, run, tail).await?.ok_or(Error::RunNotFound(run.id))?;
     runtime.inner.runs.finalize(run.id, finalization).await.map(drop)
 }
 
-/// The terminal state recorded by the `run.completed` the run's log ends with, if it does.
-pub(super) async fn completion_in_log(runtime: &Runtime, run: &Run) -> Result<Option<Finalization>> {
-    let key = RunKey::new(run.workspace_id.clone(), run.id);
-    let tail = runtime.inner.dispatcher.store().tail(&key).await?;
+/// The terminal state recorded by the `run.completed` the run's log ends with (`tail` is the
+/// log's end), if it does.
+pub(super) async fn completion_in_log(runtime: &Runtime, run: &Run, tail: LogTail) -> Result<Option<Finalization>> {
     if !tail.terminal {
         return Ok(None);
     }
+    let key = RunKey::new(run.workspace_id.clone(), run.id);
     let mut events = runtime.inner.dispatcher.store().read_after(&key, tail.last_sequence.saturating_sub(1)).await?;
     let last = events.next().await.ok_or(Error::RunNotFound(run.id))??;
     let EventPayload::RunCompleted(completed) = &last.envelope()?.payload else {
