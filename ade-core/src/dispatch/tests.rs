@@ -324,3 +324,45 @@ proptest! {
         runtime.block_on(check_subscribers(Dispatcher::new(store, options), n, readers));
     }
 }
+
+#[test]
+fn events_and_write_failures_are_counted_under_the_spec_metric_names() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // Everything (the commit task included) runs on this thread, where the recorder is installed.
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let store = Arc::new(FlakyStore::default());
+            let dispatcher = Dispatcher::new(store.clone(), DispatchOptions::default());
+            let run = run_key("acme");
+            let writer = dispatcher.open_run(context(&run)).await.expect("open");
+            for _ in 0..3 {
+                writer.emit(EventSource::Engine, console("kept")).await.expect("emit");
+            }
+            writer.flush().await.expect("flush");
+            store.failing.store(true, Ordering::SeqCst);
+            writer.emit(EventSource::Engine, console("lost")).await.expect("emit");
+            assert!(writer.flush().await.is_err());
+            store.failing.store(false, Ordering::SeqCst);
+            writer.emit_durable(EventSource::Api, completed(&run, 4)).await.expect("completed");
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str, labels: &[(&str, &str)]| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let matches = key.name() == name
+                && labels.iter().all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v));
+            match value {
+                DebugValue::Counter(n) if matches => Some(*n),
+                _ => None,
+            }
+        })
+    };
+    assert_eq!(counter("ade_event_store_errors_total", &[]), Some(1));
+    assert_eq!(counter("ade_events_total", &[("type", "console.line"), ("source", "engine")]), Some(3));
+    assert_eq!(counter("ade_events_total", &[("type", "run.completed"), ("source", "api")]), Some(1));
+}
