@@ -5,6 +5,7 @@
 //! fingerprint (configuration content + engine version). Engines never stamp events: everything
 //! they emit goes through the sink to the dispatcher.
 
+pub mod extract;
 mod process;
 mod sink;
 
