@@ -1,3 +1,32 @@
-//! The reference extraction engine's core (SPEC §10), being built: compiled field rules, table
-//! detection, column mapping and value validation over a grid of cells. The engine and builder
-//! that read CSV/XLSX/XLS/ODS files and write the normalized output come next.
+//! The reference extraction engine's core (SPEC §10): everything that does not depend on a file
+//! format, working on a sheet given as rows of [`Cell`]s.
+//!
+//! - [`CompiledFields::compile`] checks an [`ExtractSpec`](crate::config::ExtractSpec)'s fields
+//!   once (patterns, bounds, allowed values) and prepares their normalized match keys.
+//! - [`find_tables`] finds the tables of a sheet ([`TableRegion`]s): header rows judged by how
+//!   well their cells name fields, then data rows until two blank rows or the next header.
+//! - [`map_columns`] maps a table's columns to the fields ([`header_score`], [`type_fit`]; greedy
+//!   in field order, one column per field) and yields the SPEC-shaped
+//!   [`TableMapping`](crate::event::TableMapping).
+//! - [`validate`] checks one value against one field and returns the first problem with its
+//!   severity and issue code ([`MISSING_REQUIRED_VALUE`], …).
+//!
+//! Next: the engine and builder that read CSV/XLSX/XLS/ODS files into grids of [`Cell`]s, run
+//! these steps, publish `run.table.summary` and validation issues, and write the normalized
+//! output.
+mod cell;
+mod detect;
+mod fields;
+mod mapping;
+#[cfg(test)]
+mod test_support;
+mod validate;
+
+pub use cell::{Cell, MAX_VALUE_CHARS};
+pub use detect::{HEADER_CELL_THRESHOLD, TableRegion, find_tables, is_blank_row, is_header_row};
+pub use fields::{CompiledField, CompiledFields, FieldError, normalize};
+pub use mapping::{FIT_WEIGHT, HEADER_WEIGHT, MAP_THRESHOLD, header_score, map_columns, type_fit};
+pub use validate::{
+    ABOVE_MAXIMUM, BELOW_MINIMUM, INVALID_EMAIL, INVALID_TYPE, MISSING_REQUIRED_VALUE, NOT_ALLOWED_VALUE,
+    PATTERN_MISMATCH, validate,
+};
