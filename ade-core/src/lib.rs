@@ -35,6 +35,7 @@ pub mod event;
 pub mod run;
 pub mod schema;
 pub mod summary;
+mod sync;
 
 pub use error::{Error, Result};
 pub mod dispatch;

@@ -25,6 +25,7 @@ pub use writer::{PublishGate, RunContext, RunWriter};
 use crate::error::Result;
 use crate::event::{RunId, StoredEvent};
 use crate::store::{Durability, EventStore, EventStream, RunKey};
+pub(crate) use crate::sync::lock;
 
 /// How the dispatcher writes and fans out.
 #[derive(Debug, Clone)]
@@ -238,11 +239,6 @@ impl Hub {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.live.subscribe()
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked (single-step updates).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

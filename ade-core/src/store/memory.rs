@@ -9,6 +9,7 @@ use futures::StreamExt;
 use super::{Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
 use crate::error::Result;
 use crate::event::StoredEvent;
+use crate::sync::lock;
 
 /// How many events a read hands out per lock.
 const READ_CHUNK: usize = 256;
@@ -26,9 +27,7 @@ impl MemoryEventStore {
     }
 
     fn logs(&self) -> MutexGuard<'_, HashMap<RunKey, Vec<Arc<StoredEvent>>>> {
-        // A panic while holding this lock cannot leave a log half-appended (extend is the only
-        // mutation), so a poisoned lock is still consistent.
-        self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.logs)
     }
 
     fn tail_of(log: Option<&Vec<Arc<StoredEvent>>>) -> LogTail {

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use super::{Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
+use crate::sync::lock;
 
 /// One index record per this many events.
 pub(crate) const INDEX_EVERY: u64 = 256;
@@ -99,7 +100,7 @@ impl NdjsonEventStore {
     }
 
     fn open_logs(&self) -> MutexGuard<'_, HashMap<RunKey, Arc<Mutex<OpenLog>>>> {
-        self.inner.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.open)
     }
 
     /// The run's log open for appends, opening (and repairing) it on first use.
@@ -123,12 +124,6 @@ impl NdjsonEventStore {
             Err(source) => Err(Error::Io { action: "inspect", path: path.to_owned(), source }),
         }
     }
-}
-
-fn lock(log: &Mutex<OpenLog>) -> MutexGuard<'_, OpenLog> {
-    // Appends keep `len`/`tail` consistent with the file before they can fail, so a poisoned
-    // lock still guards a consistent log.
-    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs blocking file work off the async threads.

@@ -15,6 +15,7 @@ use super::{
 use crate::error::{Error, Result, excerpt};
 use crate::event::{DocumentId, RunId, Timestamp, WorkspaceId};
 use crate::run::{Run, RunStatus};
+use crate::sync::lock;
 
 // ---- Rules shared by every backend -------------------------------------------------------------
 
@@ -124,9 +125,7 @@ impl MemoryRunStore {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // Every method checks before it mutates, and the mutations cannot panic halfway, so a
-        // poisoned lock still guards consistent state.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 }
 
