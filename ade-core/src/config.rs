@@ -240,6 +240,23 @@ pub struct FieldSpec {
     pub allowed_values: Option<Vec<String>>,
 }
 
+impl FieldSpec {
+    /// An optional `string` field named `name`, with no other rule.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            label: None,
+            required: false,
+            field_type: FieldType::String,
+            synonyms: Vec::new(),
+            pattern: None,
+            min: None,
+            max: None,
+            allowed_values: None,
+        }
+    }
+}
+
 /// The type of a field's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

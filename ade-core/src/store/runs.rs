@@ -75,6 +75,20 @@ pub struct RunPage {
     pub next_cursor: Option<String>,
 }
 
+impl RunPage {
+    /// A page from up to `limit + 1` runs fetched in order: the extra one only says that there is
+    /// a next page, which starts after the page's last run.
+    pub(crate) fn from_overfetch(mut runs: Vec<Run>, limit: usize, cursor: impl Fn(&Run) -> String) -> Self {
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(cursor)
+        } else {
+            None
+        };
+        Self { runs, next_cursor }
+    }
+}
+
 /// An `Idempotency-Key` with the hash of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {

@@ -251,17 +251,7 @@ mod tests {
     use super::*;
 
     fn field(name: &str) -> FieldSpec {
-        FieldSpec {
-            name: name.to_owned(),
-            label: None,
-            required: false,
-            field_type: FieldType::String,
-            synonyms: Vec::new(),
-            pattern: None,
-            min: None,
-            max: None,
-            allowed_values: None,
-        }
+        FieldSpec::new(name)
     }
 
     fn spec(fields: Vec<FieldSpec>) -> ExtractSpec {

@@ -227,17 +227,7 @@ mod tests {
     use crate::engine::extract::CompiledFields;
 
     fn compiled(edit: impl FnOnce(&mut FieldSpec)) -> CompiledField {
-        let mut spec = FieldSpec {
-            name: "f".to_owned(),
-            label: None,
-            required: false,
-            field_type: FieldType::String,
-            synonyms: Vec::new(),
-            pattern: None,
-            min: None,
-            max: None,
-            allowed_values: None,
-        };
+        let mut spec = FieldSpec::new("f");
         edit(&mut spec);
         let fields = CompiledFields::compile(&ExtractSpec { fields: vec![spec], output_format: Default::default() })
             .expect("a valid field");

@@ -192,20 +192,14 @@ impl RunStore for MemoryRunStore {
             Some(after) => state.order.range(..after),
             None => state.order.range(..),
         };
-        let mut runs: Vec<Run> = older
+        let runs: Vec<Run> = older
             .rev()
             .filter_map(|(_, id)| state.runs.get(id))
             .filter(|s| matches(filter, &s.run))
             .take(limit.saturating_add(1))
             .map(|s| s.run.clone())
             .collect();
-        let next_cursor = if runs.len() > limit {
-            runs.truncate(limit);
-            runs.last().map(|last| encode_cursor(last.created_at.unix_micros(), last.id))
-        } else {
-            None
-        };
-        Ok(RunPage { runs, next_cursor })
+        Ok(RunPage::from_overfetch(runs, limit, |last| encode_cursor(last.created_at.unix_micros(), last.id)))
     }
 
     async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {

@@ -416,14 +416,8 @@ impl RunStore for SqliteRunStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if runs.len() > limit {
-            runs.truncate(limit);
-            runs.last().map(|last| encode_cursor(last.created_at.unix_micros(), last.id))
-        } else {
-            None
-        };
-        Ok(RunPage { runs, next_cursor })
+        let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(RunPage::from_overfetch(runs, limit, |last| encode_cursor(last.created_at.unix_micros(), last.id)))
     }
 
     async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {
