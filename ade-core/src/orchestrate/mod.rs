@@ -160,6 +160,13 @@ impl Default for RuntimeBuilder {
                 builder: Some(Arc::new(ProcessBuilder::default())),
             },
         );
+        engines.insert(
+            "extract".to_owned(),
+            EngineEntry {
+                engine: Arc::new(crate::engine::extract::ExtractEngine::default()),
+                builder: Some(Arc::new(crate::engine::extract::ExtractBuilder::default())),
+            },
+        );
         Self {
             data_dir: PathBuf::from("./ade-data"),
             in_memory: false,

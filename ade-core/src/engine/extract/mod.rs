@@ -11,11 +11,14 @@
 //! - [`validate`] checks one value against one field and returns the first problem with its
 //!   severity and issue code ([`MISSING_REQUIRED_VALUE`], …).
 //!
-//! Next: the engine and builder that read CSV/XLSX/XLS/ODS files into grids of [`Cell`]s, run
-//! these steps, publish `run.table.summary` and validation issues, and write the normalized
-//! output.
+//! - [`ExtractEngine`] and [`ExtractBuilder`] run these steps end to end over CSV inputs,
+//!   publish `run.table.summary` and validation issues, and write the normalized output.
+//!
+//! Next: XLSX/XLS/ODS inputs and XLSX output.
 mod cell;
+mod csv_input;
 mod detect;
+mod engine;
 mod fields;
 mod mapping;
 #[cfg(test)]
@@ -23,7 +26,9 @@ mod test_support;
 mod validate;
 
 pub use cell::{Cell, MAX_VALUE_CHARS};
+pub use csv_input::{CsvError, read_csv};
 pub use detect::{HEADER_CELL_THRESHOLD, TableRegion, find_tables, is_blank_row, is_header_row};
+pub use engine::{ExtractBuilder, ExtractEngine};
 pub use fields::{CompiledField, CompiledFields, FieldError, normalize};
 pub use mapping::{FIT_WEIGHT, HEADER_WEIGHT, MAP_THRESHOLD, header_score, map_columns, type_fit};
 pub use validate::{
