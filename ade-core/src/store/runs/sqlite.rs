@@ -328,6 +328,37 @@ async fn current_status(conn: &mut SqliteConnection, id: RunId) -> Result<RunSta
     from_enum_text(&row, "status")
 }
 
+/// Every status, for the state machine's checks in SQL.
+const STATUSES: [RunStatus; 6] = [
+    RunStatus::Queued,
+    RunStatus::Building,
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+];
+
+/// The statuses a run may be in to go to `to`, as a JSON array for `json_each`.
+fn statuses_before(to: RunStatus) -> Result<String> {
+    let from: Vec<&str> = STATUSES.iter().filter(|from| from.can_transition_to(to)).map(|s| s.as_str()).collect();
+    json(&from)
+}
+
+impl SqliteRunStore {
+    /// Why an update matched no row: the run is missing, or `check` refuses its current status.
+    async fn refusal(&self, id: RunId, to: RunStatus, check: fn(RunId, RunStatus, RunStatus) -> Result<()>) -> Error {
+        let from = match self.pool.acquire().await {
+            Ok(mut connection) => current_status(&mut connection, id).await,
+            Err(error) => Err(db(error)),
+        };
+        match from.and_then(|from| check(id, from, to).map(|()| from)) {
+            Err(error) => error,
+            // Allowed now, so it changed in between; report what was refused.
+            Ok(from) => Error::InvalidTransition { run_id: id, from: from.as_str(), to: to.as_str() },
+        }
+    }
+}
+
 fn now_us() -> i64 {
     Timestamp::now().unix_micros()
 }
@@ -422,18 +453,14 @@ impl RunStore for SqliteRunStore {
 
     async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {
         let _turn = self.writes.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let from = current_status(&mut tx, id).await?;
-        if let Some(to) = transition.to {
-            check_transition(id, from, to)?;
-        }
+        // One statement: the state machine's check is in its WHERE clause.
         let row = sqlx::query(
             "UPDATE runs SET
                  status = COALESCE(?2, status),
                  build_id = COALESCE(?3, build_id),
                  started_at = COALESCE(?4, started_at),
                  last_sequence = COALESCE(?5, last_sequence)
-             WHERE id = ?1
+             WHERE id = ?1 AND (?6 IS NULL OR status IN (SELECT value FROM json_each(?6)))
              RETURNING *",
         )
         .bind(id.to_string())
@@ -441,24 +468,26 @@ impl RunStore for SqliteRunStore {
         .bind(transition.build_id.map(|b| b.to_string()))
         .bind(transition.started_at.map(|t| t.to_string()))
         .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
-        .fetch_one(&mut *tx)
+        .bind(transition.to.map(statuses_before).transpose()?)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let run = run_from_row(&row)?;
-        tx.commit().await.map_err(db)?;
-        Ok(run)
+        match row {
+            Some(row) => run_from_row(&row),
+            None => Err(self.refusal(id, transition.to.unwrap_or(RunStatus::Queued), check_transition).await),
+        }
     }
 
     async fn finalize(&self, id: RunId, finalization: Finalization) -> Result<Run> {
         let _turn = self.writes.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let from = current_status(&mut tx, id).await?;
-        check_finalization(id, from, finalization.status)?;
+        if !finalization.status.is_terminal() {
+            return Err(self.refusal(id, finalization.status, check_finalization).await);
+        }
         let row = sqlx::query(
             "UPDATE runs SET
                  status = ?2, completed_at = ?3, exit_code = ?4, failure = ?5, summary = ?6,
                  last_sequence = ?7, lease_owner = NULL, lease_until_us = NULL
-             WHERE id = ?1
+             WHERE id = ?1 AND status IN (SELECT value FROM json_each(?8))
              RETURNING *",
         )
         .bind(id.to_string())
@@ -468,12 +497,14 @@ impl RunStore for SqliteRunStore {
         .bind(json_opt(finalization.failure.as_ref())?)
         .bind(json(&finalization.summary)?)
         .bind(to_i64(finalization.last_sequence, "last_sequence")?)
-        .fetch_one(&mut *tx)
+        .bind(statuses_before(finalization.status)?)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let run = run_from_row(&row)?;
-        tx.commit().await.map_err(db)?;
-        Ok(run)
+        match row {
+            Some(row) => run_from_row(&row),
+            None => Err(self.refusal(id, finalization.status, check_finalization).await),
+        }
     }
 
     async fn claim_queued(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
