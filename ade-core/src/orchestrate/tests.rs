@@ -398,7 +398,8 @@ async fn unknown_configurations_and_documents_are_refused() {
 #[tokio::test]
 async fn a_restarted_runtime_finishes_runs_left_active() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let configurations = || vec![configuration("slow-run", json!({ "block": true }))];
+    let configurations =
+        || vec![configuration("slow-run", json!({ "block": true })), configuration("quick", json!({}))];
     let open = |dir: &std::path::Path| {
         let mut builder = Runtime::builder().data_dir(dir).workers(1).engine(
             "scripted",
@@ -410,25 +411,34 @@ async fn a_restarted_runtime_finishes_runs_left_active() {
         }
         builder.build()
     };
-    let run_id = {
+    let (running, queued, copy) = {
         let first = open(dir.path()).await.expect("runtime");
-        let run = first.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
-        wait_for_event(&first, run.id, "console.line").await;
-        // Pretend the process died: the row says running, the log has no run.completed. The
-        // first runtime keeps its tasks, so detach from its writer by copying the data away.
+        let running = first.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+        wait_for_event(&first, running.id, "console.line").await;
+        // The only worker is busy: this one stays queued.
+        let queued = first.create_run(CreateRun::new(id("quick"))).await.expect("create").into_run();
+        // Pretend the process died: one row says running (its log has no run.completed), one says
+        // queued. The first runtime keeps its tasks, so detach from it by copying the data away.
         let copy = tempfile::tempdir().expect("copy dir");
         copy_dir(dir.path(), copy.path());
-        first.cancel(None, run.id).await.expect("cancel");
-        follow(&first, run.id).await;
-        (run.id, copy)
+        first.cancel(None, running.id).await.expect("cancel");
+        follow(&first, running.id).await;
+        (running.id, queued.id, copy)
     };
-    let second = open(run_id.1.path()).await.expect("restart");
-    let events = follow(&second, run_id.0).await;
+    let second = open(copy.path()).await.expect("restart");
+    let events = follow(&second, running).await;
     let failure = completed(&events).failure.clone().expect("failure");
     assert_eq!(failure.code, "orchestrator_lost");
-    let run = second.get_run(None, run_id.0).await.expect("get").expect("run");
+    let run = second.get_run(None, running).await.expect("get").expect("run");
     assert_well_formed(&run, &events);
     assert_eq!(&types(&events)[..3], ["run.queued", "run.started", "console.line"], "nothing written before is lost");
+
+    // The queued run is picked up again and runs normally, its first event kept.
+    let events = follow(&second, queued).await;
+    let run = second.get_run(None, queued).await.expect("get").expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(types(&events).iter().filter(|t| **t == "run.queued").count(), 1);
+    assert_well_formed(&run, &events);
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
