@@ -1,4 +1,5 @@
-//! [`ExtractEngine`] and [`ExtractBuilder`]: the `extract` engine end to end, for CSV inputs.
+//! [`ExtractEngine`] and [`ExtractBuilder`]: the `extract` engine end to end, for CSV and
+//! workbook (XLSX, XLSM, XLS, ODS) inputs.
 //!
 //! The builder checks and compiles the configuration's fields (build phases `load_config`,
 //! `validate_config`, `compile_rules`); a configuration that does not compile fails the build
@@ -6,25 +7,33 @@
 //!
 //! The engine runs four phases over all inputs:
 //!
-//! 1. `extracting`: reads each input (only `.csv`, any case, in this version) into a grid of
-//!    [`Cell`]s and finds its tables ([`find_tables`]). A CSV file is one sheet, index 0, named
-//!    after the file's stem. An unsupported extension, an empty file or bytes that are not UTF-8
-//!    fail the run with `input_error`; a sheet without a table is a console warning.
+//! 1. `extracting`: reads each input into grids of [`Cell`]s, one per sheet, and finds their
+//!    tables ([`find_tables`]). The extension (any case) decides the reader: `.csv` is one sheet,
+//!    index 0, named after the file's stem; `.xlsx`, `.xlsm`, `.xls` and `.ods` give their
+//!    worksheets with their workbook index and name ([`read_workbook`]), only those named in the
+//!    run's `input_sheet_names` when given. Table ids are `tbl_<file>_<sheet>_<table>` (indices).
+//!    An unsupported extension, an unreadable file (bytes that are not UTF-8 CSV; a corrupt,
+//!    encrypted or mis-named workbook), `input_sheet_names` naming none of a workbook's
+//!    worksheets, or an input whose sheets are all empty fail the run with `input_error` naming
+//!    the file; a sheet without a table is a console warning.
 //! 2. `mapping`: maps each table's columns to the fields ([`map_columns`]) from the header row's
 //!    texts and up to 100 sampled non-blank data rows. `source_column_index` is the column in
 //!    the sheet (0-based).
 //! 3. `validating`: checks every non-blank data row's mapped cells ([`validate`]), publishes one
 //!    `run.validation.issue` per problem (the sink caps publication) and one `run.table.summary`
 //!    per table.
-//! 4. `writing_output`: only in `execute` mode, writes `outputs/normalized.csv` (configured
-//!    fields in order, then `raw_1…raw_n` for unmapped columns, then `source_file`,
-//!    `source_sheet`, `source_row`; one line per data row) and `outputs/issues.csv` (every issue,
-//!    published or not). In other modes the phase is `skipped` and nothing is written.
+//! 4. `writing_output`: only in `execute` mode. The normalized rows are the configured fields in
+//!    order, then `raw_1…raw_n` for unmapped columns, then `source_file`, `source_sheet`,
+//!    `source_row` (one per data row); the issues are every issue, published or not. With
+//!    `output_format: xlsx` (the default) both go to `outputs/normalized.xlsx`, sheets
+//!    `normalized` and `issues` (numbers, booleans and dates keep their types); with
+//!    `output_format: csv` to `outputs/normalized.csv` and `outputs/issues.csv`. In other modes
+//!    the phase is `skipped` and nothing is written.
 //!
 //! Then `run.validation.summary` for the whole run. Cancellation is checked every 1,000 rows.
 //!
-//! Known gaps: XLSX/XLS/ODS inputs are not read yet, and `output_format: xlsx` (the default)
-//! still writes the CSV outputs, with a console warning saying so.
+//! Known gaps: `.xlsb` inputs are not accepted; XLSX output is limited to Excel's 1,048,575 data
+//! rows per sheet (beyond that, writing fails with `engine_error`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +48,7 @@ use super::detect::{TableRegion, find_tables, is_blank_row};
 use super::fields::CompiledFields;
 use super::mapping::map_columns;
 use super::validate::validate;
+use super::workbook_input::{WorkbookFormat, read_workbook};
 use crate::config::{Configuration, EngineSpec, ExtractSpec, OutputFormat};
 use crate::engine::{
     BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
@@ -48,6 +58,7 @@ use crate::event::{
     ValidationIssue,
 };
 use crate::run::{Extra, RunMode};
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 
 /// Rows between two cancellation checks.
 const CANCEL_CHECK_ROWS: usize = 1_000;
@@ -142,10 +153,13 @@ struct Table {
     validation: ValidationAggregate,
 }
 
-/// One sheet (for CSV: one file).
+/// One sheet (for CSV: one file; for a workbook: one worksheet).
 #[derive(Debug)]
 struct Sheet {
     file_index: u32,
+    sheet_index: u32,
+    /// How console lines name the sheet: the file, and for a workbook the sheet too.
+    label: String,
     source_file: String,
     source_sheet: String,
     rows: Vec<Vec<Cell>>,
@@ -202,23 +216,50 @@ fn data_rows<'a>(rows: &'a [Vec<Cell>], region: &TableRegion) -> impl Iterator<I
         .filter(|(_, row)| !is_blank_row(row))
 }
 
-/// Reads one input into a grid, or says why it cannot be.
-async fn read_input(path: &Path, filename: &str) -> Result<Vec<Vec<Cell>>, EngineFailure> {
+/// One sheet of an input, as read: its index in the file, its name and its cells.
+type InputSheet = (u32, String, Vec<Vec<Cell>>);
+
+/// Reads one input into its sheets' grids, or says why it cannot be. A CSV file is one sheet,
+/// index 0, named after the file's stem; a workbook gives its worksheets (only those named in
+/// `sheet_names`, when given).
+async fn read_input(
+    path: &Path,
+    filename: &str,
+    sheet_names: Option<&[String]>,
+) -> Result<Vec<InputSheet>, EngineFailure> {
     let input_error = |message: String| EngineFailure::new("input_error", message);
-    let is_csv = Path::new(filename).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
-    if !is_csv {
-        return Err(input_error(format!("{filename} is not a supported input (CSV for now)")));
+    let extension = Path::new(filename).extension().map(|ext| ext.to_string_lossy().into_owned()).unwrap_or_default();
+    let is_csv = extension.eq_ignore_ascii_case("csv");
+    let workbook = WorkbookFormat::from_extension(&extension);
+    if !is_csv && workbook.is_none() {
+        return Err(input_error(format!("{filename} is not a supported input (CSV, XLSX, XLSM, XLS or ODS)")));
     }
     let bytes =
         tokio::fs::read(path).await.map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?;
-    let rows = tokio::task::spawn_blocking(move || read_csv(&bytes))
-        .await
-        .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
-        .map_err(|error| input_error(format!("{filename}: {error}")))?;
-    if rows.iter().all(|row| is_blank_row(row)) {
+    let sheets = if let Some(format) = workbook {
+        let sheet_names = sheet_names.map(<[String]>::to_vec);
+        // A panic in the reader surfaces as a join error, reported like any unreadable file.
+        tokio::task::spawn_blocking(move || read_workbook(bytes, format, sheet_names.as_deref()))
+            .await
+            .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
+            .map_err(|error| input_error(format!("{filename} {error}")))?
+            .into_iter()
+            .map(|sheet| (sheet.index, sheet.name, sheet.rows))
+            .collect()
+    } else {
+        let rows = tokio::task::spawn_blocking(move || read_csv(&bytes))
+            .await
+            .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
+            .map_err(|error| input_error(format!("{filename}: {error}")))?;
+        let stem = Path::new(filename)
+            .file_stem()
+            .map_or_else(|| filename.to_owned(), |stem| stem.to_string_lossy().into_owned());
+        vec![(0, stem, rows)]
+    };
+    if sheets.iter().all(|(_, _, rows)| rows.iter().all(|row| is_blank_row(row))) {
         return Err(input_error(format!("{filename} is empty")));
     }
-    Ok(rows)
+    Ok(sheets)
 }
 
 #[async_trait]
@@ -244,53 +285,73 @@ impl Engine for ExtractEngine {
             if context.cancel.is_cancelled() {
                 return cancelled();
             }
-            let rows = match read_input(&input.path, &input.filename).await {
-                Ok(rows) => rows,
+            let sheet_names = context.options.input_sheet_names.as_deref();
+            let input_sheets = match read_input(&input.path, &input.filename, sheet_names).await {
+                Ok(sheets) => sheets,
                 Err(failure) => {
                     let _ = sink.phase_completed("extracting", PhaseStatus::Failed, elapsed_ms(start), None).await;
                     return EngineOutcome::failed(failure);
                 }
             };
             let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
-            let source_sheet = Path::new(&input.filename)
-                .file_stem()
-                .map_or_else(|| input.filename.clone(), |stem| stem.to_string_lossy().into_owned());
-            let regions = find_tables(&rows, &fields);
-            let mut tables = Vec::with_capacity(regions.len());
-            for (table_index, region) in regions.into_iter().enumerate() {
-                let table_index = u32::try_from(table_index).unwrap_or(u32::MAX);
-                let row_count = to_u64(data_rows(&rows, &region).count());
-                tables.push(Table {
-                    region,
-                    table_index,
-                    table_id: format!("tbl_{file_index}_0_{table_index}"),
-                    headers: Vec::new(),
-                    mapping: TableMapping::default(),
-                    row_count,
-                    validation: ValidationAggregate::default(),
+            let is_workbook = Path::new(&input.filename)
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .and_then(WorkbookFormat::from_extension)
+                .is_some();
+            for (sheet_index, source_sheet, rows) in input_sheets {
+                let label = if is_workbook {
+                    format!("{} sheet '{source_sheet}'", input.filename)
+                } else {
+                    input.filename.clone()
+                };
+                let regions = find_tables(&rows, &fields);
+                let mut tables = Vec::with_capacity(regions.len());
+                for (table_index, region) in regions.into_iter().enumerate() {
+                    let table_index = u32::try_from(table_index).unwrap_or(u32::MAX);
+                    let row_count = to_u64(data_rows(&rows, &region).count());
+                    tables.push(Table {
+                        region,
+                        table_index,
+                        table_id: format!("tbl_{file_index}_{sheet_index}_{table_index}"),
+                        headers: Vec::new(),
+                        mapping: TableMapping::default(),
+                        row_count,
+                        validation: ValidationAggregate::default(),
+                    });
+                }
+                let (level, message) = if tables.is_empty() {
+                    (ConsoleLevel::Warn, format!("{label}: no table found (no header row names the configured fields)"))
+                } else {
+                    let details: Vec<String> = tables
+                        .iter()
+                        .map(|t| {
+                            format!("header on row {}, {}", t.region.header_row + 1, plural(t.row_count, "row", "rows"))
+                        })
+                        .collect();
+                    let count = plural(to_u64(tables.len()), "table", "tables");
+                    (ConsoleLevel::Info, format!("{label}: {count} ({})", details.join("; ")))
+                };
+                let _ = sink.console(level, ConsoleStream::Stdout, message).await;
+                sheets.push(Sheet {
+                    file_index,
+                    sheet_index,
+                    label,
+                    source_file: input.filename.clone(),
+                    source_sheet,
+                    rows,
+                    tables,
                 });
             }
-            let (level, message) = if tables.is_empty() {
-                (
-                    ConsoleLevel::Warn,
-                    format!("{}: no table found (no header row names the configured fields)", input.filename),
-                )
-            } else {
-                let details: Vec<String> = tables
-                    .iter()
-                    .map(|t| {
-                        format!("header on row {}, {}", t.region.header_row + 1, plural(t.row_count, "row", "rows"))
-                    })
-                    .collect();
-                let count = plural(to_u64(tables.len()), "table", "tables");
-                (ConsoleLevel::Info, format!("{}: {count} ({})", input.filename, details.join("; ")))
-            };
-            let _ = sink.console(level, ConsoleStream::Stdout, message).await;
-            sheets.push(Sheet { file_index, source_file: input.filename.clone(), source_sheet, rows, tables });
         }
         let table_count = to_u64(sheets.iter().map(|s| s.tables.len()).sum());
         let row_count: u64 = sheets.iter().flat_map(|s| &s.tables).map(|t| t.row_count).sum();
-        let extracted = metrics(&[("files", to_u64(sheets.len())), ("tables", table_count), ("rows", row_count)]);
+        let extracted = metrics(&[
+            ("files", to_u64(context.inputs.len())),
+            ("sheets", to_u64(sheets.len())),
+            ("tables", table_count),
+            ("rows", row_count),
+        ]);
         let _ = sink.phase_completed("extracting", PhaseStatus::Succeeded, elapsed_ms(start), extracted).await;
 
         // 2. mapping
@@ -329,7 +390,7 @@ impl Engine for ExtractEngine {
                 let unmapped: Vec<&str> = mapping.unmapped_columns.iter().map(|c| c.header.as_str()).collect();
                 let mut message = format!(
                     "{} table {}: {mapped} of {} fields mapped",
-                    sheet.source_file,
+                    sheet.label,
                     table.table_index + 1,
                     fields.len()
                 );
@@ -344,7 +405,7 @@ impl Engine for ExtractEngine {
                 for missing in mapping.mapped_columns.iter().filter(|c| c.is_required && !c.is_satisfied) {
                     let message = format!(
                         "{} table {}: no column for the required field '{}'",
-                        sheet.source_file,
+                        sheet.label,
                         table.table_index + 1,
                         missing.field
                     );
@@ -407,7 +468,7 @@ impl Engine for ExtractEngine {
                     source_file: sheet.source_file.clone(),
                     source_sheet: sheet.source_sheet.clone(),
                     file_index: sheet.file_index,
-                    sheet_index: 0,
+                    sheet_index: sheet.sheet_index,
                     table_index: table.table_index,
                     row_count: table.row_count,
                     column_count: to_u64(region.column_count()),
@@ -434,21 +495,20 @@ impl Engine for ExtractEngine {
         let _ = sink.phase_started("writing_output", None).await;
         let mut output_paths = Vec::new();
         if context.mode == RunMode::Execute {
-            if spec.output_format == OutputFormat::Xlsx {
-                let message = "XLSX output is not built yet: writing normalized.csv and issues.csv instead";
-                let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stdout, message).await;
-            }
-            let written = write_outputs(&context.output_dir, &sheets, &fields, &issues).await;
+            let xlsx = spec.output_format == OutputFormat::Xlsx;
+            let written = write_outputs(&context.output_dir, &sheets, &fields, &issues, xlsx).await;
             match written {
-                Ok(()) => {
-                    output_paths = vec!["outputs/normalized.csv".to_owned(), "outputs/issues.csv".to_owned()];
+                Ok(paths) => {
+                    let files = to_u64(paths.len());
                     let message = format!(
-                        "wrote outputs/normalized.csv ({}) and outputs/issues.csv ({})",
+                        "wrote {} ({}, {})",
+                        paths.join(" and "),
                         plural(row_count, "row", "rows"),
                         plural(to_u64(issues.len()), "issue", "issues")
                     );
+                    output_paths = paths;
                     let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, message).await;
-                    let wrote = metrics(&[("files", 2), ("rows", row_count), ("issues", to_u64(issues.len()))]);
+                    let wrote = metrics(&[("files", files), ("rows", row_count), ("issues", to_u64(issues.len()))]);
                     let _ =
                         sink.phase_completed("writing_output", PhaseStatus::Succeeded, elapsed_ms(start), wrote).await;
                 }
@@ -466,30 +526,54 @@ impl Engine for ExtractEngine {
     }
 }
 
-/// Writes `normalized.csv` and `issues.csv` into `output_dir`.
+/// The columns of `issues.csv` and of the `issues` sheet.
+const ISSUE_COLUMNS: [&str; 10] =
+    ["table_id", "source_file", "source_sheet", "row", "field", "column", "severity", "code", "value", "message"];
+
+/// Writes the outputs into `output_dir`: `normalized.xlsx` (sheets `normalized` and `issues`)
+/// when `xlsx`, else `normalized.csv` and `issues.csv`. Returns their paths relative to the run's
+/// directory.
 async fn write_outputs(
     output_dir: &Path,
     sheets: &[Sheet],
     fields: &CompiledFields,
     issues: &[IssueRecord],
-) -> Result<(), String> {
-    let normalized = normalized_csv(sheets, fields).map_err(|error| format!("normalized.csv: {error}"))?;
-    let issues = issues_csv(issues).map_err(|error| format!("issues.csv: {error}"))?;
+    xlsx: bool,
+) -> Result<Vec<String>, String> {
+    let (header, records) = normalized_records(sheets, fields);
+    let issue_header = ISSUE_COLUMNS.map(str::to_owned).to_vec();
+    let issue_records = issue_records(issues);
+    let files: Vec<(&str, Vec<u8>)> = if xlsx {
+        let bytes = tokio::task::spawn_blocking(move || {
+            workbook_bytes(&[("normalized", &header, &records), ("issues", &issue_header, &issue_records)])
+        })
+        .await
+        .map_err(|error| format!("normalized.xlsx: {error}"))?
+        .map_err(|error| format!("normalized.xlsx: {error}"))?;
+        vec![("normalized.xlsx", bytes)]
+    } else {
+        let normalized = csv_bytes(&header, &records).map_err(|error| format!("normalized.csv: {error}"))?;
+        let issues = csv_bytes(&issue_header, &issue_records).map_err(|error| format!("issues.csv: {error}"))?;
+        vec![("normalized.csv", normalized), ("issues.csv", issues)]
+    };
     tokio::fs::create_dir_all(output_dir).await.map_err(|error| format!("{}: {error}", output_dir.display()))?;
-    for (name, bytes) in [("normalized.csv", normalized), ("issues.csv", issues)] {
+    let mut paths = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
         let path = output_dir.join(name);
         tokio::fs::write(&path, bytes).await.map_err(|error| format!("{}: {error}", path.display()))?;
+        paths.push(format!("outputs/{name}"));
     }
-    Ok(())
+    Ok(paths)
 }
 
-fn normalized_csv(sheets: &[Sheet], fields: &CompiledFields) -> Result<Vec<u8>, csv::Error> {
+/// The normalized output: configured fields in order, then `raw_1…raw_n` for unmapped columns,
+/// then `source_file`, `source_sheet`, `source_row`; one record per data row.
+fn normalized_records(sheets: &[Sheet], fields: &CompiledFields) -> (Vec<String>, Vec<Vec<Cell>>) {
     let raw_count = sheets.iter().flat_map(|s| &s.tables).map(|t| t.mapping.unmapped_columns.len()).max().unwrap_or(0);
-    let mut writer = csv::WriterBuilder::new().flexible(false).from_writer(Vec::new());
     let mut header: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
     header.extend((1..=raw_count).map(|n| format!("raw_{n}")));
     header.extend(["source_file", "source_sheet", "source_row"].map(str::to_owned));
-    writer.write_record(&header)?;
+    let mut records = Vec::new();
     for sheet in sheets {
         for table in &sheet.tables {
             let field_columns: Vec<Option<usize>> = fields
@@ -509,48 +593,117 @@ fn normalized_csv(sheets: &[Sheet], fields: &CompiledFields) -> Result<Vec<u8>, 
                 })
                 .collect();
             for (index, row) in data_rows(&sheet.rows, &table.region) {
-                let value =
-                    |column: &Option<usize>| column.and_then(|c| row.get(c)).map(Cell::display).unwrap_or_default();
-                let mut record: Vec<String> = field_columns.iter().map(value).collect();
+                let value = |column: &Option<usize>| column.and_then(|c| row.get(c)).cloned().unwrap_or(Cell::Empty);
+                let mut record: Vec<Cell> = field_columns.iter().map(value).collect();
                 record.extend(raw_columns.iter().map(value));
-                record.extend([sheet.source_file.clone(), sheet.source_sheet.clone(), (index + 1).to_string()]);
-                writer.write_record(&record)?;
+                record.extend([
+                    Cell::Text(sheet.source_file.clone()),
+                    Cell::Text(sheet.source_sheet.clone()),
+                    Cell::Int(i64::try_from(index + 1).unwrap_or(i64::MAX)),
+                ]);
+                records.push(record);
             }
         }
+    }
+    (header, records)
+}
+
+/// Every issue, as records under [`ISSUE_COLUMNS`].
+fn issue_records(issues: &[IssueRecord]) -> Vec<Vec<Cell>> {
+    let text = |value: &str| if value.is_empty() { Cell::Empty } else { Cell::Text(value.to_owned()) };
+    issues
+        .iter()
+        .map(|record| {
+            let issue = &record.issue;
+            vec![
+                text(&record.table_id),
+                text(&record.source_file),
+                text(&record.source_sheet),
+                issue.row.map_or(Cell::Empty, |r| Cell::Int(i64::try_from(r).unwrap_or(i64::MAX))),
+                text(issue.field.as_deref().unwrap_or_default()),
+                text(issue.column.as_deref().unwrap_or_default()),
+                text(severity_text(issue.severity)),
+                text(&issue.code),
+                text(issue.value.as_deref().unwrap_or_default()),
+                text(&issue.message),
+            ]
+        })
+        .collect()
+}
+
+/// A CSV file: `header`, then each record's cells as a person sees them.
+fn csv_bytes(header: &[String], records: &[Vec<Cell>]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::WriterBuilder::new().flexible(false).from_writer(Vec::new());
+    writer.write_record(header)?;
+    for record in records {
+        writer.write_record(record.iter().map(Cell::display))?;
     }
     writer.into_inner().map_err(|error| csv::Error::from(error.into_error()))
 }
 
-fn issues_csv(issues: &[IssueRecord]) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "table_id",
-        "source_file",
-        "source_sheet",
-        "row",
-        "field",
-        "column",
-        "severity",
-        "code",
-        "value",
-        "message",
-    ])?;
-    for record in issues {
-        let issue = &record.issue;
-        writer.write_record([
-            record.table_id.as_str(),
-            record.source_file.as_str(),
-            record.source_sheet.as_str(),
-            &issue.row.map(|r| r.to_string()).unwrap_or_default(),
-            issue.field.as_deref().unwrap_or_default(),
-            issue.column.as_deref().unwrap_or_default(),
-            severity_text(issue.severity),
-            issue.code.as_str(),
-            issue.value.as_deref().unwrap_or_default(),
-            issue.message.as_str(),
-        ])?;
+/// One sheet of an output workbook: its name, header and records.
+type OutputSheet<'a> = (&'a str, &'a [String], &'a [Vec<Cell>]);
+
+/// An XLSX workbook with one sheet per `(name, header, records)`: a bold header row, then the
+/// records with their types kept (numbers, booleans, dates; text otherwise).
+fn workbook_bytes(sheets: &[OutputSheet<'_>]) -> Result<Vec<u8>, XlsxError> {
+    let mut workbook = Workbook::new();
+    let bold = Format::new().set_bold();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    for (name, header, records) in sheets {
+        let worksheet = workbook.add_worksheet();
+        worksheet.set_name(*name)?;
+        for (column, title) in header.iter().enumerate() {
+            worksheet.write_string_with_format(0, column_number(column)?, title, &bold)?;
+        }
+        for (index, record) in records.iter().enumerate() {
+            let row = u32::try_from(index + 1).map_err(|_| XlsxError::RowColumnLimitError)?;
+            for (column, cell) in record.iter().enumerate() {
+                let column = column_number(column)?;
+                match cell {
+                    Cell::Empty => {}
+                    // Beyond 2^53 a float loses digits: keep such integers as text.
+                    Cell::Int(n) if n.unsigned_abs() < (1 << 53) => {
+                        worksheet.write_number(row, column, *n as f64)?;
+                    }
+                    Cell::Float(f) if f.is_finite() => {
+                        worksheet.write_number(row, column, *f)?;
+                    }
+                    Cell::Bool(b) => {
+                        worksheet.write_boolean(row, column, *b)?;
+                    }
+                    Cell::Date(d) => {
+                        let value = excel_datetime(d.and_time(chrono::NaiveTime::MIN))?;
+                        worksheet.write_datetime_with_format(row, column, value, &date)?;
+                    }
+                    Cell::DateTime(dt) => {
+                        worksheet.write_datetime_with_format(row, column, excel_datetime(*dt)?, &datetime)?;
+                    }
+                    other => {
+                        worksheet.write_string(row, column, other.display())?;
+                    }
+                }
+            }
+        }
+        worksheet.set_freeze_panes(1, 0)?;
     }
-    writer.into_inner().map_err(|error| csv::Error::from(error.into_error()))
+    workbook.save_to_buffer()
+}
+
+fn column_number(column: usize) -> Result<u16, XlsxError> {
+    u16::try_from(column).map_err(|_| XlsxError::RowColumnLimitError)
+}
+
+fn excel_datetime(datetime: chrono::NaiveDateTime) -> Result<ExcelDateTime, XlsxError> {
+    use chrono::{Datelike, Timelike};
+    let year = u16::try_from(datetime.year()).map_err(|_| XlsxError::DateTimeRangeError(datetime.to_string()))?;
+    let month = u8::try_from(datetime.month()).unwrap_or(1);
+    let day = u8::try_from(datetime.day()).unwrap_or(1);
+    let hour = u16::try_from(datetime.hour()).unwrap_or(0);
+    let minute = u8::try_from(datetime.minute()).unwrap_or(0);
+    let seconds = f64::from(datetime.second()) + f64::from(datetime.nanosecond()) / 1e9;
+    ExcelDateTime::from_ymd(year, month, day)?.and_hms(hour, minute, seconds)
 }
 
 #[cfg(test)]
@@ -564,7 +717,7 @@ mod tests {
     use crate::dispatch::After;
     use crate::event::{ConfigurationId, DocumentId, Envelope, EventPayload, RunCompleted, WorkspaceId};
     use crate::orchestrate::{CreateRun, Runtime};
-    use crate::run::{Run, RunOutcome, Stage};
+    use crate::run::{Run, RunOptions, RunOutcome, Stage};
 
     const MEMBERS_CSV: &str = "Members 2024\n\
         \n\
@@ -851,7 +1004,11 @@ mod tests {
         let h = harness().await;
         let cases: [(&str, &[u8], &str); 3] = [
             ("empty.csv", b"", "empty.csv is empty"),
-            ("members.txt", b"Member #,E-mail\n1,a@b.co\n", "members.txt is not a supported input (CSV for now)"),
+            (
+                "members.txt",
+                b"Member #,E-mail\n1,a@b.co\n",
+                "members.txt is not a supported input (CSV, XLSX, XLSM, XLS or ODS)",
+            ),
             ("binary.CSV", b"Member #,E-mail\n1,\xff\xfe\n", "binary.CSV: row 2 is not valid UTF-8"),
         ];
         for (filename, bytes, message) in cases {
@@ -885,7 +1042,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn validate_only_writes_nothing_and_xlsx_output_warns() {
+    async fn validate_only_writes_nothing_and_xlsx_is_the_default_output() {
         let h = harness().await;
         let document = upload(&h.runtime, "members.csv", MEMBERS_CSV.as_bytes()).await;
         let request = CreateRun::new(id("members")).document(document).mode(RunMode::ValidateOnly);
@@ -899,11 +1056,280 @@ mod tests {
         assert!(!outputs.join("normalized.csv").exists() && !outputs.join("issues.csv").exists());
 
         let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completed(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded);
+        assert_eq!(done.artifacts.output_paths, vec!["outputs/normalized.xlsx"]);
+        assert!(!consoles(&events).iter().any(|(level, _)| *level == ConsoleLevel::Warn));
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        assert!(outputs.join("normalized.xlsx").is_file() && !outputs.join("normalized.csv").exists());
+        h.runtime.shutdown().await;
+    }
+
+    /// A cell written into a test workbook.
+    enum W<'a> {
+        S(&'a str),
+        N(f64),
+        D(u16, u8, u8),
+    }
+
+    /// A sheet of a test workbook: its name, top-left `(row, column)` and rows.
+    type TestSheet<'a> = (&'a str, (u32, u16), Vec<Vec<W<'a>>>);
+
+    /// An XLSX workbook with `sheets`, each `(name, top-left (row, column), rows)`.
+    fn xlsx(sheets: &[TestSheet<'_>]) -> Vec<u8> {
+        let mut workbook = Workbook::new();
+        let date = Format::new().set_num_format("yyyy-mm-dd");
+        for (name, (top, left), rows) in sheets {
+            let worksheet = workbook.add_worksheet();
+            worksheet.set_name(*name).expect("name");
+            for (r, row) in rows.iter().enumerate() {
+                let r = top + u32::try_from(r).expect("row");
+                for (c, cell) in row.iter().enumerate() {
+                    let c = left + u16::try_from(c).expect("column");
+                    match cell {
+                        W::S("") => {}
+                        W::S(text) => {
+                            worksheet.write_string(r, c, *text).expect("write");
+                        }
+                        W::N(n) => {
+                            worksheet.write_number(r, c, *n).expect("write");
+                        }
+                        W::D(y, m, d) => {
+                            let value = ExcelDateTime::from_ymd(*y, *m, *d).expect("date");
+                            worksheet.write_datetime_with_format(r, c, value, &date).expect("write");
+                        }
+                    }
+                }
+            }
+        }
+        workbook.save_to_buffer().expect("workbook")
+    }
+
+    /// Two sheets: `Members` (title, blank row, a junk `Notes` column, header on row 3) and
+    /// `Staff` (header on row 1).
+    fn book() -> Vec<u8> {
+        use W::{D, N, S};
+        let members = vec![
+            vec![S("Members 2024")],
+            vec![],
+            vec![S("Member #"), S("Full name"), S("E-mail"), S("Notes"), S("Joined")],
+            vec![N(1.0), S("Ada Lovelace"), S("ada@example.org"), S("first"), D(2024, 1, 2)],
+            vec![N(2.0), S("Grace Hopper"), S("grace-at-example.org"), S(""), D(2024, 2, 3)],
+            vec![S(""), S("Linus"), S("linus@example.org"), S("x"), D(2024, 3, 4)],
+            vec![N(4.0), S("Hopper, Jr."), S("bad@"), S(""), D(2024, 4, 5)],
+            vec![N(5.0), S("Alan Turing"), S("alan@example.org"), S("y"), D(2024, 5, 6)],
+        ];
+        let staff = vec![
+            vec![S("Member #"), S("Full name"), S("E-mail")],
+            vec![N(10.0), S("Kay"), S("kay@example.org")],
+            vec![N(11.0), S("Bob"), S("bob@")],
+        ];
+        xlsx(&[("Members", (0, 0), members), ("Staff", (0, 0), staff)])
+    }
+
+    fn summaries(events: &[Envelope]) -> Vec<&TableSummary> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::RunTableSummary(table) => Some(table),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn issue_rows(events: &[Envelope]) -> Vec<(String, Option<u64>, String)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::RunValidationIssue(i) => Some((i.table_id.clone(), i.row, i.code.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The sheets of an XLSX file, each cell as a person sees it.
+    fn read_back(path: &Path) -> Vec<(String, Vec<Vec<String>>)> {
+        let bytes = std::fs::read(path).expect("output");
+        read_workbook(bytes, WorkbookFormat::Xlsx, None)
+            .expect("readable")
+            .into_iter()
+            .map(|sheet| (sheet.name, sheet.rows.iter().map(|r| r.iter().map(Cell::display).collect()).collect()))
+            .collect()
+    }
+
+    fn strings<const N: usize>(rows: &[[&str; N]]) -> Vec<Vec<String>> {
+        rows.iter().map(|r| r.iter().map(|c| (*c).to_owned()).collect()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_workbook_end_to_end_with_xlsx_output() {
+        let h = harness().await;
+        let document = upload(&h.runtime, "book.xlsx", &book()).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completed(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        assert_eq!(done.artifacts.output_paths, vec!["outputs/normalized.xlsx"]);
+        let lines = consoles(&events);
+        assert_eq!(lines[0].1, "book.xlsx sheet 'Members': 1 table (header on row 3, 5 rows)");
+        assert_eq!(lines[1].1, "book.xlsx sheet 'Staff': 1 table (header on row 1, 2 rows)");
+
+        let tables = summaries(&events);
+        let seen: Vec<_> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.table_id.as_str(),
+                    t.source_file.as_str(),
+                    t.source_sheet.as_str(),
+                    (t.file_index, t.sheet_index, t.table_index),
+                    (t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count),
+                    (t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("tbl_0_0_0", "book.xlsx", "Members", (0, 0, 0), (5, 5, 4, 1), (3, 4, 8)),
+                ("tbl_0_1_0", "book.xlsx", "Staff", (0, 1, 0), (2, 3, 3, 0), (1, 2, 3)),
+            ]
+        );
+        let mapped: Vec<(&str, i64)> =
+            tables[0].mapping.mapped_columns.iter().map(|c| (c.field.as_str(), c.source_column_index)).collect();
+        assert_eq!(mapped, vec![("member_id", 0), ("name", 1), ("email", 2), ("joined", 4)]);
+        assert_eq!(tables[0].mapping.unmapped_columns[0].header, "Notes");
+        let issues = issue_rows(&events);
+        let want = [
+            ("tbl_0_0_0", 5, "invalid_email"),
+            ("tbl_0_0_0", 6, "missing_required_value"),
+            ("tbl_0_0_0", 7, "invalid_email"),
+            ("tbl_0_1_0", 3, "invalid_email"),
+        ];
+        assert_eq!(issues, want.map(|(t, r, c)| (t.to_owned(), Some(r), c.to_owned())).to_vec());
+
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        let names: Vec<&str> = sheets.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["normalized", "issues"]);
+        let source = "book.xlsx";
+        assert_eq!(
+            sheets[0].1,
+            strings(&[
+                ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"],
+                ["1", "Ada Lovelace", "ada@example.org", "2024-01-02", "first", source, "Members", "4"],
+                ["2", "Grace Hopper", "grace-at-example.org", "2024-02-03", "", source, "Members", "5"],
+                ["", "Linus", "linus@example.org", "2024-03-04", "x", source, "Members", "6"],
+                ["4", "Hopper, Jr.", "bad@", "2024-04-05", "", source, "Members", "7"],
+                ["5", "Alan Turing", "alan@example.org", "2024-05-06", "y", source, "Members", "8"],
+                ["10", "Kay", "kay@example.org", "", "", source, "Staff", "2"],
+                ["11", "Bob", "bob@", "", "", source, "Staff", "3"],
+            ])
+        );
+        let issues_sheet = &sheets[1].1;
+        assert_eq!(issues_sheet[0], ISSUE_COLUMNS.map(str::to_owned).to_vec());
+        let rows: Vec<[&str; 5]> = issues_sheet[1..]
+            .iter()
+            .map(|r| [r[0].as_str(), r[2].as_str(), r[3].as_str(), r[4].as_str(), r[7].as_str()])
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ["tbl_0_0_0", "Members", "5", "email", "invalid_email"],
+                ["tbl_0_0_0", "Members", "6", "member_id", "missing_required_value"],
+                ["tbl_0_0_0", "Members", "7", "email", "invalid_email"],
+                ["tbl_0_1_0", "Staff", "3", "email", "invalid_email"],
+            ]
+        );
+        assert_eq!(issues_sheet[1][8], "grace-at-example.org");
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_table_away_from_a1_keeps_its_spreadsheet_rows_and_columns() {
+        use W::{N, S};
+        let h = harness().await;
+        let rows = vec![
+            vec![S("Member #"), S("Full name"), S("E-mail")],
+            vec![N(1.0), S("Ada"), S("ada@example.org")],
+            vec![S(""), S("Bob"), S("bad@")],
+        ];
+        // Header at C5.
+        let document = upload(&h.runtime, "offset.XLSX", &xlsx(&[("Data", (4, 2), rows)])).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
         assert_eq!(completed(&events).status, RunOutcome::Succeeded);
-        assert!(consoles(&events).iter().any(
-            |(level, message)| *level == ConsoleLevel::Warn && message.starts_with("XLSX output is not built yet")
-        ));
-        assert!(h.runtime.run_dir(&run.workspace_id, run.id).join("outputs/normalized.csv").is_file());
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        let m = &tables[0].metadata;
+        assert_eq!((m.header_row, m.first_data_row, m.last_data_row), (5, 6, 7));
+        let columns: Vec<i64> = tables[0].mapping.mapped_columns.iter().map(|c| c.source_column_index).collect();
+        assert_eq!(columns, [2, 3, 4, -1]);
+        let issues = issue_rows(&events);
+        let want = [(7, "missing_required_value"), (7, "invalid_email")];
+        assert_eq!(issues, want.map(|(r, c)| ("tbl_0_0_0".to_owned(), Some(r), c.to_owned())).to_vec());
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let normalized = std::fs::read_to_string(outputs.join("normalized.csv")).expect("csv output");
+        assert_eq!(
+            normalized,
+            "member_id,name,email,joined,source_file,source_sheet,source_row\n\
+             1,Ada,ada@example.org,,offset.XLSX,Data,6\n\
+             ,Bob,bad@,,offset.XLSX,Data,7\n"
+        );
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn bad_workbooks_fail_with_input_error() {
+        let h = harness().await;
+        // An empty workbook is an input error, like an empty CSV file.
+        let empty = xlsx(&[("Sheet1", (0, 0), Vec::new())]);
+        let cases: [(&str, Vec<u8>, &str); 3] = [
+            ("garbage.xlsx", b"this is not a zip file".to_vec(), "garbage.xlsx is not a readable XLSX workbook: "),
+            ("old.xls", b"nor an OLE file".to_vec(), "old.xls is not a readable XLS workbook: "),
+            ("empty.xlsx", empty, "empty.xlsx is empty"),
+        ];
+        for (filename, bytes, message) in cases {
+            let document = upload(&h.runtime, filename, &bytes).await;
+            let (_, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
+            let errors: Vec<(&str, &str)> = events
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    EventPayload::RunError(error) => Some((error.code.as_str(), error.message.as_str())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(errors.len(), 1, "{filename}");
+            assert_eq!(errors[0].0, "input_error");
+            assert!(errors[0].1.starts_with(message), "{filename}: {}", errors[0].1);
+            let done = completed(&events);
+            assert_eq!(done.status, RunOutcome::Failed, "{filename}");
+            assert_eq!(run_phases(&events), vec![("extracting".to_owned(), PhaseStatus::Failed)]);
+        }
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn input_sheet_names_select_sheets() {
+        let h = harness().await;
+        let document = upload(&h.runtime, "book.xlsx", &book()).await;
+        let only = |names: &[&str]| RunOptions {
+            input_sheet_names: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+            ..RunOptions::default()
+        };
+        let request = CreateRun::new(id("members")).document(document).options(only(&["Staff"]));
+        let (_, events) = run_to_end(&h.runtime, request).await;
+        assert_eq!(completed(&events).status, RunOutcome::Succeeded);
+        let tables: Vec<_> =
+            summaries(&events).iter().map(|t| (t.table_id.clone(), t.source_sheet.clone(), t.sheet_index)).collect();
+        assert_eq!(tables, vec![("tbl_0_1_0".to_owned(), "Staff".to_owned(), 1)]);
+        assert_eq!(issue_rows(&events), vec![("tbl_0_1_0".to_owned(), Some(3), "invalid_email".to_owned())]);
+
+        let request = CreateRun::new(id("members")).document(document).options(only(&["Nope"]));
+        let (_, events) = run_to_end(&h.runtime, request).await;
+        let error = events.iter().find_map(|e| match &e.payload {
+            EventPayload::RunError(error) => Some((error.code.as_str(), error.message.as_str())),
+            _ => None,
+        });
+        assert_eq!(error, Some(("input_error", "book.xlsx has no worksheet named 'Nope'")));
         h.runtime.shutdown().await;
     }
 

@@ -11,10 +11,12 @@
 //! - [`validate`] checks one value against one field and returns the first problem with its
 //!   severity and issue code ([`MISSING_REQUIRED_VALUE`], …).
 //!
-//! - [`ExtractEngine`] and [`ExtractBuilder`] run these steps end to end over CSV inputs,
-//!   publish `run.table.summary` and validation issues, and write the normalized output.
-//!
-//! Next: XLSX/XLS/ODS inputs and XLSX output.
+//! - [`read_csv`] and [`read_workbook`] (XLSX, XLSM, XLS, ODS, with calamine) read inputs into
+//!   grids of cells whose indices are the spreadsheet's rows and columns.
+//! - [`ExtractEngine`] and [`ExtractBuilder`] run these steps end to end over CSV and workbook
+//!   inputs, publish `run.table.summary` and validation issues, and write the normalized output
+//!   (`normalized.xlsx` with sheets `normalized` and `issues`, or `normalized.csv` and
+//!   `issues.csv` for `output_format: csv`).
 mod cell;
 mod csv_input;
 mod detect;
@@ -24,6 +26,7 @@ mod mapping;
 #[cfg(test)]
 mod test_support;
 mod validate;
+mod workbook_input;
 
 pub use cell::{Cell, MAX_VALUE_CHARS};
 pub use csv_input::{CsvError, read_csv};
@@ -35,3 +38,4 @@ pub use validate::{
     ABOVE_MAXIMUM, BELOW_MINIMUM, INVALID_EMAIL, INVALID_TYPE, MISSING_REQUIRED_VALUE, NOT_ALLOWED_VALUE,
     PATTERN_MISMATCH, validate,
 };
+pub use workbook_input::{WorkbookError, WorkbookFormat, WorkbookSheet, read_workbook};
