@@ -1,4 +1,5 @@
 //! Cross-crate tests of the `ade` workspace, in one binary to keep link time down.
 
 mod recovery;
+mod sample;
 mod schemas;
