@@ -1,6 +1,13 @@
 //! Helpers for the crate's own tests: run keys and events of every kind.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use crate::dispatch::After;
+use crate::orchestrate::{CreateRun, Runtime};
+use crate::run::Run;
 
 use crate::event::*;
 use crate::run::RunOutcome;
@@ -62,4 +69,40 @@ pub(crate) fn stored(run: &RunKey, sequence: u64, payload: EventPayload) -> Arc<
 /// Events `first..=last` of a run, console lines only.
 pub(crate) fn lines(run: &RunKey, first: u64, last: u64) -> Vec<Arc<StoredEvent>> {
     (first..=last).map(|seq| stored(run, seq, console(&format!("line {seq}")))).collect()
+}
+
+/// A configuration id from a literal.
+pub(crate) fn id(text: &str) -> ConfigurationId {
+    ConfigurationId::new(text).expect("valid id")
+}
+
+/// Creates a run and follows it to its end: the run as stored, and every event.
+pub(crate) async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
+    let run = runtime.create_run(request).await.expect("create").into_run();
+    let events = follow(runtime, run.id).await;
+    let run = runtime.get_run(None, run.id).await.expect("get").expect("exists");
+    (run, events)
+}
+
+/// Every event of a run, replayed then live, until `run.completed` (with a hang guard).
+pub(crate) async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
+    let stream = runtime.subscribe(None, id, After(0)).await.expect("subscribe");
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
+        .await
+        .expect("the run must end")
+        .expect("no stream error");
+    events.iter().map(|e| e.envelope().expect("typed").clone()).collect()
+}
+
+/// The events' types, in order.
+pub(crate) fn types(events: &[Envelope]) -> Vec<&str> {
+    events.iter().map(Envelope::event_type).collect()
+}
+
+/// The payload of the log's last event, which must be `run.completed`.
+pub(crate) fn completion(events: &[Envelope]) -> &RunCompleted {
+    match &events.last().expect("events").payload {
+        EventPayload::RunCompleted(completed) => completed,
+        other => panic!("last event is {}", other.event_type()),
+    }
 }

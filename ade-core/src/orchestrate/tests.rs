@@ -14,6 +14,7 @@ use crate::engine::{
 };
 use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
 use crate::run::{RunOutcome, Stage};
+use crate::testing::{completion, follow, id, run_to_end, types};
 
 /// An engine whose behaviour its configuration's settings choose.
 #[derive(Debug)]
@@ -115,46 +116,12 @@ async fn harness(configurations: Vec<Configuration>, workers: usize) -> Harness 
     Harness { runtime: builder.build().await.expect("runtime"), _dir: dir }
 }
 
-fn id(text: &str) -> ConfigurationId {
-    ConfigurationId::new(text).expect("valid id")
-}
-
-/// Creates a run and follows it to its end: the run as stored, and every event.
-async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
-    let run = runtime.create_run(request).await.expect("create").into_run();
-    let events = follow(runtime, run.id).await;
-    let run = runtime.get_run(None, run.id).await.expect("get").expect("exists");
-    (run, events)
-}
-
-async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
-    let stream = runtime.subscribe(None, id, After(0)).await.expect("subscribe");
-    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
-        .await
-        .expect("the run must end")
-        .expect("no stream error");
-    events.iter().map(|e| e.envelope().expect("typed").clone()).collect()
-}
-
-fn types(events: &[Envelope]) -> Vec<&str> {
-    events.iter().map(Envelope::event_type).collect()
-}
-
-fn completed(events: &[Envelope]) -> &RunCompleted {
-    match &events.last().expect("events").payload {
-        EventPayload::RunCompleted(completed) => completed,
-        other => panic!("last event is {}", other.event_type()),
-    }
-}
-
-use crate::event::RunCompleted;
-
 /// Every log: sequences 1..=n, one `run.completed`, last, with `event_count` = n, the row agrees.
 fn assert_well_formed(run: &Run, events: &[Envelope]) {
     let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>(), "contiguous from 1");
     assert_eq!(types(events).iter().filter(|t| **t == "run.completed").count(), 1);
-    let completed = completed(events);
+    let completed = completion(events);
     assert_eq!(completed.event_count, events.len() as u64);
     assert_eq!(run.status, RunStatus::from(completed.status), "the row and the log agree");
     assert_eq!(run.last_sequence, events.len() as u64);
@@ -190,7 +157,7 @@ async fn happy_path_then_cache_hit_in_canonical_order() {
     want.push("run.completed");
     assert_eq!(types(&events), want);
     assert_well_formed(&run, &events);
-    let done = completed(&events);
+    let done = completion(&events);
     assert_eq!(
         (done.status, &done.artifacts.output_paths),
         (RunOutcome::Succeeded, &vec!["outputs/result.txt".to_owned()])
@@ -215,7 +182,7 @@ async fn happy_path_then_cache_hit_in_canonical_order() {
     );
     assert_eq!(events[1].build_id, run.build_id, "the reused build's id");
     assert_well_formed(&again, &events);
-    assert_eq!(completed(&events).summary.run.env_reused, Some(true));
+    assert_eq!(completion(&events).summary.run.env_reused, Some(true));
 
     let forced =
         CreateRun::new(id("members")).options(RunOptions { force_rebuild: Some(true), ..RunOptions::default() });
@@ -256,7 +223,7 @@ async fn build_failure_and_engine_failure_end_failed_with_their_stage() {
     assert!(
         matches!(&events[6].payload, EventPayload::RunError(e) if e.stage == Stage::Build && e.code == "build_failed")
     );
-    let failure = completed(&events).failure.clone().expect("failure");
+    let failure = completion(&events).failure.clone().expect("failure");
     assert_eq!((failure.stage, failure.code.as_str()), (Stage::Build, "build_failed"));
     assert_well_formed(&run, &events);
 
@@ -265,7 +232,7 @@ async fn build_failure_and_engine_failure_end_failed_with_their_stage() {
     want.extend(ENGINE_PHASES);
     want.extend(["run.error", "run.completed"]);
     assert_eq!(types(&events), want);
-    let failure = completed(&events).failure.clone().expect("failure");
+    let failure = completion(&events).failure.clone().expect("failure");
     assert_eq!((failure.stage, failure.code.as_str()), (Stage::Run, "engine_error"));
     assert_eq!(run.status, RunStatus::Failed);
     assert_well_formed(&run, &events);
@@ -280,7 +247,7 @@ async fn validate_only_and_dry_run_write_no_outputs() {
         assert!(
             matches!(&events.iter().find(|e| e.event_type() == "run.started").map(|e| &e.payload), Some(EventPayload::RunStarted(s)) if s.mode == mode)
         );
-        assert!(completed(&events).artifacts.output_paths.is_empty(), "{mode:?}");
+        assert!(completion(&events).artifacts.output_paths.is_empty(), "{mode:?}");
         assert_eq!(run.status, RunStatus::Succeeded);
         assert!(!h.runtime.run_dir(&run.workspace_id, run.id).join("outputs/result.txt").exists());
     }
@@ -313,9 +280,9 @@ async fn cancel_while_building_and_while_running() {
     wait_for_event(&h.runtime, building.id, "build.phase.completed").await;
     h.runtime.cancel(None, building.id).await.expect("cancel");
     let events = follow(&h.runtime, building.id).await;
-    let failure = completed(&events).failure.clone().expect("failure");
+    let failure = completion(&events).failure.clone().expect("failure");
     assert_eq!(
-        (completed(&events).status, failure.stage, failure.code.as_str()),
+        (completion(&events).status, failure.stage, failure.code.as_str()),
         (RunOutcome::Cancelled, Stage::Build, "cancelled")
     );
     assert!(!types(&events).contains(&"run.started"));
@@ -324,7 +291,7 @@ async fn cancel_while_building_and_while_running() {
     wait_for_event(&h.runtime, running.id, "console.line").await;
     h.runtime.cancel(None, running.id).await.expect("cancel");
     let events = follow(&h.runtime, running.id).await;
-    assert_eq!(completed(&events).status, RunOutcome::Cancelled);
+    assert_eq!(completion(&events).status, RunOutcome::Cancelled);
     let run = h.runtime.get_run(None, running.id).await.expect("get").expect("run");
     assert_eq!(run.status, RunStatus::Cancelled);
     assert_well_formed(&run, &events);
@@ -340,7 +307,7 @@ async fn a_queued_run_can_be_cancelled_before_it_starts() {
     h.runtime.cancel(None, waiting.id).await.expect("cancel");
     let events = follow(&h.runtime, waiting.id).await;
     assert_eq!(types(&events), ["run.queued", "run.completed"]);
-    assert_eq!(completed(&events).status, RunOutcome::Cancelled);
+    assert_eq!(completion(&events).status, RunOutcome::Cancelled);
     h.runtime.cancel(None, busy.id).await.expect("cancel the busy one");
     follow(&h.runtime, busy.id).await;
 }
@@ -351,7 +318,7 @@ async fn a_run_over_its_timeout_fails_with_timeout() {
     slow.timeout_s = Some(1);
     let h = harness(vec![slow], 1).await;
     let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("slow-run"))).await;
-    let failure = completed(&events).failure.clone().expect("failure");
+    let failure = completion(&events).failure.clone().expect("failure");
     assert_eq!((run.status, failure.code.as_str()), (RunStatus::Failed, "timeout"));
     assert!(matches!(&events[events.len() - 2].payload, EventPayload::RunError(e) if e.code == "timeout"));
     assert_well_formed(&run, &events);
@@ -427,7 +394,7 @@ async fn a_restarted_runtime_finishes_runs_left_active() {
     };
     let second = open(copy.path()).await.expect("restart");
     let events = follow(&second, running).await;
-    let failure = completed(&events).failure.clone().expect("failure");
+    let failure = completion(&events).failure.clone().expect("failure");
     assert_eq!(failure.code, "orchestrator_lost");
     let run = second.get_run(None, running).await.expect("get").expect("run");
     assert_well_formed(&run, &events);
@@ -517,8 +484,8 @@ echo '{"type":"engine.completed","payload":{"output_paths":["outputs/out.txt"]}}
     assert!(
         matches!(&events[10].payload, EventPayload::ConsoleLine(l) if l.level == ConsoleLevel::Warn && l.message.contains("run.completed"))
     );
-    assert_eq!(completed(&events).artifacts.output_paths, ["outputs/out.txt"]);
-    assert_eq!(completed(&events).execution.exit_code, Some(0));
+    assert_eq!(completion(&events).artifacts.output_paths, ["outputs/out.txt"]);
+    assert_eq!(completion(&events).execution.exit_code, Some(0));
     assert_well_formed(&run, &events);
     runtime.shutdown().await;
 }

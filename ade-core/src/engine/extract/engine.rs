@@ -708,16 +708,14 @@ fn excel_datetime(datetime: chrono::NaiveDateTime) -> Result<ExcelDateTime, Xlsx
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
-    use futures::TryStreamExt;
     use serde_json::json;
 
     use super::*;
-    use crate::dispatch::After;
-    use crate::event::{ConfigurationId, DocumentId, Envelope, EventPayload, RunCompleted, WorkspaceId};
+    use crate::event::{DocumentId, Envelope, EventPayload, WorkspaceId};
     use crate::orchestrate::{CreateRun, Runtime};
-    use crate::run::{Run, RunOptions, RunOutcome, Stage};
+    use crate::run::{RunOptions, RunOutcome, Stage};
+    use crate::testing::{completion, id, run_to_end, types};
 
     const MEMBERS_CSV: &str = "Members 2024\n\
         \n\
@@ -771,33 +769,6 @@ mod tests {
         runtime.upload_document(&WorkspaceId::default(), filename, None, bytes, u64::MAX).await.expect("upload").id
     }
 
-    fn id(text: &str) -> ConfigurationId {
-        ConfigurationId::new(text).expect("valid id")
-    }
-
-    async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
-        let run = runtime.create_run(request).await.expect("create").into_run();
-        let stream = runtime.subscribe(None, run.id, After(0)).await.expect("subscribe");
-        let events: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
-            .await
-            .expect("the run must end")
-            .expect("no stream error");
-        let events = events.iter().map(|e| e.envelope().expect("typed").clone()).collect();
-        let run = runtime.get_run(None, run.id).await.expect("get").expect("exists");
-        (run, events)
-    }
-
-    fn types(events: &[Envelope]) -> Vec<&str> {
-        events.iter().map(Envelope::event_type).collect()
-    }
-
-    fn completed(events: &[Envelope]) -> &RunCompleted {
-        match &events.last().expect("events").payload {
-            EventPayload::RunCompleted(completed) => completed,
-            other => panic!("last event is {}", other.event_type()),
-        }
-    }
-
     fn consoles(events: &[Envelope]) -> Vec<(ConsoleLevel, String)> {
         events
             .iter()
@@ -836,7 +807,7 @@ mod tests {
         want.extend(["run.phase.started", "console.line", "run.phase.completed"]); // writing_output
         want.extend(["run.validation.summary", "run.completed"]);
         assert_eq!(types(&events), want);
-        let done = completed(&events);
+        let done = completion(&events);
         assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
         assert_eq!(done.artifacts.output_paths, vec!["outputs/normalized.csv", "outputs/issues.csv"]);
 
@@ -992,7 +963,7 @@ mod tests {
         });
         assert_eq!(failed_phase, Some("validate_config"));
         assert!(!types(&events).contains(&"run.started"));
-        let done = completed(&events);
+        let done = completion(&events);
         assert_eq!(done.status, RunOutcome::Failed);
         assert_eq!(done.failure.as_ref().map(|f| f.stage), Some(Stage::Build));
         assert_eq!(run.failure.as_ref().map(|f| f.stage), Some(Stage::Build));
@@ -1022,7 +993,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(errors, vec![("input_error", message)], "{filename}");
-            let done = completed(&events);
+            let done = completion(&events);
             assert_eq!(done.status, RunOutcome::Failed, "{filename}");
             assert_eq!(done.failure.as_ref().map(|f| (f.stage, f.code.as_str())), Some((Stage::Run, "input_error")));
             assert_eq!(run_phases(&events), vec![("extracting".to_owned(), PhaseStatus::Failed)]);
@@ -1030,7 +1001,7 @@ mod tests {
 
         let document = upload(&h.runtime, "report.csv", b"Region,Revenue\nNorth,10\n").await;
         let (_, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
-        assert_eq!(completed(&events).status, RunOutcome::Succeeded);
+        assert_eq!(completion(&events).status, RunOutcome::Succeeded);
         assert!(!types(&events).contains(&"run.table.summary"));
         assert!(!types(&events).contains(&"run.error"));
         let warning = consoles(&events).into_iter().find(|(level, _)| *level == ConsoleLevel::Warn);
@@ -1047,7 +1018,7 @@ mod tests {
         let document = upload(&h.runtime, "members.csv", MEMBERS_CSV.as_bytes()).await;
         let request = CreateRun::new(id("members")).document(document).mode(RunMode::ValidateOnly);
         let (run, events) = run_to_end(&h.runtime, request).await;
-        let done = completed(&events);
+        let done = completion(&events);
         assert_eq!(done.status, RunOutcome::Succeeded);
         assert!(done.artifacts.output_paths.is_empty());
         assert_eq!(run_phases(&events).last(), Some(&("writing_output".to_owned(), PhaseStatus::Skipped)));
@@ -1056,7 +1027,7 @@ mod tests {
         assert!(!outputs.join("normalized.csv").exists() && !outputs.join("issues.csv").exists());
 
         let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
-        let done = completed(&events);
+        let done = completion(&events);
         assert_eq!(done.status, RunOutcome::Succeeded);
         assert_eq!(done.artifacts.output_paths, vec!["outputs/normalized.xlsx"]);
         assert!(!consoles(&events).iter().any(|(level, _)| *level == ConsoleLevel::Warn));
@@ -1166,7 +1137,7 @@ mod tests {
         let h = harness().await;
         let document = upload(&h.runtime, "book.xlsx", &book()).await;
         let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
-        let done = completed(&events);
+        let done = completion(&events);
         assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
         assert_eq!(done.artifacts.output_paths, vec!["outputs/normalized.xlsx"]);
         let lines = consoles(&events);
@@ -1256,7 +1227,7 @@ mod tests {
         // Header at C5.
         let document = upload(&h.runtime, "offset.XLSX", &xlsx(&[("Data", (4, 2), rows)])).await;
         let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
-        assert_eq!(completed(&events).status, RunOutcome::Succeeded);
+        assert_eq!(completion(&events).status, RunOutcome::Succeeded);
         let tables = summaries(&events);
         assert_eq!(tables.len(), 1);
         let m = &tables[0].metadata;
@@ -1300,7 +1271,7 @@ mod tests {
             assert_eq!(errors.len(), 1, "{filename}");
             assert_eq!(errors[0].0, "input_error");
             assert!(errors[0].1.starts_with(message), "{filename}: {}", errors[0].1);
-            let done = completed(&events);
+            let done = completion(&events);
             assert_eq!(done.status, RunOutcome::Failed, "{filename}");
             assert_eq!(run_phases(&events), vec![("extracting".to_owned(), PhaseStatus::Failed)]);
         }
@@ -1317,7 +1288,7 @@ mod tests {
         };
         let request = CreateRun::new(id("members")).document(document).options(only(&["Staff"]));
         let (_, events) = run_to_end(&h.runtime, request).await;
-        assert_eq!(completed(&events).status, RunOutcome::Succeeded);
+        assert_eq!(completion(&events).status, RunOutcome::Succeeded);
         let tables: Vec<_> =
             summaries(&events).iter().map(|t| (t.table_id.clone(), t.source_sheet.clone(), t.sheet_index)).collect();
         assert_eq!(tables, vec![("tbl_0_1_0".to_owned(), "Staff".to_owned(), 1)]);
