@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::{
     Artifacts, BuildCompleted, BuildCreated, BuildEnv, BuildId, BuildReason, BuildStarted, BuildStatus, BuildingStatus,
     ConsoleLevel, ConsoleScope, ConsoleStream, ErrorInfo, EventSource, Execution, InProgressStatus, QueuedStatus,
-    RunCompleted, RunError, RunQueued, RunStarted, Timestamp,
+    RunCompleted, RunError, RunId, RunQueued, RunStarted, Timestamp,
 };
 use crate::metrics;
 use crate::run::{Extra, Failure, Run, RunMode, RunOutcome, RunStatus, Stage, failure_code};
@@ -94,9 +94,32 @@ async fn writer_for(runtime: &Runtime, run: &Run) -> Result<RunWriter> {
     Ok(writer)
 }
 
+/// Marks a run as handled by this process until dropped.
+pub(super) struct InFlight {
+    runtime: Runtime,
+    id: RunId,
+}
+
+impl InFlight {
+    /// Claims the run for this process; `None` when something in this process already handles it.
+    pub(super) fn claim(runtime: &Runtime, id: RunId) -> Option<Self> {
+        lock(&runtime.inner.in_flight).insert(id).then(|| Self { runtime: runtime.clone(), id })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.runtime.inner.in_flight).remove(&self.id);
+    }
+}
+
 /// Executes a claimed run to its end. Errors are logged: the run always ends if its log can still
 /// be written.
-pub(super) async fn execute(runtime: &Runtime, run: Run) {
+///
+/// Returns once the engine is done: finishing the run (summary, `run.completed` fsynced, terminal
+/// row) happens in a task of its own, so that a worker's next run does not wait for that fsync.
+/// At most `finishing` such tasks are pending; beyond that the worker waits.
+pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
     let id = run.id;
     let writer = match writer_for(runtime, &run).await {
         Ok(writer) => Arc::new(writer),
@@ -120,21 +143,6 @@ pub(super) async fn execute(runtime: &Runtime, run: Run) {
         cancel.cancel();
     }
     let lease = spawn_lease_renewal(runtime, id);
-    run_and_finalize(runtime, run, writer, cancel, reason).await;
-    lease.cancel();
-    lock(&runtime.inner.active).remove(&id);
-    lock(&runtime.inner.cancel_requests).remove(&id);
-}
-
-/// Builds and runs, then writes `run.completed` whatever happened.
-async fn run_and_finalize(
-    runtime: &Runtime,
-    run: Run,
-    writer: Arc<RunWriter>,
-    cancel: CancellationToken,
-    reason: Arc<Mutex<Option<StopReason>>>,
-) {
-    let id = run.id;
     let mut execution = RunExecution { runtime, run, writer, cancel, reason, started_at: None, build_id: None };
     let ending = match execution.run_to_end().await {
         Ok(ending) => ending,
@@ -143,9 +151,20 @@ async fn run_and_finalize(
             Ending::failed(Stage::Run, "store_error", format!("ade could not record the run: {error}"))
         }
     };
-    if let Err(error) = finalize(runtime, &execution.run, &execution.writer, ending, execution.started_at).await {
-        tracing::error!(run_id = %id, %error, "could not finalize the run; recovery will");
-    }
+    let RunExecution { run, writer, started_at, .. } = execution;
+    let Ok(permit) = runtime.inner.finishing.clone().acquire_owned().await else {
+        return; // never closed
+    };
+    let runtime = runtime.clone();
+    runtime.inner.tasks.clone().spawn(async move {
+        if let Err(error) = finalize(&runtime, &run, &writer, ending, started_at).await {
+            tracing::error!(run_id = %id, %error, "could not finalize the run; recovery will");
+        }
+        lease.cancel();
+        lock(&runtime.inner.active).remove(&id);
+        lock(&runtime.inner.cancel_requests).remove(&id);
+        drop((permit, in_flight));
+    });
 }
 
 /// Ends a queued run that nobody executes yet as `cancelled`.
@@ -156,7 +175,7 @@ pub(super) async fn cancel_queued(runtime: &Runtime, run: Run) -> Result<Run> {
 }
 
 /// Renews this process's lease on the run until the returned token is cancelled.
-fn spawn_lease_renewal(runtime: &Runtime, id: crate::event::RunId) -> CancellationToken {
+fn spawn_lease_renewal(runtime: &Runtime, id: RunId) -> CancellationToken {
     let done = CancellationToken::new();
     let (stop, runtime) = (done.clone(), runtime.clone());
     tokio::spawn(async move {

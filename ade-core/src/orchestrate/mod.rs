@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +30,10 @@ use crate::store::{
     CreateOutcome, Durability, EventStore, EventStream, IdempotencyKey, MemoryEventStore, MemoryRunStore,
     NdjsonEventStore, RunFilter, RunKey, RunPage, RunStore, SqliteRunStore,
 };
+
+/// How many finished runs per worker may wait for their `run.completed` to be written before the
+/// worker waits too.
+const FINISHING_PER_WORKER: usize = 4;
 
 /// A request to create a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -289,6 +293,7 @@ impl RuntimeBuilder {
             pending_writers: Mutex::new(HashMap::new()),
             pending_ready: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            finishing: Arc::new(Semaphore::new(self.workers * FINISHING_PER_WORKER)),
             active: Mutex::new(HashMap::new()),
             cancel_requests: Mutex::new(HashSet::new()),
             work: Notify::new(),
@@ -336,6 +341,8 @@ struct Inner {
     pending_ready: Notify,
     /// Runs a worker or a canceller of this process is handling.
     in_flight: Mutex<HashSet<RunId>>,
+    /// Bounds the runs being finished (summary, `run.completed`, terminal row) behind the workers.
+    finishing: Arc<Semaphore>,
     /// Executing runs, for cancel.
     active: Mutex<HashMap<RunId, ActiveRun>>,
     /// Cancels asked for while a run was between its claim and its start.
@@ -526,10 +533,8 @@ impl Runtime {
             return Ok(run);
         }
         // Not executing here: if nobody in this process handles it, finish it now.
-        if lock(&self.inner.in_flight).insert(id) {
-            let outcome = execute::cancel_queued(self, run.clone()).await;
-            lock(&self.inner.in_flight).remove(&id);
-            return outcome;
+        if let Some(_in_flight) = execute::InFlight::claim(self, id) {
+            return execute::cancel_queued(self, run.clone()).await;
         }
         // A worker has just claimed it: it checks for cancellation once it has registered the
         // run as active; if it registered meanwhile, stop it here.
@@ -570,9 +575,8 @@ impl Runtime {
                 Ok(Some(run)) => {
                     // More may be waiting: let another worker look too.
                     self.inner.work.notify_one();
-                    if lock(&self.inner.in_flight).insert(run.id) {
-                        execute::execute(self, run.clone()).await;
-                        lock(&self.inner.in_flight).remove(&run.id);
+                    if let Some(in_flight) = execute::InFlight::claim(self, run.id) {
+                        execute::execute(self, run, in_flight).await;
                     }
                 }
                 Ok(None) => {

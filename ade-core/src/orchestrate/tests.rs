@@ -447,6 +447,33 @@ async fn many_runs_created_concurrently_all_complete_exactly_once() {
 }
 
 #[tokio::test]
+async fn shutdown_waits_for_the_runs_being_finished_behind_the_workers() {
+    // A worker takes its next run while the last one's run.completed is still being written:
+    // shutdown must wait for those too, so no run is left started but unfinished.
+    let h = harness(vec![configuration("members", json!({}))], 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(h.runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+    }
+    follow(&h.runtime, ids[4]).await;
+    h.runtime.shutdown().await;
+    assert!(lock(&h.runtime.inner.in_flight).is_empty(), "shutdown returned while runs were being finished");
+    for run_id in ids {
+        let run = h.runtime.get_run(None, run_id).await.expect("get").expect("run");
+        let key = RunKey::new(run.workspace_id.clone(), run_id);
+        let tail = h.runtime.dispatcher().store().tail(&key).await.expect("tail");
+        match run.status {
+            RunStatus::Queued => assert!(!tail.terminal, "a queued run has no run.completed"),
+            RunStatus::Succeeded => {
+                assert!(tail.terminal, "a finished run's log ends with run.completed");
+                assert_eq!(run.last_sequence, tail.last_sequence);
+            }
+            other => panic!("run {run_id} left {other:?} by shutdown"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_process_configuration_builds_and_runs_through_the_runtime() {
     let dir = tempfile::tempdir().expect("temp dir");
     let script = r#"echo '{"type":"run.phase.started","payload":{"phase":"work"}}'
