@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::broadcast;
 
 pub use subscription::After;
-pub use writer::{PublishGate, RunContext, RunWriter};
+pub use writer::{PersistedObserver, PublishGate, RunContext, RunWriter};
 
 use crate::error::Result;
 use crate::event::{RunId, StoredEvent};

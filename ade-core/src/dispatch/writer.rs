@@ -1,7 +1,7 @@
 //! [`RunWriter`]: the single writer of a run, and the commit task behind it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -77,10 +77,19 @@ struct Durable {
     failures: BTreeMap<u64, (u64, String)>,
 }
 
+/// Sees each event of a run once it is persisted, in sequence order, before a
+/// [`RunWriter::flush`] covering it returns and before subscribers get it. The runtime folds a
+/// run's summary this way instead of reading its log back at the end.
+pub trait PersistedObserver: Send + Sync + std::fmt::Debug {
+    /// Called on the run's commit task, once per persisted event: keep it short.
+    fn persisted(&self, event: &Envelope);
+}
+
 #[derive(Debug)]
 struct Shared {
     stamping: Mutex<Stamping>,
     durable: watch::Sender<Durable>,
+    observer: OnceLock<Arc<dyn PersistedObserver>>,
 }
 
 /// The one writer of a run: stamps events and hands them to the run's commit task.
@@ -92,6 +101,8 @@ struct Shared {
 #[derive(Debug)]
 pub struct RunWriter {
     key: RunKey,
+    /// The sequence the first event emitted through this writer gets.
+    first_sequence: u64,
     max_event_bytes: usize,
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Pending>,
@@ -128,6 +139,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
             scratch: Vec::with_capacity(1024),
         }),
         durable: watch::Sender::new(Durable { sequence: tail.last_sequence, failures: BTreeMap::new() }),
+        observer: OnceLock::new(),
     });
     let (queue, pending) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(dispatcher.inner.options.max_pending));
@@ -142,7 +154,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
     };
     tokio::spawn(committer.run(pending));
     let max_event_bytes = dispatcher.inner.options.max_event_bytes;
-    Ok(RunWriter { key, max_event_bytes, shared, queue, permits })
+    Ok(RunWriter { key, first_sequence: tail.last_sequence + 1, max_event_bytes, shared, queue, permits })
 }
 
 /// Unregisters the run's writer when the commit task ends, so a new writer can open it.
@@ -178,6 +190,19 @@ impl RunWriter {
     /// The sequence the next event will get.
     pub fn next_sequence(&self) -> u64 {
         lock(&self.shared.stamping).next_sequence
+    }
+
+    /// Has `observer` see every event this writer persists. Only before the writer's first emit,
+    /// so that it sees all of them; returns `false` (and changes nothing) otherwise or when the
+    /// writer already has an observer.
+    pub fn observe(&self, observer: Arc<dyn PersistedObserver>) -> bool {
+        let stamping = lock(&self.shared.stamping);
+        stamping.next_sequence == self.first_sequence && self.shared.observer.set(observer).is_ok()
+    }
+
+    /// The sequence of the first event of this writer (the log's length when it was opened, plus one).
+    pub fn first_sequence(&self) -> u64 {
+        self.first_sequence
     }
 
     /// Stamps an event and queues it for the store; returns its sequence.
@@ -339,6 +364,11 @@ impl Committer {
         ::metrics::histogram!(metrics::EVENT_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         match appended {
             Ok(()) => {
+                if let Some(observer) = self.shared.observer.get() {
+                    for envelope in events.iter().filter_map(|e| e.envelope().ok()) {
+                        observer.persisted(envelope);
+                    }
+                }
                 let last = events.last().map_or(0, |e| e.sequence());
                 self.shared.durable.send_modify(|d| d.sequence = last);
                 let mut gates = gates.drain(..).peekable();

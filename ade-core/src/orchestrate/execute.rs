@@ -20,7 +20,7 @@ use crate::event::{
 use crate::metrics;
 use crate::run::{Extra, Failure, Run, RunMode, RunOutcome, RunStatus, Stage, failure_code};
 use crate::store::{Finalization, RunKey, Transition};
-use crate::summary::{RunOutcomeInfo, RunSummary, RunSummaryBuilder};
+use crate::summary::{RunOutcomeInfo, RunSummary};
 
 /// How a run ends, before its summary is folded.
 #[derive(Debug, Clone)]
@@ -86,6 +86,7 @@ async fn writer_for(runtime: &Runtime, run: &Run) -> Result<RunWriter> {
             other => break other?,
         }
     };
+    super::live::attach(runtime, run, &writer);
     if writer.next_sequence() == 1 {
         // The creating process stopped between storing the run and writing its first event.
         let queued = RunQueued { mode: run.mode, options: run.options.clone(), ..RunQueued::default() };
@@ -109,6 +110,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        super::live::forget(&self.runtime, self.id);
         lock(&self.runtime.inner.in_flight).remove(&self.id);
     }
 }
@@ -541,10 +543,8 @@ fn spawn_timeout(
 
 /// Folds the run's log into its summary.
 pub(super) async fn fold_summary(runtime: &Runtime, run: &Run, outcome: &RunOutcomeInfo) -> Result<RunSummary> {
-    let fields =
-        runtime.configuration(&run.configuration_id).map(|c| RunSummaryBuilder::fields_of(&c)).unwrap_or_default();
-    let mut builder = RunSummaryBuilder::new(run.id, run.workspace_id.clone(), run.configuration_id.clone(), fields)
-        .with_configuration_version(Some(run.configuration_version.clone()));
+    let configuration = runtime.configuration(&run.configuration_id);
+    let mut builder = super::live::builder_for(run, configuration.as_deref());
     let key = RunKey::new(run.workspace_id.clone(), run.id);
     let mut events = runtime.inner.dispatcher.store().read_after(&key, 0).await?;
     while let Some(event) = events.next().await {
@@ -571,7 +571,11 @@ pub(super) async fn finalize(
     let completed_at = Timestamp::now();
     let status = RunStatus::from(ending.status);
     let outcome = RunOutcomeInfo { status, failure: ending.failure.clone(), completed_at: Some(completed_at) };
-    let summary = fold_summary(runtime, run, &outcome).await?;
+    // Folded as the events were persisted when this process wrote the whole log; otherwise read back.
+    let summary = match super::live::get(runtime, run.id) {
+        Some(live) => live.summary(Some(&outcome)),
+        None => fold_summary(runtime, run, &outcome).await?,
+    };
     let since = started_at.or(summary.run.started_at).unwrap_or(run.created_at);
     let completed = RunCompleted {
         status: ending.status,

@@ -7,6 +7,7 @@
 mod builds;
 mod documents;
 mod execute;
+mod live;
 mod recovery;
 
 use std::collections::{HashMap, HashSet};
@@ -293,6 +294,7 @@ impl RuntimeBuilder {
             pending_writers: Mutex::new(HashMap::new()),
             pending_ready: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashMap::new()),
             finishing: Arc::new(Semaphore::new(self.workers * FINISHING_PER_WORKER)),
             active: Mutex::new(HashMap::new()),
             cancel_requests: Mutex::new(HashSet::new()),
@@ -341,6 +343,8 @@ struct Inner {
     pending_ready: Notify,
     /// Runs a worker or a canceller of this process is handling.
     in_flight: Mutex<HashSet<RunId>>,
+    /// Summaries of the runs this process writes, folded as their events are persisted.
+    live: Mutex<HashMap<RunId, Arc<live::LiveSummary>>>,
     /// Bounds the runs being finished (summary, `run.completed`, terminal row) behind the workers.
     finishing: Arc<Semaphore>,
     /// Executing runs, for cancel.
@@ -463,7 +467,11 @@ impl Runtime {
                     queued_by: request.queued_by,
                     ..RunQueued::default()
                 };
-                writer.emit_durable(EventSource::Api, queued).await?;
+                live::attach(self, &run, &writer);
+                if let Err(error) = writer.emit_durable(EventSource::Api, queued).await {
+                    live::forget(self, id);
+                    return Err(error);
+                }
                 lock(&self.inner.pending_writers).insert(id, writer);
                 self.inner.pending_ready.notify_waiters();
                 metrics::gauge!(crate::metrics::RUNS_ACTIVE, "status" => "queued").increment(1.0);
@@ -499,6 +507,7 @@ impl Runtime {
             run.last_sequence = completion.last_sequence;
         } else {
             run.last_sequence = tail.last_sequence;
+            run.summary = live::get(self, id).map(|live| live.summary(None));
         }
         Ok(Some(run))
     }

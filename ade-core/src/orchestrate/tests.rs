@@ -14,6 +14,7 @@ use crate::engine::{
 };
 use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
 use crate::run::{RunOutcome, Stage};
+use crate::summary::RunOutcomeInfo;
 use crate::testing::{completion, follow, id, run_to_end, types};
 
 /// An engine whose behaviour its configuration's settings choose.
@@ -289,6 +290,9 @@ async fn cancel_while_building_and_while_running() {
 
     let running = h.runtime.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
     wait_for_event(&h.runtime, running.id, "console.line").await;
+    let active = h.runtime.get_run(None, running.id).await.expect("get").expect("run");
+    let so_far = active.summary.expect("an active run shows its summary so far");
+    assert_eq!((active.status, so_far.run.status), (RunStatus::Running, RunStatus::Running));
     h.runtime.cancel(None, running.id).await.expect("cancel");
     let events = follow(&h.runtime, running.id).await;
     assert_eq!(completion(&events).status, RunOutcome::Cancelled);
@@ -443,6 +447,22 @@ async fn many_runs_created_concurrently_all_complete_exactly_once() {
             assert_eq!(run.status, RunStatus::Succeeded);
             assert_well_formed(&run, &events);
         }
+    }
+}
+
+#[tokio::test]
+async fn the_summary_folded_live_equals_the_summary_folded_from_the_log() {
+    let h = harness(
+        vec![configuration("members", json!({ "build": true })), configuration("broken", json!({ "fail": true }))],
+        2,
+    )
+    .await;
+    for request in [CreateRun::new(id("members")), CreateRun::new(id("broken")), CreateRun::new(id("members"))] {
+        let (run, events) = run_to_end(&h.runtime, request).await;
+        let completed = completion(&events);
+        let from_log = execute::fold_summary(&h.runtime, &run, &RunOutcomeInfo::from(completed)).await.expect("fold");
+        assert_eq!(completed.summary, from_log, "run {}", run.id);
+        assert_eq!(run.summary.as_ref(), Some(&from_log));
     }
 }
 
