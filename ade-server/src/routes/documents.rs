@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ade_core::event::{DocumentId, WorkspaceId};
 use ade_core::store::Document;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,7 +16,7 @@ use tokio_util::io::StreamReader;
 use super::excerpt;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::content_length;
+use crate::extract::{ApiQuery, content_length};
 use crate::state::AppState;
 
 /// Room for multipart headers and boundaries around the file itself.
@@ -25,7 +25,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 pub(super) async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response> {
     let workspace_id = match query.get("workspace_id") {

@@ -6,7 +6,7 @@ use ade_core::dispatch::After;
 use ade_core::store::RunKey;
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::ApiQuery;
 use crate::negotiate::{EventsFormat, negotiate_events};
 use crate::state::AppState;
 
@@ -26,7 +27,7 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let id = parse_run_id(&id)?;

@@ -7,7 +7,7 @@ use ade_core::event::{ConfigurationId, DocumentId, QueuedBy, WorkspaceId};
 use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
 use ade_core::store::{RunFilter, RunKey};
 use ade_core::{CreateRun, Created};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::negotiate::prefers_sse;
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ pub(super) struct CreateRunBody {
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
     body: ApiJson<CreateRunBody>,
 ) -> Result<Response> {
@@ -148,7 +148,7 @@ pub(super) struct ListQuery {
 pub(super) async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>> {
     let _ = &query.access_token;
     let mut filter = RunFilter::default();
