@@ -213,3 +213,38 @@ async fn accept_is_negotiated_and_406_when_nothing_fits() {
     problem(client.get("/runs/run_01M8C4DS2PH0887ZPTJ9T85312/events").await, StatusCode::NOT_FOUND).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_does_not_delay_others_and_later_gets_everything() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    // Enough events (several MiB of SSE) to fill the stalled reader's socket buffers and the
+    // run's live ring many times over.
+    let configuration = serde_json::json!({
+        "id": "busy", "version": "1", "engine": "gated", "before": 0, "gated": 1, "after": 30000,
+    });
+    let configuration: ade_core::config::Configuration = serde_json::from_value(configuration).expect("valid");
+    server.runtime.put_configuration(configuration).expect("registered");
+    let run = client.create_run("default", "busy", &[]).await;
+    let id = id_of(&run);
+    let path = format!("/runs/{id}/events");
+    let mut stalled = SseReader::new(sse(&client, &path, None).await);
+    assert_eq!(stalled.next().await, Some(Frame::Retry(2000)), "the stalled reader is subscribed");
+    let prompt = sse(&client, &path, None).await;
+    server.gate.add_permits(1);
+    // The prompt reader gets the whole run while the other one reads nothing.
+    let prompt = datas(&SseReader::new(prompt).rest().await);
+    assert_eq!(event_type(prompt.last().expect("events")), "run.completed");
+    assert!(prompt.len() > 30000);
+    // The stalled reader, reading at last, gets every event once, in order.
+    let mut late = Vec::new();
+    while let Some(frame) = stalled.next().await {
+        if let Some(data) = frame.data() {
+            late.push(data.to_owned());
+        }
+    }
+    assert_eq!(stalled.leftover, 0);
+    assert_eq!(late, prompt);
+    assert_eq!(late, client.log(&id).await);
+    server.stop().await;
+}

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod binary;
 mod configurations;
 mod documents;
 mod events;

@@ -254,3 +254,24 @@ async fn get_of_unknown_or_malformed_run_ids_is_404() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_leaving_a_streamed_create_does_not_cancel_the_run() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let response = client
+        .request(Method::POST, "/runs?stream=true")
+        .json(&json!({"configuration_id": "gated", "document_ids": []}))
+        .send()
+        .await
+        .expect("create");
+    let id = header(&response, "location").trim_start_matches("/runs/").to_owned();
+    let mut reader = SseReader::new(response);
+    assert_eq!(reader.next().await, Some(Frame::Retry(2000)));
+    drop(reader);
+    server.gate.add_permits(1);
+    let frames = client.follow(&id).await;
+    let last = datas(&frames).last().cloned().expect("events");
+    assert!(last.contains("\"status\":\"succeeded\""), "{last}");
+    server.stop().await;
+}
