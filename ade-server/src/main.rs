@@ -121,8 +121,12 @@ async fn serve(args: Args) -> Result<(), String> {
     let stored_dir = ade_server::routes::stored_configurations_dir(&args.data_dir);
     if stored_dir.is_dir() {
         for configuration in Configuration::load_dir(&stored_dir).map_err(|e| e.to_string())? {
-            if directory_ids.contains(&configuration.id) || !matches!(configuration.engine, EngineSpec::Extract(_)) {
+            if directory_ids.contains(&configuration.id) {
                 tracing::warn!(id = %configuration.id, "a stored configuration is shadowed by the configuration directory; skipped");
+                continue;
+            }
+            if !matches!(configuration.engine, EngineSpec::Extract(_)) {
+                tracing::warn!(id = %configuration.id, "a stored configuration is not an `extract` one; skipped");
                 continue;
             }
             builder = builder.configuration(configuration);
