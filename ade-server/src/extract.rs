@@ -81,3 +81,32 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
             .map_err(Error::from)
     }
 }
+
+/// Path parameters, parsed as `T`; a failure (say, a segment that is not UTF-8) is a 404
+/// problem: a malformed id names nothing.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(Error::from)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for crate::auth::Caller {
+    type Rejection = Error;
+
+    /// The caller the auth middleware found; its absence is a bug in the router, not the client's.
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Error> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| Error::Internal("a route that needs a caller has no auth layer".to_owned()))
+    }
+}

@@ -2,15 +2,15 @@
 
 use ade_core::config::{Configuration, EngineSpec};
 use ade_core::event::ConfigurationId;
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
 use serde_json::Value;
 
 use super::excerpt;
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 pub(super) async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -22,7 +22,7 @@ fn parse_id(text: &str) -> Result<ConfigurationId> {
     text.parse().map_err(|_| Error::NotFound(format!("no configuration {}", excerpt(text))))
 }
 
-pub(super) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Configuration>> {
+pub(super) async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Configuration>> {
     let id = parse_id(&id)?;
     let configuration =
         state.runtime().configuration(&id).ok_or_else(|| Error::NotFound(format!("no configuration {id}")))?;
@@ -33,8 +33,8 @@ pub(super) async fn get(State(state): State<AppState>, Path(id): Path<String>) -
 /// workspace, so only a token allowed in all of them (`*`) may change them.
 pub(super) async fn put(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
     body: ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Configuration>)> {
     if caller.scope != Scope::All {

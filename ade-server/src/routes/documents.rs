@@ -6,17 +6,17 @@ use std::sync::{Arc, Mutex};
 
 use ade_core::event::{DocumentId, WorkspaceId};
 use ade_core::store::Document;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use futures::{Stream, TryStreamExt};
 use tokio_util::io::StreamReader;
 
 use super::excerpt;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::{ApiQuery, content_length};
+use crate::extract::{ApiPath, ApiQuery, content_length};
 use crate::state::AppState;
 
 /// Room for multipart headers and boundaries around the file itself.
@@ -24,7 +24,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 pub(super) async fn upload(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response> {
@@ -117,8 +117,8 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Document>> {
     let not_found = || Error::NotFound(format!("no document {}", excerpt(&id)));
     let document_id: DocumentId = id.parse().map_err(|_| not_found())?;

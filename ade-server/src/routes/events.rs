@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use ade_core::dispatch::After;
 use ade_core::store::RunKey;
-use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
@@ -14,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::negotiate::{EventsFormat, negotiate_events};
 use crate::state::AppState;
 
@@ -25,8 +24,8 @@ const MAX_LIMIT: usize = 10_000;
 
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response> {

@@ -2,10 +2,9 @@
 //! `outputs/` directory, never anything outside it.
 
 use ade_core::orchestrate::content_type_for;
-use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -14,6 +13,7 @@ use tokio_util::io::ReaderStream;
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::ApiPath;
 use crate::state::AppState;
 
 /// One output file.
@@ -27,8 +27,8 @@ struct Output {
 
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>> {
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;
@@ -59,8 +59,8 @@ pub(super) async fn list(
 
 pub(super) async fn download(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path((id, name)): Path<(String, String)>,
+    caller: Caller,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;

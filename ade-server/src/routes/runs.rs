@@ -7,17 +7,17 @@ use ade_core::event::{ConfigurationId, DocumentId, QueuedBy, WorkspaceId};
 use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
 use ade_core::store::{RunFilter, RunKey};
 use ade_core::{CreateRun, Created};
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::negotiate::prefers_sse;
 use crate::state::AppState;
 
@@ -42,7 +42,7 @@ pub(super) struct CreateRunBody {
 
 pub(super) async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
     body: ApiJson<CreateRunBody>,
@@ -114,8 +114,8 @@ fn request_hash(raw: &[u8]) -> String {
 
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Run>> {
     let id = parse_run_id(&id)?;
     Ok(Json(visible_run(&state, &caller, id).await?))
@@ -123,8 +123,8 @@ pub(super) async fn get(
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Run>)> {
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;
@@ -147,7 +147,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>> {
     let _ = &query.access_token;
