@@ -114,6 +114,7 @@ impl Server {
         if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
             tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
         }
+        tracing::info!("stopped");
         served
     }
 }
