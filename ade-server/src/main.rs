@@ -1,10 +1,178 @@
-//! The `ade-server` binary. The HTTP API is not built yet (see the project's issues); until then it
-//! says so and exits with a non-zero code rather than pretending to serve.
+//! The `ade-server` binary: the HTTP API of SPEC §4 over the embedded default runtime
+//! (SQLite + NDJSON logs under `--data-dir`).
+//!
+//! ```sh
+//! cargo run --release -p ade-server -- --config-dir examples/config
+//! ```
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "ade-server: not yet — the HTTP API is still being built. \
-         The event model and its JSON Schemas are ready: see schemas/ and `cargo doc -p ade-core --open`."
-    );
-    std::process::ExitCode::from(2)
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ade_core::Runtime;
+use ade_core::config::{Configuration, EngineSpec};
+use ade_core::store::Durability;
+use ade_server::{Server, ServerConfig, Tokens};
+use clap::{Parser, ValueEnum};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing_subscriber::EnvFilter;
+
+/// Serve ade's HTTP API: runs, documents, configurations and event streams.
+#[derive(Debug, Parser)]
+#[command(name = "ade-server", version)]
+struct Args {
+    /// Where runs, event logs, documents and outputs are kept.
+    #[arg(long, env = "ADE_DATA_DIR", default_value = "./ade-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "ADE_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Directory of configuration files (`*.json`) to load at start.
+    #[arg(long, env = "ADE_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    /// A JSON file of bearer tokens: {"tokens": [{"name", "token", "workspaces": ["acme"] | ["*"]}]}.
+    #[arg(long, env = "ADE_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// The same JSON as a tokens file, from the environment (ADE_TOKENS); prefer it to a flag,
+    /// which other users of the machine can read.
+    #[arg(long = "tokens-json", env = "ADE_TOKENS", hide_env_values = true)]
+    tokens_json: Option<String>,
+    /// Serve without tokens on an address that is not loopback.
+    #[arg(long, env = "ADE_ALLOW_OPEN")]
+    allow_open: bool,
+    /// How many runs execute at once.
+    #[arg(long, env = "ADE_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// Whether event batches are fsynced (`run.completed` always is).
+    #[arg(long, env = "ADE_DURABILITY", value_enum, default_value_t = DurabilityArg::Buffered)]
+    durability: DurabilityArg,
+    /// Seconds without data after which an SSE stream gets a keepalive comment.
+    #[arg(long, env = "ADE_KEEPALIVE_SECS", default_value_t = 15)]
+    keepalive_secs: u64,
+    /// Largest uploaded document, in bytes.
+    #[arg(long, env = "ADE_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    max_upload_bytes: u64,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "ADE_MAX_JSON_BYTES", default_value_t = 1024 * 1024)]
+    max_json_bytes: usize,
+    /// Seconds shutdown waits for executing runs before leaving them to recovery.
+    #[arg(long, env = "ADE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    /// Written to the operating system per batch.
+    Buffered,
+    /// Fsynced per batch.
+    Fsync,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,ade_server=info,tower_http=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    let tokens = match (&args.tokens_file, &args.tokens_json) {
+        (Some(_), Some(_)) => return Err("give tokens in a file or in ADE_TOKENS, not both".to_owned()),
+        (Some(path), None) => Tokens::from_file(path).map_err(|e| e.to_string())?,
+        (None, Some(json)) => Tokens::from_json(json).map_err(|e| e.to_string())?,
+        (None, None) => Tokens::none(),
+    };
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0])
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let mut builder =
+        Runtime::builder().data_dir(&args.data_dir).workers(args.workers).durability(match args.durability {
+            DurabilityArg::Buffered => Durability::Buffered,
+            DurabilityArg::Fsync => Durability::Fsync,
+        });
+    let mut directory_ids = Vec::new();
+    if let Some(dir) = &args.config_dir {
+        let loaded = Configuration::load_dir(dir).map_err(|e| e.to_string())?;
+        directory_ids = loaded.iter().map(|c| c.id.clone()).collect();
+        tracing::info!(dir = %dir.display(), count = loaded.len(), "configurations loaded");
+        builder = builder.configurations_dir(dir);
+    }
+    // Configurations created with PUT /configurations/{id} live in the data directory.
+    let stored_dir = ade_server::routes::stored_configurations_dir(&args.data_dir);
+    if stored_dir.is_dir() {
+        for configuration in Configuration::load_dir(&stored_dir).map_err(|e| e.to_string())? {
+            if directory_ids.contains(&configuration.id) {
+                tracing::warn!(id = %configuration.id, "a stored configuration is shadowed by the configuration directory; skipped");
+                continue;
+            }
+            if !matches!(configuration.engine, EngineSpec::Extract(_)) {
+                tracing::warn!(id = %configuration.id, "a stored configuration is not an `extract` one; skipped");
+                continue;
+            }
+            builder = builder.configuration(configuration);
+        }
+    }
+    let runtime = builder.build().await.map_err(|e| e.to_string())?;
+    if tokens.is_empty() {
+        tracing::warn!("no tokens configured: the server is open to anyone who can reach it");
+    }
+    let config = ServerConfig::new()
+        .with_tokens(tokens)
+        .with_allow_open(args.allow_open)
+        .with_keepalive(Duration::from_secs(args.keepalive_secs.max(1)))
+        .with_max_upload(args.max_upload_bytes)
+        .with_max_json_body(args.max_json_bytes)
+        .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
+        .with_metrics(metrics);
+    let server = Server::bind(args.bind, runtime, config).await.map_err(|e| e.to_string())?;
+    println!("ade-server listening on http://{}", server.local_addr());
+    server.run(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
 }

@@ -28,8 +28,9 @@ pub fn sanitize_filename(name: &str) -> String {
     if clean.is_empty() { "document".to_owned() } else { clean }
 }
 
-/// A media type from a file name's extension.
-fn content_type_of(filename: &str) -> &'static str {
+/// The media type of a file from its name's extension (`application/octet-stream` when unknown):
+/// what documents are recorded with and what output downloads are served as.
+pub fn content_type_for(filename: &str) -> &'static str {
     let extension = filename.rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
     match extension.as_str() {
         "csv" => "text/csv",
@@ -37,7 +38,8 @@ fn content_type_of(filename: &str) -> &'static str {
         "xls" => "application/vnd.ms-excel",
         "ods" => "application/vnd.oasis.opendocument.spreadsheet",
         "json" => "application/json",
-        "txt" => "text/plain",
+        "txt" => "text/plain; charset=utf-8",
+        "ndjson" => "application/x-ndjson",
         _ => "application/octet-stream",
     }
 }
@@ -97,7 +99,7 @@ impl Runtime {
         let document = Document {
             id,
             workspace_id: workspace_id.clone(),
-            content_type: content_type.map_or_else(|| content_type_of(&filename).to_owned(), str::to_owned),
+            content_type: content_type.map_or_else(|| content_type_for(&filename).to_owned(), str::to_owned),
             filename,
             byte_size: size,
             sha256: format!("{:x}", hasher.finalize()),
@@ -148,7 +150,20 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize_filename;
+    use super::{content_type_for, sanitize_filename};
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(content_type_for("members.CSV"), "text/csv");
+        assert_eq!(
+            content_type_for("normalized.xlsx"),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        );
+        assert_eq!(content_type_for("count.txt"), "text/plain; charset=utf-8");
+        assert_eq!(content_type_for("events.ndjson"), "application/x-ndjson");
+        assert_eq!(content_type_for("no-extension"), "application/octet-stream");
+        assert_eq!(content_type_for("archive.tar.gz"), "application/octet-stream");
+    }
 
     #[test]
     fn file_names_cannot_escape_or_hide() {

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use documents::sanitize_filename;
+pub use documents::{content_type_for, sanitize_filename};
 
 use crate::config::Configuration;
 use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter, lock};

@@ -1,0 +1,105 @@
+//! [`ServerConfig`]: limits, keepalive, tokens and the optional metrics handle.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::Tokens;
+
+/// How the server behaves. Build it with [`ServerConfig::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest JSON request body (SPEC §9: 1 MiB).
+    pub max_json_body: usize,
+    /// Largest uploaded document (SPEC §9: 100 MiB).
+    pub max_upload: u64,
+    /// Time without data after which an SSE stream gets a `: keepalive` comment (default 15 s).
+    pub keepalive: Duration,
+    /// The `retry:` an SSE stream starts with (default 2 s).
+    pub sse_retry: Duration,
+    /// Bearer tokens; empty means the server is open (SPEC §4.2).
+    pub tokens: Tokens,
+    /// The Prometheus recorder's handle; `GET /metrics` renders it. Libraries do not install
+    /// recorders: the binary (or a test) installs one and passes its handle.
+    pub metrics: Option<PrometheusHandle>,
+    /// Serve without tokens on an address that is not loopback (SPEC §4.2 asks for this to be
+    /// explicit).
+    pub allow_open: bool,
+    /// How long shutdown waits for executing runs before leaving them to recovery (default 30 s).
+    pub shutdown_grace: Duration,
+    /// Default page size of `GET /runs` (at most [`MAX_RUNS_LIMIT`](crate::routes::MAX_RUNS_LIMIT)).
+    pub default_runs_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_json_body: 1024 * 1024,
+            max_upload: 100 * 1024 * 1024,
+            keepalive: Duration::from_secs(15),
+            sse_retry: Duration::from_secs(2),
+            tokens: Tokens::default(),
+            metrics: None,
+            allow_open: false,
+            shutdown_grace: Duration::from_secs(30),
+            default_runs_limit: 50,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults of SPEC §4 and §9, open (no tokens), no metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`max_json_body`](Self::max_json_body).
+    #[must_use]
+    pub fn with_max_json_body(mut self, bytes: usize) -> Self {
+        self.max_json_body = bytes;
+        self
+    }
+
+    /// Sets [`max_upload`](Self::max_upload).
+    #[must_use]
+    pub fn with_max_upload(mut self, bytes: u64) -> Self {
+        self.max_upload = bytes;
+        self
+    }
+
+    /// Sets [`keepalive`](Self::keepalive) (at least 1 ms).
+    #[must_use]
+    pub fn with_keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`tokens`](Self::tokens).
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Sets [`allow_open`](Self::allow_open).
+    #[must_use]
+    pub fn with_allow_open(mut self, allow: bool) -> Self {
+        self.allow_open = allow;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`metrics`](Self::metrics).
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /configurations`, `GET /configurations/{id}`, `PUT /configurations/{id}` (SPEC §8.3).
+
+use ade_core::config::{Configuration, EngineSpec};
+use ade_core::event::ConfigurationId;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::excerpt;
+use crate::auth::{Caller, Scope};
+use crate::error::{Error, Result};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+pub(super) async fn list(State(state): State<AppState>) -> Json<Value> {
+    let configurations: Vec<_> = state.runtime().configurations().iter().map(|c| c.as_ref().clone()).collect();
+    Json(serde_json::json!({ "configurations": configurations }))
+}
+
+fn parse_id(text: &str) -> Result<ConfigurationId> {
+    text.parse().map_err(|_| Error::NotFound(format!("no configuration {}", excerpt(text))))
+}
+
+pub(super) async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Configuration>> {
+    let id = parse_id(&id)?;
+    let configuration =
+        state.runtime().configuration(&id).ok_or_else(|| Error::NotFound(format!("no configuration {id}")))?;
+    Ok(Json(configuration.as_ref().clone()))
+}
+
+/// Creates or replaces a data-only (`extract`) configuration. Configurations are shared by every
+/// workspace, so only a token allowed in all of them (`*`) may change them.
+pub(super) async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: ApiJson<Value>,
+) -> Result<(StatusCode, Json<Configuration>)> {
+    if caller.scope != Scope::All {
+        return Err(Error::Forbidden(
+            "configurations are shared by all workspaces: only a token for every workspace (`*`) may change them"
+                .to_owned(),
+        ));
+    }
+    let id: ConfigurationId = id.parse().map_err(|e: ade_core::Error| Error::Unprocessable(e.to_string()))?;
+    let Value::Object(mut object) = body.value else {
+        return Err(Error::Unprocessable("a configuration is a JSON object".to_owned()));
+    };
+    match object.get("id") {
+        None => {
+            object.insert("id".to_owned(), Value::String(id.to_string()));
+        }
+        Some(Value::String(given)) if given == id.as_str() => {}
+        Some(_) => return Err(Error::Unprocessable(format!("the body's `id` must be {id}, as in the path"))),
+    }
+    let configuration: Configuration = serde_json::from_value(Value::Object(object))
+        .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
+    if !matches!(configuration.engine, EngineSpec::Extract(_)) {
+        return Err(Error::Unprocessable(format!(
+            "only `extract` configurations can be created over HTTP (this one is {:?}); \
+             `process` configurations come from the server's configuration directory",
+            configuration.engine.engine_name()
+        )));
+    }
+    let existing = state.runtime().configuration(&id);
+    if let Some(existing) = &existing
+        && !matches!(existing.engine, EngineSpec::Extract(_))
+    {
+        return Err(Error::Conflict(format!(
+            "configuration {id} is a {:?} configuration from the server's configuration directory; it cannot be replaced over HTTP",
+            existing.engine.engine_name()
+        )));
+    }
+    // Registered first (it names an engine the runtime has), then kept, so it survives a restart.
+    state.runtime().put_configuration(configuration.clone())?;
+    persist(&state, &configuration).await?;
+    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(configuration)))
+}
+
+/// Writes the configuration to `<data_dir>/configurations/<id>.json` (atomically: a temporary
+/// file, then a rename), where the binary loads it from at start.
+async fn persist(state: &AppState, configuration: &Configuration) -> Result<()> {
+    let dir = super::stored_configurations_dir(state.runtime().data_dir());
+    let failed = |e: std::io::Error| Error::Internal(format!("storing configuration {}: {e}", configuration.id));
+    tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
+    let json = serde_json::to_vec_pretty(configuration).map_err(|e| Error::Internal(e.to_string()))?;
+    let path = dir.join(format!("{}.json", configuration.id));
+    let temporary = dir.join(format!(".{}.json.tmp", configuration.id));
+    tokio::fs::write(&temporary, json).await.map_err(failed)?;
+    tokio::fs::rename(&temporary, &path).await.map_err(failed)
+}

@@ -1,0 +1,105 @@
+//! The routes of SPEC §4 and the router that serves them.
+//!
+//! To add a route, add it to [`api_routes`] (authenticated, scoped to the caller's workspaces) or
+//! [`public_routes`] (probes, documents about the API); [`router`] puts the layers and fallbacks
+//! around both.
+
+mod configurations;
+mod documents;
+mod events;
+mod outputs;
+mod probes;
+mod runs;
+
+use ade_core::event::RunId;
+use ade_core::run::Run;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, Caller, EVENTS_ROUTE};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub use runs::MAX_RUNS_LIMIT;
+
+/// The routes that need a caller (SPEC §4.2).
+pub fn api_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/documents", post(documents::upload))
+        .route("/documents/{id}", get(documents::get))
+        .route("/configurations", get(configurations::list))
+        .route("/configurations/{id}", get(configurations::get).put(configurations::put))
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route(EVENTS_ROUTE, get(events::get))
+        .route("/runs/{id}/outputs", get(outputs::list))
+        .route("/runs/{id}/outputs/{name}", get(outputs::download))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+}
+
+/// The routes anyone may call: probes and metrics.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+}
+
+/// The whole API over `state`: routes, problem+json fallbacks, request metrics and traces.
+///
+/// No timeout or body-deadline layer is applied: event streams last as long as their run. Body
+/// limits are enforced by the handlers, which name the limit in their errors (SPEC §9).
+pub fn router(state: AppState) -> Router {
+    api_routes(&state)
+        .merge(public_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .layer(from_fn(crate::http_metrics::record))
+        .layer(
+            // Path only: the query may hold an `access_token`, which is never logged.
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Error {
+    Error::NotFound(format!("no route {}", excerpt(request.uri().path())))
+}
+
+async fn method_not_allowed(method: Method) -> Error {
+    Error::MethodNotAllowed(method.to_string())
+}
+
+/// Where configurations created with `PUT /configurations/{id}` are kept: `<data_dir>/configurations`.
+pub fn stored_configurations_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("configurations")
+}
+
+/// Cuts user-supplied text before it is echoed in an error.
+pub(crate) fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(100) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A run id from a path segment; anything else is a run that does not exist (404).
+pub(crate) fn parse_run_id(text: &str) -> Result<RunId> {
+    text.parse().map_err(|_| Error::NotFound(format!("no run {}", excerpt(text))))
+}
+
+/// The run, if the caller may see it; 404 otherwise, exactly as if it did not exist.
+pub(crate) async fn visible_run(state: &AppState, caller: &Caller, id: RunId) -> Result<Run> {
+    match state.runtime().get_run(caller.single_workspace(), id).await? {
+        Some(run) if caller.can_see(&run.workspace_id) => Ok(run),
+        _ => Err(Error::NotFound(format!("no run {id}"))),
+    }
+}

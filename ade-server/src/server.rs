@@ -1,0 +1,120 @@
+//! [`Server`]: binds, serves until told to stop, then ends open streams and the runtime.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use ade_core::Runtime;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::routes::router;
+use crate::state::AppState;
+
+/// Why the server could not start or serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Open (no tokens) on an address other than loopback, without
+    /// [`allow_open`](ServerConfig::allow_open).
+    #[error(
+        "refusing to serve {0} without tokens: configure tokens, bind a loopback address, or allow an open server explicitly"
+    )]
+    OpenNonLoopback(SocketAddr),
+    /// Binding or serving failed.
+    #[error("{action} {addr}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A bound server. [`run`](Self::run) serves until the [`ShutdownHandle`] fires.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+/// Stops a [`Server`]: open event streams end between two events, new connections are refused,
+/// and the runtime shuts down. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    token: CancellationToken,
+}
+
+impl ShutdownHandle {
+    /// Starts the shutdown.
+    pub fn shutdown(&self) {
+        self.token.cancel();
+    }
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) to serve `runtime`.
+    ///
+    /// # Errors
+    /// [`ServeError::OpenNonLoopback`] when no token is configured, `addr` is not loopback, and
+    /// [`allow_open`](ServerConfig::allow_open) is false; [`ServeError::Io`] when binding fails.
+    pub async fn bind(addr: SocketAddr, runtime: Runtime, config: ServerConfig) -> Result<Self, ServeError> {
+        if config.tokens.is_empty() && !addr.ip().is_loopback() && !config.allow_open {
+            return Err(ServeError::OpenNonLoopback(addr));
+        }
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| ServeError::Io { action: "bind", addr, source })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Io { action: "bind", addr, source })?;
+        Ok(Self { listener, addr, state: AppState::new(runtime, config) })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (runtime and configuration).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// What stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { token: self.state.shutdown_token().clone() }
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`] or `signal` (whichever comes first); then open
+    /// streams end, in-flight requests complete, and the runtime shuts down: executing runs get
+    /// [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which they are left to
+    /// recovery at the next start.
+    ///
+    /// # Errors
+    /// [`ServeError::Io`] when serving fails.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let token = self.state.shutdown_token().clone();
+        let on_signal = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = signal => on_signal.cancel(),
+                () = on_signal.cancelled() => {}
+            }
+        });
+        let runtime = self.state.runtime().clone();
+        let grace = self.state.config().shutdown_grace;
+        let addr = self.addr;
+        tracing::info!(%addr, "serving");
+        let served = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+            .map_err(|source| ServeError::Io { action: "serve", addr, source });
+        tracing::info!("HTTP stopped; shutting the runtime down");
+        if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
+            tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
+        }
+        tracing::info!("stopped");
+        served
+    }
+}

@@ -1,0 +1,45 @@
+//! [`AppState`]: what every handler shares.
+
+use std::sync::Arc;
+
+use ade_core::Runtime;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+
+/// The runtime the server hosts, its configuration, and the shutdown signal open streams follow.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runtime: Runtime,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// State for a router over `runtime`.
+    pub fn new(runtime: Runtime, config: ServerConfig) -> Self {
+        Self { inner: Arc::new(Inner { runtime, config, shutdown: CancellationToken::new() }) }
+    }
+
+    /// The hosted runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Cancelled when the server shuts down: open streams end at the next event boundary and
+    /// `/readyz` answers 503.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}

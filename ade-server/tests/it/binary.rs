@@ -1,0 +1,84 @@
+//! The `ade-server` binary: flags and environment, metrics, SIGTERM, the open-server guard.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::PATIENCE;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ade-server"));
+    command.env_remove("ADE_TOKENS").env_remove("ADE_TOKENS_FILE").env("RUST_LOG", "info");
+    command
+}
+
+/// Waits for a child in a blocking task, failing the test after [`PATIENCE`].
+async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    tokio::time::timeout(PATIENCE, waited).await.expect("the binary exits").expect("join").expect("wait")
+}
+
+#[tokio::test]
+async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
+    let mut child = binary()
+        .args(["--bind", "127.0.0.1:0", "--keepalive-secs", "1", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config-dir")
+        .arg(&examples)
+        .env("ADE_TOKENS", r#"[{"name": "ops", "token": "t0k3n-value", "workspaces": ["*"]}]"#)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(PATIENCE, line).await.expect("it starts").expect("join").expect("read");
+    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    let http = reqwest::Client::new();
+    let configurations = http.get(format!("{base}/configurations")).bearer_auth("t0k3n-value").send().await;
+    let configurations: serde_json::Value = configurations.expect("request").json().await.expect("json");
+    assert_eq!(configurations["configurations"].as_array().map(Vec::len), Some(2), "{configurations}");
+    let anonymous = http.get(format!("{base}/runs")).send().await.expect("request");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let events = http
+        .get(format!("{base}/runs/run_01M8C4DS2PH0887ZPTJ9T85312/events?access_token=t0k3n-value"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(events.status(), reqwest::StatusCode::NOT_FOUND);
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("request").text().await.expect("text");
+    assert!(metrics.contains("ade_http_requests_total{route=\"/configurations\",status=\"200\"}"), "{metrics}");
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().expect("stderr");
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let status = wait(child).await;
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut logs).expect("logs");
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(!logs.contains("t0k3n-value"), "tokens are never logged:\n{logs}");
+}
+
+#[tokio::test]
+async fn the_binary_refuses_to_serve_open_on_a_public_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let child = binary()
+        .args(["--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let output = tokio::time::timeout(PATIENCE, output).await.expect("it exits").expect("join").expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to serve"), "{stderr}");
+}

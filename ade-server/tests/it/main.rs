@@ -1,0 +1,13 @@
+//! Integration tests of `ade-server`: a real server on 127.0.0.1:0, real HTTP.
+
+mod auth;
+mod bad_input;
+mod binary;
+mod configurations;
+mod documents;
+mod events;
+mod metrics;
+mod outputs;
+mod runs;
+mod shutdown;
+mod support;
