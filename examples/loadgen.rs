@@ -1,0 +1,563 @@
+//! Load generator for `ade-server`: N Server-Sent-Events subscribers on one busy run.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --subscribers 1000 --rate 1000 --seconds 10
+//! cargo run --release --example loadgen -- --runs 2000 --clients 16      # HTTP create+complete
+//! ```
+//!
+//! Unless `--url` is given it starts its own server: this program again, as a child process
+//! (`--serve`), on the embedded default in a temporary directory, with a `loadgen` engine that
+//! waits for `SIGUSR1` and then emits `--rate` events per second for `--seconds` seconds. The
+//! subscribers connect first (and are counted idle: the server's RSS before and after they
+//! connect gives the memory per idle subscriber), then the run starts. Every subscriber checks
+//! that it receives every event exactly once, in order, up to `run.completed`; the latency of an
+//! event is its receipt time minus its `created_at` (same machine, same clock).
+//!
+//! With `--url`, the server must know the configuration `--config` (default `loadgen`) and the run
+//! starts as soon as it is created, so early events are replayed rather than live; the server's
+//! memory is not measured.
+//!
+//! The last line is one JSON object: `{"subscribers", "events", "lost", "p50_ms", "p99_ms",
+//! "server_rss_per_sub_kib"}` (`--runs`: `{"runs", "clients", "http_runs_per_sec"}`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ade::Runtime;
+use ade::config::Configuration;
+use ade::engine::{Engine, EngineContext, EngineOutcome, EventSink};
+use ade::event::{ConsoleLevel, ConsoleStream};
+use ade::server::{Server, ServerConfig};
+use clap::Parser;
+use futures::StreamExt;
+use tokio::sync::{Notify, Semaphore};
+
+// No global allocator: the server side runs with the system allocator, like the `ade-server`
+// binary (see BENCHMARKS.md for why).
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Parser)]
+#[command(about = "N SSE subscribers on one busy run of ade-server, or HTTP runs per second")]
+struct Args {
+    /// Concurrent SSE subscribers on the busy run.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Events per second the busy run emits.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How long the busy run emits.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Measure HTTP create+complete runs per second instead (`POST /runs?stream=true`).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Concurrent clients for `--runs`.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// A running server to load instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for `--url`.
+    #[arg(long)]
+    token: Option<String>,
+    /// The busy run's configuration with `--url`.
+    #[arg(long, default_value = "loadgen")]
+    config: String,
+    /// Internal: be the server (child process).
+    #[arg(long, hide = true)]
+    serve: bool,
+    /// Server workers (own server only).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.serve { runtime.block_on(serve(args)) } else { runtime.block_on(drive(args)) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server side (child process).
+
+/// Released by `SIGUSR1`: the busy run starts emitting.
+static START: Notify = Notify::const_new();
+
+/// Waits for `SIGUSR1`, then emits `rate` console lines per second for `seconds` seconds.
+#[derive(Debug)]
+struct BusyEngine {
+    rate: u64,
+    seconds: u64,
+}
+
+#[async_trait::async_trait]
+impl Engine for BusyEngine {
+    fn version(&self) -> &str {
+        "loadgen-1"
+    }
+
+    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
+        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "loadgen: waiting for SIGUSR1").await;
+        tokio::select! {
+            () = START.notified() => {}
+            () = context.cancel.cancelled() => return EngineOutcome::succeeded(Vec::new()),
+        }
+        let total = self.rate * self.seconds;
+        let started = Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_millis(5));
+        let mut emitted = 0;
+        while emitted < total {
+            ticks.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * self.rate as f64) as u64).min(total);
+            while emitted < due {
+                emitted += 1;
+                let line = format!("loadgen: event {emitted} of {total}");
+                if sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await.is_err() {
+                    return EngineOutcome::succeeded(Vec::new());
+                }
+            }
+        }
+        EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+/// Says one line and succeeds.
+#[derive(Debug)]
+struct TrivialEngine;
+
+#[async_trait::async_trait]
+impl Engine for TrivialEngine {
+    fn version(&self) -> &str {
+        "trivial-1"
+    }
+
+    async fn run(&self, _context: EngineContext, sink: EventSink) -> EngineOutcome {
+        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "hello").await;
+        EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+async fn serve(args: Args) -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let configurations: Vec<Configuration> = vec![
+        serde_json::from_value(serde_json::json!({ "id": "loadgen", "version": "1", "engine": "loadgen" }))?,
+        serde_json::from_value(serde_json::json!({ "id": "trivial", "version": "1", "engine": "trivial" }))?,
+    ];
+    let mut builder = Runtime::builder()
+        .data_dir(dir.path())
+        .workers(args.workers)
+        .engine("loadgen", Arc::new(BusyEngine { rate: args.rate, seconds: args.seconds }), None)
+        .engine("trivial", Arc::new(TrivialEngine), None);
+    for configuration in configurations {
+        builder = builder.configuration(configuration);
+    }
+    let runtime = builder.build().await?;
+    let server = Server::bind("127.0.0.1:0".parse()?, runtime, ServerConfig::new()).await?;
+    let addr = server.local_addr();
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            START.notify_waiters();
+        }
+    });
+    println!("listening http://{addr}");
+    std::io::stdout().flush()?;
+    // Serve until the parent closes our stdin (or dies).
+    let parent_gone = async {
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+    };
+    server.run(parent_gone).await?;
+    drop(dir);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load side.
+
+/// The child server process; killed when dropped.
+struct ChildServer {
+    child: Child,
+    url: String,
+}
+
+impl ChildServer {
+    fn start(args: &Args) -> Result<Self, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
+            .args(["--workers", &args.workers.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line.trim().strip_prefix("listening ").ok_or_else(|| format!("server said {line:?}"))?.to_owned();
+        Ok(Self { child, url })
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+    }
+
+    fn start_run(&self) -> Result<(), BoxError> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)?;
+        Ok(())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !matches!(self.child.wait_timeout_secs(10), Some(true)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+trait WaitTimeout {
+    fn wait_timeout_secs(&mut self, seconds: u64) -> Option<bool>;
+}
+
+impl WaitTimeout for Child {
+    /// Whether the child exited within `seconds` (polled: this is process teardown, not a test).
+    fn wait_timeout_secs(&mut self, seconds: u64) -> Option<bool> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            if self.try_wait().ok()?.is_some() {
+                return Some(true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(false)
+    }
+}
+
+/// Latencies in a log-scale histogram: 32 buckets per doubling of microseconds (~2% wide).
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    const PER_DOUBLING: f64 = 32.0;
+
+    fn new() -> Self {
+        Self { counts: vec![0; 64 * 32] }
+    }
+
+    fn record(&mut self, micros: u64) {
+        let index = ((micros as f64 + 1.0).log2() * Self::PER_DOUBLING) as usize;
+        let last = self.counts.len() - 1;
+        self.counts[index.min(last)] += 1;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper edge of the bucket holding quantile `q`, in milliseconds.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some((2f64.powf((index + 1) as f64 / Self::PER_DOUBLING) - 1.0) / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+/// What one subscriber saw.
+struct Seen {
+    /// Events received in order, without gaps or duplicates, from sequence 1.
+    in_order: u64,
+    /// Events out of order, duplicated, or after a gap.
+    wrong: u64,
+    /// `run.completed`'s sequence, when it came.
+    completed_at: Option<u64>,
+    latencies: Histogram,
+    error: Option<String>,
+}
+
+fn request(client: &reqwest::Client, url: String, token: Option<&str>) -> reqwest::RequestBuilder {
+    let request = client.get(url);
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// Follows the run's SSE stream to `run.completed`; signals `connected` at the first event.
+async fn subscriber(
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    connecting: Arc<Semaphore>,
+    connected: Arc<AtomicUsize>,
+    connected_changed: Arc<Notify>,
+    started: Arc<OnceLock<chrono::DateTime<chrono::Utc>>>,
+) -> Seen {
+    let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), error: None };
+    let permit = connecting.acquire_owned().await.ok();
+    let response = match request(&client, url, token.as_deref()).header("accept", "text/event-stream").send().await {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => {
+            seen.error = Some(format!("status {}", response.status()));
+            connected.fetch_add(1, Ordering::SeqCst);
+            connected_changed.notify_one();
+            return seen;
+        }
+        Err(error) => {
+            seen.error = Some(error.to_string());
+            connected.fetch_add(1, Ordering::SeqCst);
+            connected_changed.notify_one();
+            return seen;
+        }
+    };
+    let mut permit = permit;
+    let mut body = response.bytes_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                seen.error = Some(error.to_string());
+                break;
+            }
+        };
+        let received = chrono::Utc::now();
+        buffer.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = find(&buffer[start..], b"\n\n").map(|at| start + at) {
+            let frame = &buffer[start..end];
+            start = end + 2;
+            let Some(sequence) = field(frame, b"id: ").and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok())
+            else {
+                continue; // retry: or a keepalive comment
+            };
+            if permit.take().is_some() {
+                connected.fetch_add(1, Ordering::SeqCst);
+                connected_changed.notify_one();
+            }
+            if sequence == seen.in_order + 1 && seen.wrong == 0 {
+                seen.in_order = sequence;
+            } else {
+                seen.wrong += 1;
+            }
+            let data = field(frame, b"data: ").unwrap_or_default();
+            // Only live events count: those replayed to a subscriber connecting late are old.
+            if let Some(created_at) = created_at(data).filter(|t| started.get().is_some_and(|start| t >= start)) {
+                let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
+                seen.latencies.record(micros as u64);
+            }
+            if find(data, br#""type":"run.completed""#).is_some() {
+                seen.completed_at = Some(sequence);
+            }
+        }
+        buffer.drain(..start);
+    }
+    if permit.is_some() {
+        connected.fetch_add(1, Ordering::SeqCst);
+        connected_changed.notify_one();
+    }
+    seen
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of the line starting with `prefix` in an SSE frame.
+fn field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    frame.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(prefix))
+}
+
+/// The envelope's `created_at`, found without parsing the whole event.
+fn created_at(data: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    const KEY: &[u8] = br#""created_at":""#;
+    let at = find(data, KEY)? + KEY.len();
+    let len = data[at..].iter().position(|b| *b == b'"')?;
+    let text = std::str::from_utf8(&data[at..at + len]).ok()?;
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+async fn create_run(client: &reqwest::Client, args: &Args, url: &str, config: &str) -> Result<String, BoxError> {
+    let mut request =
+        client.post(format!("{url}/runs")).json(&serde_json::json!({ "configuration_id": config, "document_ids": [] }));
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    if !response.status().is_success() {
+        return Err(format!("POST /runs: {} {}", response.status(), response.text().await?).into());
+    }
+    let run: serde_json::Value = response.json().await?;
+    Ok(run["id"].as_str().ok_or("no run id")?.to_owned())
+}
+
+async fn drive(args: Args) -> Result<(), BoxError> {
+    let child = match &args.url {
+        Some(_) => None,
+        None => Some(ChildServer::start(&args)?),
+    };
+    let url = match (&args.url, &child) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(child)) => child.url.clone(),
+        (None, None) => return Err("no server".into()),
+    };
+    if let Some(runs) = args.runs {
+        return http_runs(&args, &url, runs).await;
+    }
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let run_id = create_run(&client, &args, &url, &args.config).await?;
+    // Let the run reach its engine (it then waits for the signal) before measuring the baseline.
+    let events_url = format!("{url}/runs/{run_id}/events");
+    let probe: serde_json::Value = request(&client, format!("{events_url}?after_sequence=0"), args.token.as_deref())
+        .header("accept", "application/json")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let _ = probe;
+    let rss_before = child.as_ref().and_then(ChildServer::rss_kib);
+
+    let connecting = Arc::new(Semaphore::new(256));
+    // Set when the busy run is told to start (own server): earlier events are not live.
+    let started = Arc::new(OnceLock::new());
+    if child.is_none() {
+        // With --url the run started when it was created: every event counts.
+        let _ = started.set(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    }
+    let connected = Arc::new(AtomicUsize::new(0));
+    let connected_changed = Arc::new(Notify::new());
+    let mut tasks = Vec::with_capacity(args.subscribers);
+    let connect_started = Instant::now();
+    for _ in 0..args.subscribers {
+        tasks.push(tokio::spawn(subscriber(
+            client.clone(),
+            events_url.clone(),
+            args.token.clone(),
+            connecting.clone(),
+            connected.clone(),
+            connected_changed.clone(),
+            started.clone(),
+        )));
+    }
+    while connected.load(Ordering::SeqCst) < args.subscribers {
+        connected_changed.notified().await;
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    let rss_after = child.as_ref().and_then(ChildServer::rss_kib);
+    let per_sub_kib = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / args.subscribers as f64),
+        _ => None,
+    };
+    if let Some(child) = &child {
+        let _ = started.set(chrono::Utc::now());
+        child.start_run()?;
+    }
+    let mut latencies = Histogram::new();
+    let (mut lost, mut wrong, mut errors, mut events) = (0u64, 0u64, 0usize, 0u64);
+    let mut seens = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        seens.push(task.await?);
+    }
+    for seen in &seens {
+        events = events.max(seen.completed_at.unwrap_or(0));
+    }
+    for seen in &seens {
+        latencies.merge(&seen.latencies);
+        lost += events.saturating_sub(seen.in_order);
+        wrong += seen.wrong;
+        if let Some(error) = &seen.error {
+            errors += 1;
+            if errors <= 3 {
+                eprintln!("subscriber error: {error}");
+            }
+        }
+    }
+    let p50 = latencies.quantile_ms(0.50);
+    let p99 = latencies.quantile_ms(0.99);
+    println!(
+        "{} subscribers, {} events of one run ({} ev/s for {} s): lost {lost}, out of order {wrong}, errors {errors}",
+        args.subscribers, events, args.rate, args.seconds
+    );
+    println!("connected in {connect_s:.2} s; delivery latency p50 {p50:.1?} ms, p99 {p99:.1?} ms");
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        println!("server RSS {before} KiB idle, {after} KiB with the subscribers connected");
+    }
+    let round = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "subscribers": args.subscribers,
+            "events": events,
+            "lost": lost,
+            "p50_ms": round(p50),
+            "p99_ms": round(p99),
+            "server_rss_per_sub_kib": round(per_sub_kib),
+        })
+    );
+    drop(child);
+    Ok(())
+}
+
+/// `--runs`: runs created and followed to `run.completed` over HTTP, from `--clients` clients.
+async fn http_runs(args: &Args, url: &str, runs: usize) -> Result<(), BoxError> {
+    let client = reqwest::Client::new();
+    let config = if args.url.is_some() { args.config.clone() } else { "trivial".to_owned() };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let clients = args.clients.max(1);
+    for client_index in 0..clients {
+        let (client, url, config, token) = (client.clone(), url.to_owned(), config.clone(), args.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            for _ in (client_index..runs).step_by(clients) {
+                let mut request = client
+                    .post(format!("{url}/runs?stream=true"))
+                    .json(&serde_json::json!({ "configuration_id": config, "document_ids": [] }));
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let body = request.send().await?.error_for_status()?.bytes().await?;
+                if find(&body, br#""type":"run.completed""#).is_none() {
+                    return Err::<usize, BoxError>("a streamed run ended without run.completed".into());
+                }
+                done += 1;
+            }
+            Ok(done)
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        done += task.await??;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    println!("{done} runs over HTTP from {} clients: {rate:.0} runs/s", args.clients);
+    println!("{}", serde_json::json!({ "runs": done, "clients": args.clients, "http_runs_per_sec": rate.round() }));
+    Ok(())
+}
