@@ -95,6 +95,21 @@ fn root(title: &str, description: &str, body: Map<String, Value>) -> Map<String,
     root
 }
 
+/// The schema of a type ade writes (as `schemas/` has them): for hosts describing their own
+/// responses, such as the server's OpenAPI document.
+pub fn output_schema_for<T: JsonSchema>(title: &str) -> Value {
+    let mut schema = root_schema_for::<T>(generator(), title);
+    omit_null_for_optional(&mut schema);
+    schema
+}
+
+/// The schema of a type users write (fields with defaults are optional).
+pub fn input_schema_for<T: JsonSchema>(title: &str) -> Value {
+    let mut schema = root_schema_for::<T>(input_generator(), title);
+    omit_null_for_optional(&mut schema);
+    schema
+}
+
 fn root_schema_for<T: JsonSchema>(generator: SchemaGenerator, title: &str) -> Value {
     let mut schema = generator.into_root_schema_for::<T>().to_value();
     if let Value::Object(map) = &mut schema {

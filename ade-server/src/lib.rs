@@ -26,6 +26,7 @@ mod error;
 mod extract;
 pub mod http_metrics;
 pub mod negotiate;
+pub mod openapi;
 pub mod routes;
 mod server;
 pub mod sse;

@@ -48,6 +48,13 @@ pub fn public_routes() -> Router<AppState> {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// `GET /openapi.json`: the document of [`crate::openapi`], built once.
+async fn openapi() -> axum::Json<&'static serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(crate::openapi::document))
 }
 
 /// The whole API over `state`: routes, problem+json fallbacks, request metrics and traces.

@@ -7,6 +7,7 @@ mod configurations;
 mod documents;
 mod events;
 mod metrics;
+mod openapi;
 mod outputs;
 mod runs;
 mod shutdown;
