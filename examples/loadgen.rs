@@ -77,7 +77,8 @@ struct Args {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // As the `ade-server` binary builds its runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build()?;
     if args.serve { runtime.block_on(serve(args)) } else { runtime.block_on(drive(args)) }
 }
 

@@ -78,7 +78,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // File reads (event replays, uploads) are short: a bounded blocking pool keeps thousands of
+    // subscribers connecting at once from starting hundreds of threads, each with its own stack
+    // and allocator arena.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");

