@@ -95,7 +95,7 @@ async fn a_reader_that_stops_reading_costs_the_server_bounded_memory() {
     while let Some(event) = events.next().await {
         produced += event.expect("event").json().len();
         count += 1;
-        if count % 500 == 0 {
+        if count.is_multiple_of(500) {
             peak = peak.max(ALLOCATOR.allocated());
         }
     }
