@@ -7,8 +7,8 @@
 //!   its 0-based position in the workbook as its index.
 //! - `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`: a used range that does not start at
 //!   A1 is padded with empty rows and [`Cell::Empty`] columns.
-//! - A sheet of more than [`MAX_SHEET_CELLS`] cells (row lengths summed, padding included) is an
-//!   error.
+//! - A sheet of more than [`MAX_SHEET_CELLS`] cells (row lengths summed, padding included; for
+//!   XLSX each row counts one more) is an error.
 //! - Values: integers, floats, booleans and text as they are; dates and date-times as
 //!   [`Cell::Date`] (midnight) or [`Cell::DateTime`] when they convert, else their text;
 //!   durations as text; error values as [`Cell::Error`] with their code (`#DIV/0!`, …).
@@ -194,15 +194,21 @@ fn xlsx_grid<RS: std::io::Read + std::io::Seek>(
         let (row, column) = cell.get_position();
         let (row, column) = (usize::try_from(row).unwrap_or(usize::MAX), usize::try_from(column).unwrap_or(usize::MAX));
         if rows.len() <= row {
-            rows.resize_with(row + 1, Vec::new);
-        }
-        let Some(cells) = rows.get_mut(row) else { continue };
-        if cells.len() <= column {
-            cells_in_all += column + 1 - cells.len();
+            // Each row counts as a cell too, so a lone cell far down cannot allocate unbounded
+            // empty rows.
+            cells_in_all = cells_in_all.saturating_add(row.saturating_add(1) - rows.len());
             if cells_in_all > MAX_SHEET_CELLS {
                 return Ok(Err(too_many_cells()));
             }
-            cells.resize(column + 1, Cell::Empty);
+            rows.resize_with(row.saturating_add(1), Vec::new);
+        }
+        let Some(cells) = rows.get_mut(row) else { continue };
+        if cells.len() <= column {
+            cells_in_all = cells_in_all.saturating_add(column.saturating_add(1) - cells.len());
+            if cells_in_all > MAX_SHEET_CELLS {
+                return Ok(Err(too_many_cells()));
+            }
+            cells.resize(column.saturating_add(1), Cell::Empty);
         }
         if let Some(slot) = cells.get_mut(column) {
             *slot = value;
@@ -242,7 +248,7 @@ mod tests {
     use calamine::{CellErrorType, ExcelDateTime, ExcelDateTimeType};
 
     use super::*;
-    use crate::engine::extract::test_support::{encrypted_workbook, ods};
+    use crate::engine::extract::test_support::{encrypted_workbook, ods, stored_zip};
 
     #[test]
     fn values_become_cells() {
@@ -306,6 +312,39 @@ mod tests {
         assert_eq!(
             sheets[0].rows,
             vec![vec![Cell::Error("#DIV/0!".to_owned()), Cell::Error("#N/A".to_owned()), Cell::Float(2.0)]]
+        );
+    }
+
+    /// A minimal XLSX package whose one sheet, `Sheet1`, has the cells `(reference, text)`.
+    fn raw_xlsx(cells: &[(&str, &str)]) -> Vec<u8> {
+        let cells: String =
+            cells.iter().map(|(at, text)| format!(r#"<c r="{at}" t="inlineStr"><is><t>{text}</t></is></c>"#)).collect();
+        let sheet = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row>{cells}</row></sheetData></worksheet>"#
+        );
+        let types = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#;
+        let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#;
+        let workbook = r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>"#;
+        let workbook_rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#;
+        stored_zip(&[
+            ("[Content_Types].xml", types.as_bytes()),
+            ("_rels/.rels", rels.as_bytes()),
+            ("xl/workbook.xml", workbook.as_bytes()),
+            ("xl/_rels/workbook.xml.rels", workbook_rels.as_bytes()),
+            ("xl/worksheets/sheet1.xml", sheet.as_bytes()),
+        ])
+    }
+
+    #[test]
+    fn a_cell_far_away_is_an_error_not_an_unbounded_grid() {
+        let near = read_workbook(raw_xlsx(&[("A1", "x"), ("C3", "y")]), WorkbookFormat::Xlsx, None).expect("valid");
+        assert_eq!(near[0].rows.len(), 3);
+        assert_eq!(near[0].rows[2], vec![Cell::Empty, Cell::Empty, Cell::Text("y".to_owned())]);
+        // Beyond Excel's own limits, which calamine does not check: 50,000,000 rows down.
+        let far = read_workbook(raw_xlsx(&[("A1", "x"), ("A50000000", "y")]), WorkbookFormat::Xlsx, None);
+        assert_eq!(
+            far.expect_err("too many cells").to_string(),
+            "sheet 'Sheet1' has more than 40000000 cells, the limit per sheet"
         );
     }
 
