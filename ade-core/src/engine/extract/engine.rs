@@ -563,8 +563,13 @@ impl Engine for ExtractEngine {
             for record in issues.get(published..issues_end).unwrap_or_default() {
                 let _ = sink.issue(record.issue.clone()).await;
                 published += 1;
-                if published.is_multiple_of(CANCEL_CHECK_ROWS) && context.cancel.is_cancelled() {
-                    return cancelled();
+                if published.is_multiple_of(CANCEL_CHECK_ROWS) {
+                    if context.cancel.is_cancelled() {
+                        return cancelled();
+                    }
+                    // Beyond the sink's cap issues are only counted, without awaiting anything:
+                    // let other tasks run now and then.
+                    tokio::task::yield_now().await;
                 }
             }
             run_validation.merge(&summary.validation);
