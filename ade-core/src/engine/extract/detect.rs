@@ -85,6 +85,8 @@ pub fn is_header_row(row: &[Cell], fields: &CompiledFields) -> bool {
 
 /// The most answers a [`CellJudge`] remembers (then it starts over).
 const MEMO_LIMIT: usize = 16_384;
+/// The longest text (in bytes) a [`CellJudge`] remembers: the memo stays under ~4 MiB of text.
+const MEMO_TEXT_LIMIT: usize = 256;
 
 /// Decides whether a text cell names a field (a [`header_score`](super::header_score) of at least
 /// [`HEADER_CELL_THRESHOLD`]), cheaply on data rows: texts without a letter are ruled out at
@@ -111,10 +113,12 @@ impl<'a> CellJudge<'a> {
             return *known;
         }
         let names = PreparedHeader::new(text).names_any(self.fields, HEADER_CELL_THRESHOLD);
-        if self.memo.len() >= MEMO_LIMIT {
-            self.memo.clear();
+        if text.len() <= MEMO_TEXT_LIMIT {
+            if self.memo.len() >= MEMO_LIMIT {
+                self.memo.clear();
+            }
+            self.memo.insert(text.to_owned(), names);
         }
-        self.memo.insert(text.to_owned(), names);
         names
     }
 }
