@@ -397,6 +397,53 @@ mod tests {
     }
 
     #[test]
+    fn pruned_scoring_agrees_with_the_full_score() {
+        let fields = members();
+        let texts = [
+            "E-mail",
+            "Emial address",
+            "Member #",
+            "member no.",
+            "Full name",
+            "Name, full",
+            "Joined",
+            "Jioned",
+            "email address (work)",
+            "Company 12",
+            "1 Main Street",
+            "ada@example.org",
+            "Ada",
+            "NL",
+            "2024-01-02",
+            "Notes",
+            "em",
+            "Membership",
+            "mail",
+            "Full",
+            "joined on",
+            "x",
+            "",
+        ];
+        for threshold in [0.3, 0.5, 0.6, 0.75, 0.9] {
+            for text in texts {
+                let header = PreparedHeader::new(text);
+                let full = fields.iter().map(|field| header.score(field)).fold(0.0, f64::max);
+                assert_eq!(header.names_any(&fields, threshold), full >= threshold, "{text:?} at {threshold}");
+                for field in &fields {
+                    for key in field.match_keys() {
+                        let pruned = header.score_key(key, threshold);
+                        let exact = header.score_key(key, 0.0);
+                        assert!(pruned <= exact + 1e-12, "{text:?}: a pruned score never exceeds the score");
+                        if exact >= threshold {
+                            assert_eq!(pruned, exact, "{text:?} vs {:?} at {threshold}", key.normalized);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn edit_distance() {
         let a: Vec<char> = "kitten".chars().collect();
         let b: Vec<char> = "sitting".chars().collect();
