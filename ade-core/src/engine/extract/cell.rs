@@ -1,9 +1,17 @@
 //! [`Cell`]: one value of a grid, as a reader (CSV, calamine) hands it over.
 
+use std::borrow::Cow;
+
 use chrono::{NaiveDate, NaiveDateTime};
 
 /// The most characters of a value quoted in a validation issue (SPEC §2.1, `value`).
 pub const MAX_VALUE_CHARS: usize = 256;
+
+/// The most cells (row lengths summed, padding included) one sheet may have: 40,000,000, e.g.
+/// Excel's 1,048,576 rows × 38 columns. Each cell takes 32 bytes plus its text, so a sheet at
+/// the limit holds about 1.3 GB before its text; a larger sheet is an input error rather than
+/// a run that exhausts memory.
+pub const MAX_SHEET_CELLS: usize = 40_000_000;
 
 /// One cell of a sheet.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,22 +49,29 @@ impl Cell {
     /// booleans as `true`/`false`; dates as `YYYY-MM-DD`; date-times as `YYYY-MM-DD HH:MM:SS`;
     /// errors as their code; [`Cell::Empty`] as `""`.
     pub fn display(&self) -> String {
+        self.text().into_owned()
+    }
+
+    /// [`Cell::display`], borrowed when the cell holds text (or an error code): no copy.
+    pub fn text(&self) -> Cow<'_, str> {
         match self {
-            Cell::Empty => String::new(),
-            Cell::Text(text) => text.clone(),
-            Cell::Int(n) => n.to_string(),
-            Cell::Float(f) => display_float(*f),
-            Cell::Bool(b) => b.to_string(),
-            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Cell::DateTime(dt) => dt.format("%Y-%m-%d %H:%M:%S").to_string(),
-            Cell::Error(code) => code.clone(),
+            Cell::Empty => Cow::Borrowed(""),
+            Cell::Text(text) | Cell::Error(text) => Cow::Borrowed(text),
+            Cell::Int(n) => Cow::Owned(n.to_string()),
+            Cell::Float(f) => Cow::Owned(display_float(*f)),
+            Cell::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Cell::Date(d) => Cow::Owned(d.format("%Y-%m-%d").to_string()),
+            Cell::DateTime(dt) => Cow::Owned(dt.format("%Y-%m-%d %H:%M:%S").to_string()),
         }
     }
 
     /// [`Cell::display`] cut to at most [`MAX_VALUE_CHARS`] characters: the `value` of an issue.
     pub fn issue_value(&self) -> String {
-        let text = self.display();
-        if text.chars().count() <= MAX_VALUE_CHARS { text } else { text.chars().take(MAX_VALUE_CHARS).collect() }
+        let text = self.text();
+        match text.char_indices().nth(MAX_VALUE_CHARS) {
+            None => text.into_owned(),
+            Some((cut, _)) => text[..cut].to_owned(),
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //!   are the ones a spreadsheet application shows (a quoted field spanning several lines is still
 //!   one row).
 //! - Bytes that are not UTF-8 are an error naming the row, never a panic.
+//! - More than [`MAX_SHEET_CELLS`] fields in all is an error.
 
-use super::cell::Cell;
+use super::cell::{Cell, MAX_SHEET_CELLS};
 
 /// Why a CSV file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +38,7 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>, CsvError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
     let mut rows: Vec<Vec<Cell>> = Vec::new();
     let mut record = csv::ByteRecord::new();
+    let mut cells = 0usize;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -53,6 +55,10 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>, CsvError> {
         for _ in 0..leading_line_breaks(bytes.get(start..).unwrap_or_default()) {
             rows.push(Vec::new());
         }
+        cells += record.len();
+        if cells > MAX_SHEET_CELLS {
+            return Err(CsvError(too_many_cells()));
+        }
         let mut row = Vec::with_capacity(record.len());
         for field in &record {
             match std::str::from_utf8(field) {
@@ -64,6 +70,11 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>, CsvError> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// The message for a sheet over [`MAX_SHEET_CELLS`].
+pub(crate) fn too_many_cells() -> String {
+    format!("has more than {MAX_SHEET_CELLS} cells, the limit per sheet")
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //!   enough.
 //! - Rows above a header row (titles, notes, blank rows) are skipped.
 //! - The table's data rows start right after its header row and run until two consecutive blank
-//!   rows, the next header row, or the end of the sheet. A single blank row between data rows
+//!   rows, the next header row, or the end of the sheet. Inside a table, a row is the next header
+//!   only when it is a header row *and* more than half of its non-blank text cells name a field:
+//!   data values that happen to contain a field's name (`Company 12` under a `company` field,
+//!   `1 Main Street` under `street`) do not cut a table. A single blank row between data rows
 //!   stays inside the table's range (the engine skips blank rows when reading it and does not
 //!   count them); blank rows after the last data row are not part of the table.
 //! - The next table is searched after the end of the previous one; a header row that ends a
@@ -25,6 +28,7 @@
 //! Each row is looked at at most twice, so detection is `O(rows × columns)` for a given
 //! configuration; rows may have any length (ragged rows never panic).
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use super::cell::Cell;
@@ -76,34 +80,87 @@ pub fn is_blank_row(row: &[Cell]) -> bool {
 
 /// Whether `row` is a header row for `fields` (see the module docs).
 pub fn is_header_row(row: &[Cell], fields: &CompiledFields) -> bool {
+    judge_header(row, &mut CellJudge::new(fields), false)
+}
+
+/// The most answers a [`CellJudge`] remembers (then it starts over).
+const MEMO_LIMIT: usize = 16_384;
+/// The longest text (in bytes) a [`CellJudge`] remembers: the memo stays under ~4 MiB of text.
+const MEMO_TEXT_LIMIT: usize = 256;
+
+/// Decides whether a text cell names a field (a [`header_score`](super::header_score) of at least
+/// [`HEADER_CELL_THRESHOLD`]), cheaply on data rows: texts without a letter are ruled out at
+/// once when no match key has a digit (they can match no key in any way), and recent answers
+/// are remembered (repeated values: cities, categories, …).
+struct CellJudge<'a> {
+    fields: &'a CompiledFields,
+    keys_have_digits: bool,
+    memo: HashMap<String, bool>,
+}
+
+impl<'a> CellJudge<'a> {
+    fn new(fields: &'a CompiledFields) -> Self {
+        let keys_have_digits =
+            fields.iter().flat_map(|field| field.keys()).any(|key| key.chars().any(char::is_numeric));
+        CellJudge { fields, keys_have_digits, memo: HashMap::new() }
+    }
+
+    fn names_a_field(&mut self, text: &str) -> bool {
+        if !self.keys_have_digits && !text.chars().any(char::is_alphabetic) {
+            return false;
+        }
+        if let Some(known) = self.memo.get(text) {
+            return *known;
+        }
+        let names = PreparedHeader::new(text).names_any(self.fields, HEADER_CELL_THRESHOLD);
+        if text.len() <= MEMO_TEXT_LIMIT {
+            if self.memo.len() >= MEMO_LIMIT {
+                self.memo.clear();
+            }
+            self.memo.insert(text.to_owned(), names);
+        }
+        names
+    }
+}
+
+/// Whether `row` is a header row; with `strong`, also whether more than half of its non-blank text
+/// cells name a field (the test for a header inside a table).
+fn judge_header(row: &[Cell], judge: &mut CellJudge<'_>, strong: bool) -> bool {
     let non_blank = row.iter().filter(|cell| !cell.is_blank()).count();
     let texts = row.iter().filter(|cell| matches!(cell, Cell::Text(_)) && !cell.is_blank());
     let text_count = texts.clone().count();
-    let needed = fields.len().min(2);
+    let needed = judge.fields.len().min(2);
     if needed == 0 || text_count < needed || text_count * 2 < non_blank {
         return false;
     }
-    let mut matching = 0usize;
+    // With `strong`, this many cells that name no field rule the row out.
+    let too_many_misses = if strong { text_count.div_ceil(2) } else { usize::MAX };
+    let (mut matching, mut misses) = (0usize, 0usize);
     for cell in texts {
         let Cell::Text(text) = cell else { continue };
-        let header = PreparedHeader::new(text);
-        if fields.iter().any(|field| header.score(field) >= HEADER_CELL_THRESHOLD) {
+        if judge.names_a_field(text) {
             matching += 1;
-            if matching >= needed {
+            if matching >= needed && !strong {
                 return true;
+            }
+        } else {
+            misses += 1;
+            if misses >= too_many_misses {
+                return false;
             }
         }
     }
-    false
+    matching >= needed
 }
 
 /// The tables of a sheet, top to bottom (see the module docs for the rules). Empty when no row
 /// is a header row.
 pub fn find_tables(rows: &[Vec<Cell>], fields: &CompiledFields) -> Vec<TableRegion> {
     let mut tables = Vec::new();
+    let mut judge = CellJudge::new(fields);
     let mut index = 0;
     while let Some(row) = rows.get(index) {
-        if !is_header_row(row, fields) {
+        if !judge_header(row, &mut judge, false) {
             index += 1;
             continue;
         }
@@ -120,7 +177,7 @@ pub fn find_tables(rows: &[Vec<Cell>], fields: &CompiledFields) -> Vec<TableRegi
                     break;
                 }
             } else {
-                if is_header_row(row, fields) {
+                if judge_header(row, &mut judge, true) {
                     break;
                 }
                 blank_run = 0;
@@ -225,6 +282,26 @@ mod tests {
         let rows = vec![row(&["Member #", "E-mail"]), row(&["Full name", "Joined"]), row(&["Ada", "2024-01-01"])];
         let tables = find_tables(&rows, &members());
         assert_eq!(tables, vec![region(0, 0, (0, 1)), region(1, 2, (0, 1))]);
+    }
+
+    #[test]
+    fn data_values_containing_field_names_do_not_cut_a_table() {
+        let fields = compile(vec![
+            field("member_id", FieldType::Integer),
+            field("name", FieldType::String),
+            field("street", FieldType::String),
+            field("company", FieldType::String),
+        ]);
+        let rows = vec![
+            row(&["Member ID", "Name", "Street", "Company"]),
+            row(&["1", "Ada", "1 Main Street", "Company 12"]),
+            row(&["2", "Grace", "2 Main Street", "Company 13"]),
+            row(&["Member ID", "Name", "Street", "Notes"]),
+            row(&["3", "Alan", "3 High Street", "x"]),
+        ];
+        assert!(is_header_row(&rows[1], &fields), "on its own, the row would start a table");
+        let tables = find_tables(&rows, &fields);
+        assert_eq!(tables, vec![region(0, 2, (0, 3)), region(3, 4, (0, 3))]);
     }
 
     #[test]

@@ -30,25 +30,40 @@
 //!    `output_format: csv` to `outputs/normalized.csv` and `outputs/issues.csv`. In other modes
 //!    the phase is `skipped` and nothing is written.
 //!
-//! Then `run.validation.summary` for the whole run. Cancellation is checked every 1,000 rows.
+//! Then `run.validation.summary` for the whole run.
+//!
+//! Reading and table detection, validation and writing run on blocking threads
+//! (`spawn_blocking`), so the runtime's async threads stay free. Cancellation is checked before
+//! each input, every 1,000 rows while validating and while writing, and before the output
+//! workbook is saved; reading one input file is not interrupted.
+//!
+//! Large and odd inputs: a sheet may have at most [`MAX_SHEET_CELLS`](super::MAX_SHEET_CELLS)
+//! cells (40,000,000: memory stays around 32 bytes per cell plus its text, plus the output
+//! writer's copy); a larger one is an `input_error`. XLSX inputs are streamed cell by cell into
+//! the grid (no dense intermediate range). Text longer than Excel's 32,767-character cell limit
+//! is cut in `normalized.xlsx` and a console warning says how many texts were cut; issue values
+//! are cut to 256 characters. Formula error values (`#DIV/0!`, `#N/A`, …) are `invalid_type`
+//! issues. Password-protected (encrypted) workbooks are an `input_error` saying so.
 //!
 //! Known gaps: `.xlsb` inputs are not accepted; XLSX output is limited to Excel's 1,048,575 data
-//! rows per sheet (beyond that, writing fails with `engine_error`).
+//! rows per sheet (beyond that, writing fails with `engine_error`); the output workbook is built
+//! in memory (rust_xlsxwriter's standard mode) before it is saved.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::cell::Cell;
-use super::csv_input::read_csv;
+use super::csv_input::{CsvError, read_csv};
 use super::detect::{TableRegion, find_tables, is_blank_row};
-use super::fields::CompiledFields;
+use super::fields::{CompiledField, CompiledFields};
 use super::mapping::map_columns;
 use super::validate::validate;
-use super::workbook_input::{WorkbookFormat, read_workbook};
+use super::workbook_input::{WorkbookError, WorkbookFormat, read_workbook};
 use crate::config::{Configuration, EngineSpec, ExtractSpec, OutputFormat};
 use crate::engine::{
     BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
@@ -58,7 +73,8 @@ use crate::event::{
     ValidationIssue,
 };
 use crate::run::{Extra, RunMode};
-use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
+use tokio_util::sync::CancellationToken;
 
 /// Rows between two cancellation checks.
 const CANCEL_CHECK_ROWS: usize = 1_000;
@@ -166,13 +182,88 @@ struct Sheet {
     tables: Vec<Table>,
 }
 
-/// One issue, kept for `issues.csv`.
+/// One issue, kept for the `issues` output.
 #[derive(Debug)]
 struct IssueRecord {
-    table_id: String,
-    source_file: String,
-    source_sheet: String,
+    /// The position of its sheet in the run's list of sheets.
+    sheet: usize,
     issue: ValidationIssue,
+}
+
+/// What validation hands back: the sheets, every issue, and each table's summary with the end
+/// of its issues in the list.
+type Validated = (Vec<Sheet>, Vec<IssueRecord>, Vec<(TableSummary, usize)>);
+
+/// Validates every table's data rows (CPU work, for a blocking thread). `None` when `cancel`
+/// fired (checked every [`CANCEL_CHECK_ROWS`] rows).
+fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, cancel: &CancellationToken) -> Option<Validated> {
+    let mut issues = Vec::new();
+    let mut summaries = Vec::new();
+    let mut seen_rows = 0usize;
+    for (position, sheet) in sheets.iter_mut().enumerate() {
+        let rows = &sheet.rows;
+        for table in &mut sheet.tables {
+            let region = table.region;
+            // (sheet column, field, header) of each mapped field.
+            let checks: Vec<(usize, &CompiledField, &str)> = table
+                .mapping
+                .mapped_columns
+                .iter()
+                .filter(|c| c.is_satisfied)
+                .filter_map(|c| {
+                    let field = fields.iter().find(|f| f.name() == c.field)?;
+                    Some((usize::try_from(c.source_column_index).ok()?, field, c.header.as_str()))
+                })
+                .collect();
+            for (index, row) in data_rows(rows, &region) {
+                seen_rows += 1;
+                if seen_rows.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
+                    return None;
+                }
+                for &(source, field, header) in &checks {
+                    let cell = row.get(source).unwrap_or(&Cell::Empty);
+                    let Some((severity, code, message)) = validate(cell, field) else { continue };
+                    table.validation.record(severity, code, Some(field.name()));
+                    let issue = ValidationIssue {
+                        table_id: table.table_id.clone(),
+                        severity,
+                        code: code.to_owned(),
+                        field: Some(field.name().to_owned()),
+                        row: Some(to_u64(index + 1)),
+                        column: Some(header.to_owned()),
+                        value: (!cell.is_blank()).then(|| cell.issue_value()),
+                        message,
+                        extra: Extra::new(),
+                    };
+                    issues.push(IssueRecord { sheet: position, issue });
+                }
+            }
+            let mapped_field_count = to_u64(table.mapping.mapped_columns.iter().filter(|c| c.is_satisfied).count());
+            let summary = TableSummary {
+                table_id: table.table_id.clone(),
+                source_file: sheet.source_file.clone(),
+                source_sheet: sheet.source_sheet.clone(),
+                file_index: sheet.file_index,
+                sheet_index: sheet.sheet_index,
+                table_index: table.table_index,
+                row_count: table.row_count,
+                column_count: to_u64(region.column_count()),
+                mapping: table.mapping.clone(),
+                mapped_field_count,
+                unmapped_column_count: to_u64(table.mapping.unmapped_columns.len()),
+                validation: table.validation.clone(),
+                metadata: TableMetadata {
+                    header_row: to_u64(region.header_row + 1),
+                    first_data_row: to_u64(region.first_data_row + 1),
+                    last_data_row: to_u64(region.last_data_row + 1),
+                    extra: Extra::new(),
+                },
+                extra: Extra::new(),
+            };
+            summaries.push((summary, issues.len()));
+        }
+    }
+    Some((sheets, issues, summaries))
 }
 
 /// `1323` → `1,323`.
@@ -216,16 +307,39 @@ fn data_rows<'a>(rows: &'a [Vec<Cell>], region: &TableRegion) -> impl Iterator<I
         .filter(|(_, row)| !is_blank_row(row))
 }
 
-/// One sheet of an input, as read: its index in the file, its name and its cells.
-type InputSheet = (u32, String, Vec<Vec<Cell>>);
+/// One sheet of an input, as read: its index in the file, its name, its cells and its tables
+/// (with their non-blank data row counts).
+#[derive(Debug)]
+struct InputSheet {
+    index: u32,
+    name: String,
+    rows: Vec<Vec<Cell>>,
+    tables: Vec<(TableRegion, u64)>,
+}
 
-/// Reads one input into its sheets' grids, or says why it cannot be. A CSV file is one sheet,
-/// index 0, named after the file's stem; a workbook gives its worksheets (only those named in
-/// `sheet_names`, when given).
+impl InputSheet {
+    /// The sheet with its tables found: CPU work, for a blocking thread.
+    fn detect(index: u32, name: String, rows: Vec<Vec<Cell>>, fields: &CompiledFields) -> InputSheet {
+        let tables = find_tables(&rows, fields)
+            .into_iter()
+            .map(|region| {
+                let count = to_u64(data_rows(&rows, &region).count());
+                (region, count)
+            })
+            .collect();
+        InputSheet { index, name, rows, tables }
+    }
+}
+
+/// Reads one input into its sheets' grids and finds their tables, or says why it cannot be. A
+/// CSV file is one sheet, index 0, named after the file's stem; a workbook gives its worksheets
+/// (only those named in `sheet_names`, when given). Parsing and detection run on a blocking
+/// thread.
 async fn read_input(
     path: &Path,
     filename: &str,
     sheet_names: Option<&[String]>,
+    fields: Arc<CompiledFields>,
 ) -> Result<Vec<InputSheet>, EngineFailure> {
     let input_error = |message: String| EngineFailure::new("input_error", message);
     let extension = Path::new(filename).extension().map(|ext| ext.to_string_lossy().into_owned()).unwrap_or_default();
@@ -239,24 +353,31 @@ async fn read_input(
     let sheets = if let Some(format) = workbook {
         let sheet_names = sheet_names.map(<[String]>::to_vec);
         // A panic in the reader surfaces as a join error, reported like any unreadable file.
-        tokio::task::spawn_blocking(move || read_workbook(bytes, format, sheet_names.as_deref()))
-            .await
-            .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
-            .map_err(|error| input_error(format!("{filename} {error}")))?
-            .into_iter()
-            .map(|sheet| (sheet.index, sheet.name, sheet.rows))
-            .collect()
+        tokio::task::spawn_blocking(move || {
+            let sheets = read_workbook(bytes, format, sheet_names.as_deref())?;
+            Ok::<_, WorkbookError>(
+                sheets
+                    .into_iter()
+                    .map(|sheet| InputSheet::detect(sheet.index, sheet.name, sheet.rows, &fields))
+                    .collect(),
+            )
+        })
+        .await
+        .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
+        .map_err(|error| input_error(format!("{filename} {error}")))?
     } else {
-        let rows = tokio::task::spawn_blocking(move || read_csv(&bytes))
-            .await
-            .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
-            .map_err(|error| input_error(format!("{filename}: {error}")))?;
         let stem = Path::new(filename)
             .file_stem()
             .map_or_else(|| filename.to_owned(), |stem| stem.to_string_lossy().into_owned());
-        vec![(0, stem, rows)]
+        let sheet = tokio::task::spawn_blocking(move || {
+            Ok::<_, CsvError>(InputSheet::detect(0, stem, read_csv(&bytes)?, &fields))
+        })
+        .await
+        .map_err(|error| input_error(format!("{filename} cannot be read: {error}")))?
+        .map_err(|error| input_error(format!("{filename}: {error}")))?;
+        vec![sheet]
     };
-    if sheets.iter().all(|(_, _, rows)| rows.iter().all(|row| is_blank_row(row))) {
+    if sheets.iter().all(|sheet| sheet.rows.iter().all(|row| is_blank_row(row))) {
         return Err(input_error(format!("{filename} is empty")));
     }
     Ok(sheets)
@@ -273,7 +394,7 @@ impl Engine for ExtractEngine {
             return EngineOutcome::failed(EngineFailure::new("config_error", "not an extract configuration"));
         };
         let fields = match CompiledFields::compile(spec) {
-            Ok(fields) => fields,
+            Ok(fields) => Arc::new(fields),
             Err(error) => return EngineOutcome::failed(EngineFailure::new("config_invalid", error.to_string())),
         };
 
@@ -286,7 +407,8 @@ impl Engine for ExtractEngine {
                 return cancelled();
             }
             let sheet_names = context.options.input_sheet_names.as_deref();
-            let input_sheets = match read_input(&input.path, &input.filename, sheet_names).await {
+            let read = read_input(&input.path, &input.filename, sheet_names, Arc::clone(&fields)).await;
+            let input_sheets = match read {
                 Ok(sheets) => sheets,
                 Err(failure) => {
                     let _ = sink.phase_completed("extracting", PhaseStatus::Failed, elapsed_ms(start), None).await;
@@ -299,17 +421,15 @@ impl Engine for ExtractEngine {
                 .and_then(|ext| ext.to_str())
                 .and_then(WorkbookFormat::from_extension)
                 .is_some();
-            for (sheet_index, source_sheet, rows) in input_sheets {
+            for InputSheet { index: sheet_index, name: source_sheet, rows, tables: regions } in input_sheets {
                 let label = if is_workbook {
                     format!("{} sheet '{source_sheet}'", input.filename)
                 } else {
                     input.filename.clone()
                 };
-                let regions = find_tables(&rows, &fields);
                 let mut tables = Vec::with_capacity(regions.len());
-                for (table_index, region) in regions.into_iter().enumerate() {
+                for (table_index, (region, row_count)) in regions.into_iter().enumerate() {
                     let table_index = u32::try_from(table_index).unwrap_or(u32::MAX);
-                    let row_count = to_u64(data_rows(&rows, &region).count());
                     tables.push(Table {
                         region,
                         table_index,
@@ -423,69 +543,37 @@ impl Engine for ExtractEngine {
         // 3. validating
         let start = Instant::now();
         let _ = sink.phase_started("validating", None).await;
-        let mut issues: Vec<IssueRecord> = Vec::new();
+        let cancel = context.cancel.clone();
+        let blocking_fields = Arc::clone(&fields);
+        let validated = tokio::task::spawn_blocking(move || validate_sheets(sheets, &blocking_fields, &cancel)).await;
+        let (sheets, issues, summaries) = match validated {
+            Ok(Some(validated)) => validated,
+            Ok(None) => return cancelled(),
+            Err(error) => {
+                let _ = sink.phase_completed("validating", PhaseStatus::Failed, elapsed_ms(start), None).await;
+                return EngineOutcome::failed(EngineFailure::new(
+                    "engine_error",
+                    format!("validation failed: {error}"),
+                ));
+            }
+        };
         let mut run_validation = ValidationAggregate::default();
-        let mut seen_rows = 0usize;
-        for sheet in &mut sheets {
-            let rows = &sheet.rows;
-            for table in &mut sheet.tables {
-                let region = table.region;
-                for (index, row) in data_rows(rows, &region) {
-                    seen_rows += 1;
-                    if seen_rows.is_multiple_of(CANCEL_CHECK_ROWS) && context.cancel.is_cancelled() {
+        let mut published = 0;
+        for (summary, issues_end) in summaries {
+            for record in issues.get(published..issues_end).unwrap_or_default() {
+                let _ = sink.issue(record.issue.clone()).await;
+                published += 1;
+                if published.is_multiple_of(CANCEL_CHECK_ROWS) {
+                    if context.cancel.is_cancelled() {
                         return cancelled();
                     }
-                    for column in table.mapping.mapped_columns.iter().filter(|c| c.is_satisfied) {
-                        let Ok(source) = usize::try_from(column.source_column_index) else { continue };
-                        let Some(field) = fields.iter().find(|f| f.name() == column.field) else { continue };
-                        let cell = row.get(source).unwrap_or(&Cell::Empty);
-                        let Some((severity, code, message)) = validate(cell, field) else { continue };
-                        table.validation.record(severity, code, Some(field.name()));
-                        let issue = ValidationIssue {
-                            table_id: table.table_id.clone(),
-                            severity,
-                            code: code.to_owned(),
-                            field: Some(field.name().to_owned()),
-                            row: Some(to_u64(index + 1)),
-                            column: Some(column.header.clone()),
-                            value: (!cell.is_blank()).then(|| cell.issue_value()),
-                            message,
-                            extra: Extra::new(),
-                        };
-                        let _ = sink.issue(issue.clone()).await;
-                        issues.push(IssueRecord {
-                            table_id: table.table_id.clone(),
-                            source_file: sheet.source_file.clone(),
-                            source_sheet: sheet.source_sheet.clone(),
-                            issue,
-                        });
-                    }
+                    // Beyond the sink's cap issues are only counted, without awaiting anything:
+                    // let other tasks run now and then.
+                    tokio::task::yield_now().await;
                 }
-                run_validation.merge(&table.validation);
-                let mapped_field_count = to_u64(table.mapping.mapped_columns.iter().filter(|c| c.is_satisfied).count());
-                let summary = TableSummary {
-                    table_id: table.table_id.clone(),
-                    source_file: sheet.source_file.clone(),
-                    source_sheet: sheet.source_sheet.clone(),
-                    file_index: sheet.file_index,
-                    sheet_index: sheet.sheet_index,
-                    table_index: table.table_index,
-                    row_count: table.row_count,
-                    column_count: to_u64(region.column_count()),
-                    mapping: table.mapping.clone(),
-                    mapped_field_count,
-                    unmapped_column_count: to_u64(table.mapping.unmapped_columns.len()),
-                    validation: table.validation.clone(),
-                    metadata: TableMetadata {
-                        header_row: to_u64(region.header_row + 1),
-                        first_data_row: to_u64(region.first_data_row + 1),
-                        last_data_row: to_u64(region.last_data_row + 1),
-                        extra: Extra::new(),
-                    },
-                    extra: Extra::new(),
-                };
-                let _ = sink.table_summary(summary).await;
             }
+            run_validation.merge(&summary.validation);
+            let _ = sink.table_summary(summary).await;
         }
         let validated = metrics(&[("rows", row_count), ("issues", run_validation.issues_total)]);
         let _ = sink.phase_completed("validating", PhaseStatus::Succeeded, elapsed_ms(start), validated).await;
@@ -496,19 +584,30 @@ impl Engine for ExtractEngine {
         let mut output_paths = Vec::new();
         if context.mode == RunMode::Execute {
             let xlsx = spec.output_format == OutputFormat::Xlsx;
-            let written = write_outputs(&context.output_dir, &sheets, &fields, &issues, xlsx).await;
+            let issue_count = to_u64(issues.len());
+            let cancel = context.cancel.clone();
+            let written = write_outputs(&context.output_dir, sheets, fields, issues, xlsx, cancel).await;
             match written {
-                Ok(paths) => {
+                Ok(None) => return cancelled(),
+                Ok(Some((paths, cut))) => {
                     let files = to_u64(paths.len());
                     let message = format!(
                         "wrote {} ({}, {})",
                         paths.join(" and "),
                         plural(row_count, "row", "rows"),
-                        plural(to_u64(issues.len()), "issue", "issues")
+                        plural(issue_count, "issue", "issues")
                     );
                     output_paths = paths;
                     let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, message).await;
-                    let wrote = metrics(&[("files", files), ("rows", row_count), ("issues", to_u64(issues.len()))]);
+                    if cut > 0 {
+                        let message = format!(
+                            "{} cut to Excel's limit of {} characters in normalized.xlsx",
+                            plural(cut, "text", "texts"),
+                            thousands(to_u64(MAX_XLSX_TEXT))
+                        );
+                        let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stdout, message).await;
+                    }
+                    let wrote = metrics(&[("files", files), ("rows", row_count), ("issues", issue_count)]);
                     let _ =
                         sink.phase_completed("writing_output", PhaseStatus::Succeeded, elapsed_ms(start), wrote).await;
                 }
@@ -531,164 +630,284 @@ const ISSUE_COLUMNS: [&str; 10] =
     ["table_id", "source_file", "source_sheet", "row", "field", "column", "severity", "code", "value", "message"];
 
 /// Writes the outputs into `output_dir`: `normalized.xlsx` (sheets `normalized` and `issues`)
-/// when `xlsx`, else `normalized.csv` and `issues.csv`. Returns their paths relative to the run's
-/// directory.
+/// when `xlsx`, else `normalized.csv` and `issues.csv`, on a blocking thread, straight from the
+/// sheets' cells (no copy of the records). Returns their paths relative to the run's directory
+/// and how many texts were cut to fit a cell, or `None` when `cancel` fired (checked every
+/// [`CANCEL_CHECK_ROWS`] records).
 async fn write_outputs(
     output_dir: &Path,
-    sheets: &[Sheet],
-    fields: &CompiledFields,
-    issues: &[IssueRecord],
+    sheets: Vec<Sheet>,
+    fields: Arc<CompiledFields>,
+    issues: Vec<IssueRecord>,
     xlsx: bool,
-) -> Result<Vec<String>, String> {
-    let (header, records) = normalized_records(sheets, fields);
-    let issue_header = ISSUE_COLUMNS.map(str::to_owned).to_vec();
-    let issue_records = issue_records(issues);
-    let files: Vec<(&str, Vec<u8>)> = if xlsx {
-        let bytes = tokio::task::spawn_blocking(move || {
-            workbook_bytes(&[("normalized", &header, &records), ("issues", &issue_header, &issue_records)])
-        })
-        .await
-        .map_err(|error| format!("normalized.xlsx: {error}"))?
-        .map_err(|error| format!("normalized.xlsx: {error}"))?;
-        vec![("normalized.xlsx", bytes)]
-    } else {
-        let normalized = csv_bytes(&header, &records).map_err(|error| format!("normalized.csv: {error}"))?;
-        let issues = csv_bytes(&issue_header, &issue_records).map_err(|error| format!("issues.csv: {error}"))?;
-        vec![("normalized.csv", normalized), ("issues.csv", issues)]
-    };
+    cancel: CancellationToken,
+) -> Result<Option<(Vec<String>, u64)>, String> {
     tokio::fs::create_dir_all(output_dir).await.map_err(|error| format!("{}: {error}", output_dir.display()))?;
-    let mut paths = Vec::with_capacity(files.len());
-    for (name, bytes) in files {
-        let path = output_dir.join(name);
-        tokio::fs::write(&path, bytes).await.map_err(|error| format!("{}: {error}", path.display()))?;
-        paths.push(format!("outputs/{name}"));
-    }
-    Ok(paths)
+    let dir = output_dir.to_owned();
+    let names: &[&str] = if xlsx { &["normalized.xlsx"] } else { &["normalized.csv", "issues.csv"] };
+    let written = tokio::task::spawn_blocking(move || {
+        if xlsx {
+            let path = dir.join("normalized.xlsx");
+            write_xlsx(&path, &sheets, &fields, &issues, &cancel).map_err(|error| format!("normalized.xlsx: {error}"))
+        } else {
+            let path = dir.join("normalized.csv");
+            let written = write_normalized_csv(&path, &sheets, &fields, &cancel)
+                .map_err(|error| format!("normalized.csv: {error}"))?;
+            if written.is_none() {
+                return Ok(None);
+            }
+            write_issues_csv(&dir.join("issues.csv"), &sheets, &issues)
+                .map(|()| Some(0))
+                .map_err(|error| format!("issues.csv: {error}"))
+        }
+    })
+    .await
+    .map_err(|error| format!("writing the output failed: {error}"))??;
+    Ok(written.map(|cut| (names.iter().map(|name| format!("outputs/{name}")).collect(), cut)))
 }
 
-/// The normalized output: configured fields in order, then `raw_1…raw_n` for unmapped columns,
-/// then `source_file`, `source_sheet`, `source_row`; one record per data row.
-fn normalized_records(sheets: &[Sheet], fields: &CompiledFields) -> (Vec<String>, Vec<Vec<Cell>>) {
+/// A cell that holds nothing, to point at.
+static EMPTY: Cell = Cell::Empty;
+
+/// The normalized output's header: configured fields in order, then `raw_1…raw_n` for unmapped
+/// columns (as many as the table with the most), then `source_file`, `source_sheet`,
+/// `source_row`. Also returns `n`.
+fn normalized_header(sheets: &[Sheet], fields: &CompiledFields) -> (Vec<String>, usize) {
     let raw_count = sheets.iter().flat_map(|s| &s.tables).map(|t| t.mapping.unmapped_columns.len()).max().unwrap_or(0);
     let mut header: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
     header.extend((1..=raw_count).map(|n| format!("raw_{n}")));
     header.extend(["source_file", "source_sheet", "source_row"].map(str::to_owned));
-    let mut records = Vec::new();
+    (header, raw_count)
+}
+
+/// Calls `write` with every normalized record (one per non-blank data row, under
+/// [`normalized_header`]), borrowing the sheets' cells. Stops with `Ok(false)` when `cancel`
+/// fired (checked every [`CANCEL_CHECK_ROWS`] records), or at `write`'s first error.
+fn for_each_record<E>(
+    sheets: &[Sheet],
+    fields: &CompiledFields,
+    raw_count: usize,
+    cancel: &CancellationToken,
+    mut write: impl FnMut(&[&Cell]) -> Result<(), E>,
+) -> Result<bool, E> {
+    let mut count = 0usize;
     for sheet in sheets {
+        let source_file = Cell::Text(sheet.source_file.clone());
+        let source_sheet = Cell::Text(sheet.source_sheet.clone());
         for table in &sheet.tables {
-            let field_columns: Vec<Option<usize>> = fields
-                .iter()
-                .map(|field| {
-                    table
-                        .mapping
-                        .mapped_columns
-                        .iter()
-                        .find(|c| c.is_satisfied && c.field == field.name())
-                        .and_then(|c| usize::try_from(c.source_column_index).ok())
-                })
-                .collect();
-            let raw_columns: Vec<Option<usize>> = (0..raw_count)
-                .map(|n| {
-                    table.mapping.unmapped_columns.get(n).and_then(|c| usize::try_from(c.source_column_index).ok())
-                })
-                .collect();
+            let field_columns = fields.iter().map(|field| {
+                table
+                    .mapping
+                    .mapped_columns
+                    .iter()
+                    .find(|c| c.is_satisfied && c.field == field.name())
+                    .and_then(|c| usize::try_from(c.source_column_index).ok())
+            });
+            let raw_columns = (0..raw_count).map(|n| {
+                table.mapping.unmapped_columns.get(n).and_then(|c| usize::try_from(c.source_column_index).ok())
+            });
+            let columns: Vec<Option<usize>> = field_columns.chain(raw_columns).collect();
             for (index, row) in data_rows(&sheet.rows, &table.region) {
-                let value = |column: &Option<usize>| column.and_then(|c| row.get(c)).cloned().unwrap_or(Cell::Empty);
-                let mut record: Vec<Cell> = field_columns.iter().map(value).collect();
-                record.extend(raw_columns.iter().map(value));
-                record.extend([
-                    Cell::Text(sheet.source_file.clone()),
-                    Cell::Text(sheet.source_sheet.clone()),
-                    Cell::Int(i64::try_from(index + 1).unwrap_or(i64::MAX)),
-                ]);
-                records.push(record);
-            }
-        }
-    }
-    (header, records)
-}
-
-/// Every issue, as records under [`ISSUE_COLUMNS`].
-fn issue_records(issues: &[IssueRecord]) -> Vec<Vec<Cell>> {
-    let text = |value: &str| if value.is_empty() { Cell::Empty } else { Cell::Text(value.to_owned()) };
-    issues
-        .iter()
-        .map(|record| {
-            let issue = &record.issue;
-            vec![
-                text(&record.table_id),
-                text(&record.source_file),
-                text(&record.source_sheet),
-                issue.row.map_or(Cell::Empty, |r| Cell::Int(i64::try_from(r).unwrap_or(i64::MAX))),
-                text(issue.field.as_deref().unwrap_or_default()),
-                text(issue.column.as_deref().unwrap_or_default()),
-                text(severity_text(issue.severity)),
-                text(&issue.code),
-                text(issue.value.as_deref().unwrap_or_default()),
-                text(&issue.message),
-            ]
-        })
-        .collect()
-}
-
-/// A CSV file: `header`, then each record's cells as a person sees them.
-fn csv_bytes(header: &[String], records: &[Vec<Cell>]) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::WriterBuilder::new().flexible(false).from_writer(Vec::new());
-    writer.write_record(header)?;
-    for record in records {
-        writer.write_record(record.iter().map(Cell::display))?;
-    }
-    writer.into_inner().map_err(|error| csv::Error::from(error.into_error()))
-}
-
-/// One sheet of an output workbook: its name, header and records.
-type OutputSheet<'a> = (&'a str, &'a [String], &'a [Vec<Cell>]);
-
-/// An XLSX workbook with one sheet per `(name, header, records)`: a bold header row, then the
-/// records with their types kept (numbers, booleans, dates; text otherwise).
-fn workbook_bytes(sheets: &[OutputSheet<'_>]) -> Result<Vec<u8>, XlsxError> {
-    let mut workbook = Workbook::new();
-    let bold = Format::new().set_bold();
-    let date = Format::new().set_num_format("yyyy-mm-dd");
-    let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
-    for (name, header, records) in sheets {
-        let worksheet = workbook.add_worksheet();
-        worksheet.set_name(*name)?;
-        for (column, title) in header.iter().enumerate() {
-            worksheet.write_string_with_format(0, column_number(column)?, title, &bold)?;
-        }
-        for (index, record) in records.iter().enumerate() {
-            let row = u32::try_from(index + 1).map_err(|_| XlsxError::RowColumnLimitError)?;
-            for (column, cell) in record.iter().enumerate() {
-                let column = column_number(column)?;
-                match cell {
-                    Cell::Empty => {}
-                    // Beyond 2^53 a float loses digits: keep such integers as text.
-                    Cell::Int(n) if n.unsigned_abs() < (1 << 53) => {
-                        worksheet.write_number(row, column, *n as f64)?;
-                    }
-                    Cell::Float(f) if f.is_finite() => {
-                        worksheet.write_number(row, column, *f)?;
-                    }
-                    Cell::Bool(b) => {
-                        worksheet.write_boolean(row, column, *b)?;
-                    }
-                    Cell::Date(d) => {
-                        let value = excel_datetime(d.and_time(chrono::NaiveTime::MIN))?;
-                        worksheet.write_datetime_with_format(row, column, value, &date)?;
-                    }
-                    Cell::DateTime(dt) => {
-                        worksheet.write_datetime_with_format(row, column, excel_datetime(*dt)?, &datetime)?;
-                    }
-                    other => {
-                        worksheet.write_string(row, column, other.display())?;
-                    }
+                count += 1;
+                if count.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
+                    return Ok(false);
                 }
+                let source_row = Cell::Int(i64::try_from(index + 1).unwrap_or(i64::MAX));
+                let mut record: Vec<&Cell> = Vec::with_capacity(columns.len() + 3);
+                record.extend(columns.iter().map(|column| column.and_then(|c| row.get(c)).unwrap_or(&EMPTY)));
+                record.extend([&source_file, &source_sheet, &source_row]);
+                write(&record)?;
             }
         }
-        worksheet.set_freeze_panes(1, 0)?;
     }
-    workbook.save_to_buffer()
+    Ok(true)
+}
+
+/// One issue as cells under [`ISSUE_COLUMNS`].
+fn issue_record(sheets: &[Sheet], record: &IssueRecord) -> Vec<Cell> {
+    let text = |value: &str| if value.is_empty() { Cell::Empty } else { Cell::Text(value.to_owned()) };
+    let issue = &record.issue;
+    let sheet = sheets.get(record.sheet);
+    vec![
+        text(&issue.table_id),
+        text(sheet.map_or("", |s| s.source_file.as_str())),
+        text(sheet.map_or("", |s| s.source_sheet.as_str())),
+        issue.row.map_or(Cell::Empty, |r| Cell::Int(i64::try_from(r).unwrap_or(i64::MAX))),
+        text(issue.field.as_deref().unwrap_or_default()),
+        text(issue.column.as_deref().unwrap_or_default()),
+        text(severity_text(issue.severity)),
+        text(&issue.code),
+        text(issue.value.as_deref().unwrap_or_default()),
+        text(&issue.message),
+    ]
+}
+
+/// Writes one CSV record: each cell as a person sees it.
+fn write_csv_record<W: std::io::Write>(writer: &mut csv::Writer<W>, cells: &[&Cell]) -> Result<(), csv::Error> {
+    for cell in cells {
+        writer.write_field(cell.text().as_bytes())?;
+    }
+    writer.write_record(None::<&[u8]>)
+}
+
+/// `normalized.csv`; `None` when cancelled.
+fn write_normalized_csv(
+    path: &Path,
+    sheets: &[Sheet],
+    fields: &CompiledFields,
+    cancel: &CancellationToken,
+) -> Result<Option<()>, csv::Error> {
+    let (header, raw_count) = normalized_header(sheets, fields);
+    let mut writer = csv::WriterBuilder::new().flexible(false).from_path(path)?;
+    writer.write_record(&header)?;
+    let finished = for_each_record(sheets, fields, raw_count, cancel, |record| write_csv_record(&mut writer, record))?;
+    writer.flush()?;
+    Ok(finished.then_some(()))
+}
+
+/// `issues.csv`.
+fn write_issues_csv(path: &Path, sheets: &[Sheet], issues: &[IssueRecord]) -> Result<(), csv::Error> {
+    let mut writer = csv::WriterBuilder::new().flexible(false).from_path(path)?;
+    writer.write_record(ISSUE_COLUMNS)?;
+    for record in issues {
+        let cells = issue_record(sheets, record);
+        let cells: Vec<&Cell> = cells.iter().collect();
+        write_csv_record(&mut writer, &cells)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// The number formats of the output workbook.
+#[derive(Debug)]
+struct Formats {
+    bold: Format,
+    date: Format,
+    datetime: Format,
+}
+
+/// Adds a sheet named `name` with a bold `header` row (frozen).
+fn add_sheet<'a>(
+    workbook: &'a mut Workbook,
+    name: &str,
+    header: &[String],
+    formats: &Formats,
+) -> Result<&'a mut Worksheet, XlsxError> {
+    let worksheet = workbook.add_worksheet();
+    worksheet.set_name(name)?;
+    for (column, title) in header.iter().enumerate() {
+        worksheet.write_string_with_format(0, column_number(column)?, title, &formats.bold)?;
+    }
+    worksheet.set_freeze_panes(1, 0)?;
+    Ok(worksheet)
+}
+
+/// Excel's limit on the text of a cell, in UTF-16 code units.
+const MAX_XLSX_TEXT: usize = 32_767;
+
+/// `text` cut to [`MAX_XLSX_TEXT`] UTF-16 code units (on a character boundary) when it is longer.
+fn cut_for_xlsx(text: &str) -> Option<&str> {
+    // A character has at least as many UTF-8 bytes as UTF-16 units.
+    if text.len() <= MAX_XLSX_TEXT {
+        return None;
+    }
+    let mut units = 0;
+    for (at, c) in text.char_indices() {
+        units += c.len_utf16();
+        if units > MAX_XLSX_TEXT {
+            return text.get(..at);
+        }
+    }
+    None
+}
+
+/// Writes `cells` into row `row`, types kept (numbers, booleans, dates; text otherwise). Text
+/// longer than Excel allows is cut (see [`cut_for_xlsx`]) and counted in `cut`.
+fn write_xlsx_row(
+    worksheet: &mut Worksheet,
+    row: u32,
+    cells: &[&Cell],
+    formats: &Formats,
+    cut: &mut u64,
+) -> Result<(), XlsxError> {
+    for (column, cell) in cells.iter().enumerate() {
+        let column = column_number(column)?;
+        match cell {
+            Cell::Empty => {}
+            // Beyond 2^53 a float loses digits: keep such integers as text.
+            Cell::Int(n) if n.unsigned_abs() < (1 << 53) => {
+                worksheet.write_number(row, column, *n as f64)?;
+            }
+            Cell::Float(f) if f.is_finite() => {
+                worksheet.write_number(row, column, *f)?;
+            }
+            Cell::Bool(b) => {
+                worksheet.write_boolean(row, column, *b)?;
+            }
+            Cell::Date(d) => {
+                let value = excel_datetime(d.and_time(chrono::NaiveTime::MIN))?;
+                worksheet.write_datetime_with_format(row, column, value, &formats.date)?;
+            }
+            Cell::DateTime(dt) => {
+                worksheet.write_datetime_with_format(row, column, excel_datetime(*dt)?, &formats.datetime)?;
+            }
+            Cell::Text(text) => match cut_for_xlsx(text) {
+                None => {
+                    worksheet.write_string(row, column, text)?;
+                }
+                Some(start) => {
+                    *cut += 1;
+                    worksheet.write_string(row, column, start)?;
+                }
+            },
+            other => {
+                worksheet.write_string(row, column, other.text())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `normalized.xlsx`: sheets `normalized` and `issues`, each with a bold header row, then the
+/// records with their types kept. Zip compression level 1: the fastest, for files ~10–20%
+/// larger than the default level. Returns how many texts were cut to Excel's limit; `None` when
+/// cancelled.
+fn write_xlsx(
+    path: &Path,
+    sheets: &[Sheet],
+    fields: &CompiledFields,
+    issues: &[IssueRecord],
+    cancel: &CancellationToken,
+) -> Result<Option<u64>, XlsxError> {
+    let mut workbook = Workbook::new();
+    workbook.set_zip_compression_level(1);
+    let formats = Formats {
+        bold: Format::new().set_bold(),
+        date: Format::new().set_num_format("yyyy-mm-dd"),
+        datetime: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+    };
+    let (header, raw_count) = normalized_header(sheets, fields);
+    let worksheet = add_sheet(&mut workbook, "normalized", &header, &formats)?;
+    let (mut row, mut cut) = (0u32, 0u64);
+    let finished = for_each_record(sheets, fields, raw_count, cancel, |record| {
+        row = row.checked_add(1).ok_or(XlsxError::RowColumnLimitError)?;
+        write_xlsx_row(worksheet, row, record, &formats, &mut cut)
+    })?;
+    if !finished {
+        return Ok(None);
+    }
+    let worksheet = add_sheet(&mut workbook, "issues", &ISSUE_COLUMNS.map(str::to_owned), &formats)?;
+    for (index, record) in issues.iter().enumerate() {
+        let row = u32::try_from(index + 1).map_err(|_| XlsxError::RowColumnLimitError)?;
+        let cells = issue_record(sheets, record);
+        let cells: Vec<&Cell> = cells.iter().collect();
+        write_xlsx_row(worksheet, row, &cells, &formats, &mut cut)?;
+    }
+    if cancel.is_cancelled() {
+        return Ok(None);
+    }
+    workbook.save(path)?;
+    Ok(Some(cut))
 }
 
 fn column_number(column: usize) -> Result<u16, XlsxError> {
@@ -712,6 +931,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::engine::extract::{MAX_VALUE_CHARS, test_support};
     use crate::event::{DocumentId, Envelope, EventPayload, WorkspaceId};
     use crate::orchestrate::{CreateRun, Runtime};
     use crate::run::{RunOptions, RunOutcome, Stage};
@@ -1302,6 +1522,254 @@ mod tests {
         });
         assert_eq!(error, Some(("input_error", "book.xlsx has no worksheet named 'Nope'")));
         h.runtime.shutdown().await;
+    }
+
+    /// The `(code, message)` of every `run.error`.
+    fn run_errors(events: &[Envelope]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::RunError(error) => Some((error.code.clone(), error.message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn issues(events: &[Envelope]) -> Vec<&ValidationIssue> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::RunValidationIssue(issue) => Some(issue),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn formula_errors_become_invalid_type_issues() {
+        let h = harness().await;
+        let mut workbook = Workbook::new();
+        let worksheet = workbook.add_worksheet();
+        for (column, header) in ["Member #", "Full name", "E-mail"].into_iter().enumerate() {
+            worksheet.write_string(0, column_number(column).expect("column"), header).expect("write");
+        }
+        worksheet.write_number(1, 0, 1.0).expect("write");
+        worksheet.write_string(1, 1, "Ada").expect("write");
+        worksheet.write_string(1, 2, "ada@example.org").expect("write");
+        let div0 = rust_xlsxwriter::Formula::new("=1/0").set_result("#DIV/0!");
+        worksheet.write_formula(2, 0, div0).expect("write");
+        worksheet.write_string(2, 1, "Bob").expect("write");
+        worksheet.write_string(2, 2, "bob@example.org").expect("write");
+        worksheet.write_number(3, 0, 3.0).expect("write");
+        worksheet.write_formula(3, 1, rust_xlsxwriter::Formula::new("=NA()").set_result("#N/A")).expect("write");
+        worksheet.write_string(3, 2, "cy@example.org").expect("write");
+        let document = upload(&h.runtime, "formulas.xlsx", &workbook.save_to_buffer().expect("workbook")).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let seen: Vec<_> = issues(&events)
+            .iter()
+            .map(|i| (i.row, i.field.as_deref(), i.code.as_str(), i.value.as_deref(), i.message.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    Some(3),
+                    Some("member_id"),
+                    "invalid_type",
+                    Some("#DIV/0!"),
+                    "expected an integer, found the spreadsheet error #DIV/0!"
+                ),
+                (
+                    Some(4),
+                    Some("name"),
+                    "invalid_type",
+                    Some("#N/A"),
+                    "expected a string, found the spreadsheet error #N/A"
+                ),
+            ]
+        );
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        let column = |n: usize| sheets[0].1.iter().skip(1).map(|r| r[n].clone()).collect::<Vec<_>>();
+        assert_eq!(column(0), ["1", "#DIV/0!", "3"]);
+        assert_eq!(column(1), ["Ada", "Bob", "#N/A"]);
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn huge_text_cells_are_cut_in_the_output_and_in_issues() {
+        let h = harness().await;
+        let huge = "x".repeat(1 << 20);
+        let csv = format!("Member #,Full name,E-mail\n1,{huge},{huge}\n2,Bob,bob@example.org\n");
+        let document = upload(&h.runtime, "huge.csv", csv.as_bytes()).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let found = issues(&events);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].row, found[0].code.as_str()), (Some(2), "invalid_email"));
+        assert_eq!(found[0].value.as_deref(), Some("x".repeat(MAX_VALUE_CHARS).as_str()));
+        let warnings: Vec<String> =
+            consoles(&events).into_iter().filter(|(level, _)| *level == ConsoleLevel::Warn).map(|(_, m)| m).collect();
+        assert_eq!(warnings, ["2 texts cut to Excel's limit of 32,767 characters in normalized.xlsx"]);
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        assert_eq!(sheets[0].1[1][1], "x".repeat(MAX_XLSX_TEXT));
+        assert_eq!(sheets[0].1[1][2], "x".repeat(MAX_XLSX_TEXT));
+        assert_eq!(sheets[0].1[2][1], "Bob");
+        assert_eq!(sheets[1].1[1][8], "x".repeat(MAX_VALUE_CHARS), "the issues sheet quotes the cut value");
+        h.runtime.shutdown().await;
+    }
+
+    #[test]
+    fn texts_are_cut_to_excel_units_on_character_boundaries() {
+        assert_eq!(cut_for_xlsx("short"), None);
+        assert_eq!(cut_for_xlsx(&"a".repeat(MAX_XLSX_TEXT)), None);
+        let long = "a".repeat(MAX_XLSX_TEXT + 1);
+        assert_eq!(cut_for_xlsx(&long).map(str::len), Some(MAX_XLSX_TEXT));
+        // '😀' is 4 UTF-8 bytes and 2 UTF-16 units: 16,383 of them fit, with one unit to spare.
+        let emoji = "😀".repeat(20_000);
+        assert_eq!(cut_for_xlsx(&emoji).map(|t| t.chars().count()), Some(16_383));
+        // 10,000 three-byte characters are 30,000 bytes but only 10,000 units: nothing to cut.
+        assert_eq!(cut_for_xlsx(&"€".repeat(12_000)), None);
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_workbook_fails_with_input_error() {
+        let h = harness().await;
+        let document = upload(&h.runtime, "secret.xlsx", &test_support::encrypted_workbook()).await;
+        let (_, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
+        assert_eq!(
+            run_errors(&events),
+            [(
+                "input_error".to_owned(),
+                "secret.xlsx is password-protected (encrypted): save it without a password".to_owned()
+            )]
+        );
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Failed);
+        assert_eq!(done.failure.as_ref().map(|f| (f.stage, f.code.as_str())), Some((Stage::Run, "input_error")));
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_ods_workbook_end_to_end() {
+        let h = harness().await;
+        let rows: [&[&str]; 6] = [
+            &["Members (ODS)"],
+            &[],
+            &["Member #", "Full name", "E-mail", "Notes"],
+            &["1", "Ada", "ada@example.org", "first"],
+            &["", "Bob", "bob@"],
+            &["3", "Cy", "cy@example.org"],
+        ];
+        let document = upload(&h.runtime, "members.ods", &test_support::ods("Club", &rows)).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        let t = tables[0];
+        assert_eq!((t.table_id.as_str(), t.source_sheet.as_str()), ("tbl_0_0_0", "Club"));
+        assert_eq!((t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count), (3, 4, 3, 1));
+        assert_eq!((t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row), (3, 4, 6));
+        let found: Vec<(Option<u64>, &str)> = issues(&events).iter().map(|i| (i.row, i.code.as_str())).collect();
+        assert_eq!(found, [(Some(5), "missing_required_value"), (Some(5), "invalid_email")]);
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        assert_eq!(
+            sheets[0].1,
+            strings(&[
+                ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"],
+                ["1", "Ada", "ada@example.org", "", "first", "members.ods", "Club", "4"],
+                ["", "Bob", "bob@", "", "", "members.ods", "Club", "5"],
+                ["3", "Cy", "cy@example.org", "", "", "members.ods", "Club", "6"],
+            ])
+        );
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn several_inputs_give_a_table_summary_each() {
+        let h = harness().await;
+        let csv = upload(&h.runtime, "members.csv", MEMBERS_CSV.as_bytes()).await;
+        let book = upload(&h.runtime, "book.xlsx", &book()).await;
+        let request = CreateRun::new(id("members")).document(csv).document(book);
+        let (run, events) = run_to_end(&h.runtime, request).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let tables: Vec<_> = summaries(&events)
+            .iter()
+            .map(|t| (t.table_id.clone(), t.source_file.clone(), t.file_index, t.row_count, t.validation.issues_total))
+            .collect();
+        let want = [
+            ("tbl_0_0_0", "members.csv", 0, 5, 3),
+            ("tbl_1_0_0", "book.xlsx", 1, 5, 3),
+            ("tbl_1_1_0", "book.xlsx", 1, 2, 1),
+        ];
+        assert_eq!(tables, want.map(|(t, f, i, r, n)| (t.to_owned(), f.to_owned(), i, r, n)).to_vec());
+        let summary = events.iter().find_map(|e| match &e.payload {
+            EventPayload::RunValidationSummary(summary) => Some(summary),
+            _ => None,
+        });
+        assert_eq!(summary.map(|s| s.issues_total), Some(7));
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let normalized = std::fs::read_to_string(outputs.join("normalized.csv")).expect("csv output");
+        let sources: Vec<&str> = normalized.lines().skip(1).map(|l| l.rsplit(',').nth(2).unwrap_or_default()).collect();
+        assert_eq!(sources, [["members.csv"; 5].as_slice(), &["book.xlsx"; 7]].concat());
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_during_a_large_run_ends_it_cancelled() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A long grace: the run can only end before the engine returns, so an engine that ignored
+        // the cancel would go on to write its output.
+        let runtime = Runtime::builder()
+            .data_dir(dir.path())
+            .workers(1)
+            .cancel_grace(std::time::Duration::from_secs(600))
+            .configuration(configuration("members", "csv", None))
+            .build()
+            .await
+            .expect("runtime");
+        let mut csv = String::from("Member #,Full name,E-mail\n");
+        for n in 0..300_000 {
+            csv.push_str(&format!("{n},Member {n},m{n}@example.org\n"));
+        }
+        let document = upload(&runtime, "large.csv", csv.as_bytes()).await;
+        let run =
+            runtime.create_run(CreateRun::new(id("members")).document(document)).await.expect("create").into_run();
+        let mut stream = runtime.subscribe(None, run.id, crate::dispatch::After(0)).await.expect("subscribe");
+        let mut events = Vec::new();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            while let Some(event) = stream.next().await {
+                let envelope = event.expect("event").envelope().expect("typed").clone();
+                if matches!(&envelope.payload, EventPayload::RunPhaseStarted(p) if p.phase == "extracting") {
+                    runtime.cancel(None, run.id).await.expect("cancel");
+                }
+                events.push(envelope);
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the cancelled run must end");
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Cancelled, "{:?}", done.failure);
+        let phases: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::RunPhaseStarted(p) => Some(p.phase.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(!phases.contains(&"writing_output".to_owned()), "{phases:?}");
+        assert!(!types(&events).contains(&"run.table.summary"), "validation stopped before the first summary");
+        let outputs = runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        assert!(!outputs.join("normalized.csv").exists());
+        runtime.shutdown().await;
     }
 
     #[test]

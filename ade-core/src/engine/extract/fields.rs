@@ -60,6 +60,8 @@ pub(crate) fn tokens(text: &str) -> Vec<String> {
 pub(crate) struct MatchKey {
     /// [`normalize`]d text.
     pub(crate) normalized: String,
+    /// The characters of `normalized`.
+    pub(crate) chars: Vec<char>,
     /// [`tokens`] of the original text.
     pub(crate) tokens: Vec<String>,
 }
@@ -211,7 +213,7 @@ fn compile_field(field: &FieldSpec) -> Result<CompiledField, FieldError> {
     for text in texts {
         let normalized = normalize(text);
         if !normalized.is_empty() && !keys.iter().any(|key| key.normalized == normalized) {
-            keys.push(MatchKey { normalized, tokens: tokens(text) });
+            keys.push(MatchKey { chars: normalized.chars().collect(), normalized, tokens: tokens(text) });
         }
     }
     Ok(CompiledField { spec: field.clone(), keys, pattern })

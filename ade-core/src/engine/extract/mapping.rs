@@ -58,26 +58,48 @@ impl PreparedHeader {
         if self.normalized_text.is_empty() {
             return 0.0;
         }
-        field.match_keys().iter().map(|key| self.score_key(key)).fold(0.0, f64::max)
+        field.match_keys().iter().map(|key| self.score_key(key, 0.0)).fold(0.0, f64::max)
     }
 
-    fn score_key(&self, key: &MatchKey) -> f64 {
+    /// Whether this header's [`score`](Self::score) for some field is at least `threshold`.
+    pub(crate) fn names_any(&self, fields: &CompiledFields, threshold: f64) -> bool {
+        !self.normalized_text.is_empty()
+            && fields
+                .iter()
+                .any(|field| field.match_keys().iter().any(|key| self.score_key(key, threshold) >= threshold))
+    }
+
+    /// The score against one key. A part whose upper bound (from lengths and word counts alone)
+    /// is below `floor`, or cannot beat the best part so far, is not computed: a result at or
+    /// above `floor` is exact, a result below it only says the score is below `floor` (with
+    /// `floor` 0 the result is always exact). This keeps header detection cheap on data rows.
+    fn score_key(&self, key: &MatchKey, floor: f64) -> f64 {
         let header = self.normalized_text.as_str();
         let target = key.normalized.as_str();
         if header == target {
             return 1.0;
         }
-        let header_len = self.normalized.len();
-        let key_chars: Vec<char> = target.chars().collect();
-        let (shorter, longer) =
-            if header_len <= key_chars.len() { (header_len, key_chars.len()) } else { (key_chars.len(), header_len) };
-        let mut best: f64 = 0.0;
-        if shorter >= 3 && (header.contains(target) || target.contains(header)) {
-            best = best.max(0.5 + 0.4 * shorter as f64 / longer as f64);
+        let (header_len, key_len) = (self.normalized.len(), key.chars.len());
+        let (shorter, longer) = (header_len.min(key_len), header_len.max(key_len));
+        if longer == 0 {
+            return 0.0;
         }
-        best = best.max(0.8 * jaccard(&self.tokens, &key.tokens));
-        if longer <= MAX_EDIT_LEN && longer > 0 {
-            let similarity = 1.0 - levenshtein(&self.normalized, &key_chars) as f64 / longer as f64;
+        let worth = |bound: f64, best: f64| bound >= floor && bound > best;
+        let mut best: f64 = 0.0;
+        let contained = 0.5 + 0.4 * shorter as f64 / longer as f64;
+        if shorter >= 3 && worth(contained, best) && (contains(header, target) || contains(target, header)) {
+            best = contained;
+        }
+        let (words, key_words) = (self.tokens.len(), key.tokens.len());
+        if words > 0 && key_words > 0 && worth(0.8 * words.min(key_words) as f64 / words.max(key_words) as f64, best) {
+            best = best.max(0.8 * jaccard(&self.tokens, &key.tokens));
+        }
+        // The distance is at least the difference in length; a similarity below 0.75 counts
+        // for nothing, so the distance is only needed up to a quarter of the longer length.
+        let diff = longer - shorter;
+        if longer <= MAX_EDIT_LEN && diff * 4 <= longer && worth(0.9 * (1.0 - diff as f64 / longer as f64), best) {
+            let distance = levenshtein(&self.normalized, &key.chars, longer / 4);
+            let similarity = 1.0 - distance as f64 / longer as f64;
             if similarity >= 0.75 {
                 best = best.max(0.9 * similarity);
             }
@@ -171,6 +193,15 @@ pub fn map_columns(headers: &[String], samples: &[Vec<&Cell>], fields: &Compiled
     TableMapping { mapped_columns, unmapped_columns }
 }
 
+/// Whether `needle` occurs in `haystack`: a plain window scan, cheaper than `str::contains`'s
+/// searcher set-up for the short texts compared here (a UTF-8 needle can only match at
+/// character boundaries).
+fn contains(haystack: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    needle.is_empty()
+        || (needle.len() <= haystack.len() && haystack.as_bytes().windows(needle.len()).any(|window| window == needle))
+}
+
 /// Jaccard index of two sorted, deduplicated word lists.
 fn jaccard(a: &[String], b: &[String]) -> f64 {
     if a.is_empty() || b.is_empty() {
@@ -181,19 +212,33 @@ fn jaccard(a: &[String], b: &[String]) -> f64 {
     common as f64 / union as f64
 }
 
-/// Levenshtein distance over characters, two rows of memory.
-fn levenshtein(a: &[char], b: &[char]) -> usize {
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
+/// Levenshtein distance over characters when it is at most `max`, else some value above `max`
+/// (the computation stops as soon as every path is longer). `b` has at most [`MAX_EDIT_LEN`]
+/// characters (two rows on the stack); a longer `b` gives `usize::MAX`.
+fn levenshtein(a: &[char], b: &[char], max: usize) -> usize {
+    if b.len() > MAX_EDIT_LEN {
+        return usize::MAX;
+    }
+    // Small rows: zeroing them is part of every call.
+    let mut previous = [0u16; MAX_EDIT_LEN + 1];
+    let mut current = [0u16; MAX_EDIT_LEN + 1];
+    for (j, slot) in (0u16..).zip(previous.iter_mut().take(b.len() + 1)) {
+        *slot = j;
+    }
     for (i, ca) in a.iter().enumerate() {
-        current[0] = i + 1;
+        current[0] = u16::try_from(i + 1).unwrap_or(u16::MAX);
+        let mut row_min = current[0];
         for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            let substitution = previous[j].saturating_add(u16::from(ca != cb));
+            current[j + 1] = substitution.min(previous[j + 1].saturating_add(1)).min(current[j].saturating_add(1));
+            row_min = row_min.min(current[j + 1]);
+        }
+        if usize::from(row_min) > max {
+            return usize::from(row_min);
         }
         std::mem::swap(&mut previous, &mut current);
     }
-    previous[b.len()]
+    usize::from(previous[b.len()])
 }
 
 #[cfg(test)]
@@ -352,11 +397,60 @@ mod tests {
     }
 
     #[test]
+    fn pruned_scoring_agrees_with_the_full_score() {
+        let fields = members();
+        let texts = [
+            "E-mail",
+            "Emial address",
+            "Member #",
+            "member no.",
+            "Full name",
+            "Name, full",
+            "Joined",
+            "Jioned",
+            "email address (work)",
+            "Company 12",
+            "1 Main Street",
+            "ada@example.org",
+            "Ada",
+            "NL",
+            "2024-01-02",
+            "Notes",
+            "em",
+            "Membership",
+            "mail",
+            "Full",
+            "joined on",
+            "x",
+            "",
+        ];
+        for threshold in [0.3, 0.5, 0.6, 0.75, 0.9] {
+            for text in texts {
+                let header = PreparedHeader::new(text);
+                let full = fields.iter().map(|field| header.score(field)).fold(0.0, f64::max);
+                assert_eq!(header.names_any(&fields, threshold), full >= threshold, "{text:?} at {threshold}");
+                for field in &fields {
+                    for key in field.match_keys() {
+                        let pruned = header.score_key(key, threshold);
+                        let exact = header.score_key(key, 0.0);
+                        assert!(pruned <= exact + 1e-12, "{text:?}: a pruned score never exceeds the score");
+                        if exact >= threshold {
+                            assert_eq!(pruned, exact, "{text:?} vs {:?} at {threshold}", key.normalized);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn edit_distance() {
         let a: Vec<char> = "kitten".chars().collect();
         let b: Vec<char> = "sitting".chars().collect();
-        assert_eq!(levenshtein(&a, &b), 3);
-        assert_eq!(levenshtein(&[], &b), 7);
-        assert_eq!(levenshtein(&a, &[]), 6);
+        assert_eq!(levenshtein(&a, &b, usize::MAX), 3);
+        assert_eq!(levenshtein(&[], &b, usize::MAX), 7);
+        assert_eq!(levenshtein(&a, &[], usize::MAX), 6);
+        assert!(levenshtein(&a, &b, 1) > 1, "stops early, above the bound");
+        assert_eq!(levenshtein(&a, &b, 3), 3);
     }
 }

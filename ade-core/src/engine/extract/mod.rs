@@ -28,7 +28,7 @@ mod test_support;
 mod validate;
 mod workbook_input;
 
-pub use cell::{Cell, MAX_VALUE_CHARS};
+pub use cell::{Cell, MAX_SHEET_CELLS, MAX_VALUE_CHARS};
 pub use csv_input::{CsvError, read_csv};
 pub use detect::{HEADER_CELL_THRESHOLD, TableRegion, find_tables, is_blank_row, is_header_row};
 pub use engine::{ExtractBuilder, ExtractEngine};

@@ -77,7 +77,12 @@ pub fn validate(value: &Cell, field: &CompiledField) -> Option<(Severity, &'stat
             (Severity::Error, INVALID_TYPE, format!("expected {}", expected(field_type)))
         });
     }
-    let text = value.display();
+    let string_bounds = field_type == FieldType::String && (spec.min.is_some() || spec.max.is_some());
+    if field.pattern().is_none() && spec.allowed_values.is_none() && !string_bounds {
+        // Only numeric bounds are left, which look at the value, not at its text.
+        return check_bounds(value, "", field);
+    }
+    let text = value.text();
     let text = text.trim();
     if let Some(pattern) = field.pattern()
         && !pattern.is_match(text)

@@ -1,12 +1,14 @@
 //! Reading a workbook (XLSX, XLSM, XLS, ODS) into one grid of [`Cell`]s per sheet, with calamine.
 //!
 //! - The format comes from the file's extension ([`WorkbookFormat::from_extension`]); bytes that
-//!   are not a workbook of that format (corrupt, encrypted, another format) are an error naming
-//!   the format, never a panic.
+//!   are not a workbook of that format (corrupt, another format) are an error naming the format,
+//!   never a panic; a password-protected (encrypted) workbook is an error saying so.
 //! - Only worksheets are read (chart sheets, macro sheets and VBA modules are skipped); each keeps
 //!   its 0-based position in the workbook as its index.
 //! - `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`: a used range that does not start at
 //!   A1 is padded with empty rows and [`Cell::Empty`] columns.
+//! - A sheet of more than [`MAX_SHEET_CELLS`] cells (row lengths summed, padding included; for
+//!   XLSX each row counts one more) is an error.
 //! - Values: integers, floats, booleans and text as they are; dates and date-times as
 //!   [`Cell::Date`] (midnight) or [`Cell::DateTime`] when they convert, else their text;
 //!   durations as text; error values as [`Cell::Error`] with their code (`#DIV/0!`, …).
@@ -14,10 +16,11 @@
 use std::io::Cursor;
 use std::str::FromStr;
 
-use calamine::{Data, Ods, Range, Reader, SheetType, Xls, Xlsx, open_workbook_from_rs};
+use calamine::{Data, Ods, OdsError, Range, Reader, SheetType, Xls, XlsError, Xlsx, XlsxError, open_workbook_from_rs};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::cell::Cell;
+use super::cell::{Cell, MAX_SHEET_CELLS};
+use super::csv_input::too_many_cells;
 
 /// A workbook format calamine reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,28 +82,47 @@ pub fn read_workbook(
 ) -> Result<Vec<WorkbookSheet>, WorkbookError> {
     let not_readable =
         |error: &dyn std::fmt::Display| WorkbookError(format!("is not a readable {} workbook: {error}", format.name()));
+    let protected = || WorkbookError("is password-protected (encrypted): save it without a password".to_owned());
     let cursor = Cursor::new(bytes);
     match format {
         WorkbookFormat::Xlsx => {
-            let workbook = open_workbook_from_rs::<Xlsx<_>, _>(cursor).map_err(|e| not_readable(&e))?;
-            read_sheets(workbook, sheet_names)
+            let mut workbook = open_workbook_from_rs::<Xlsx<_>, _>(cursor).map_err(|e| match e {
+                XlsxError::Password => protected(),
+                e => not_readable(&e),
+            })?;
+            let wanted = worksheets(&workbook, sheet_names)?;
+            let mut sheets = Vec::with_capacity(wanted.len());
+            for (index, name) in wanted {
+                let rows = xlsx_grid(&mut workbook, &name)
+                    .map_err(|error| WorkbookError(format!("sheet '{name}' cannot be read: {error}")))?
+                    .map_err(|message| WorkbookError(format!("sheet '{name}' {message}")))?;
+                sheets.push(WorkbookSheet { index, name, rows });
+            }
+            Ok(sheets)
         }
         WorkbookFormat::Xls => {
-            let workbook = open_workbook_from_rs::<Xls<_>, _>(cursor).map_err(|e| not_readable(&e))?;
+            let workbook = open_workbook_from_rs::<Xls<_>, _>(cursor).map_err(|e| match e {
+                XlsError::Password => protected(),
+                e => not_readable(&e),
+            })?;
             read_sheets(workbook, sheet_names)
         }
         WorkbookFormat::Ods => {
-            let workbook = open_workbook_from_rs::<Ods<_>, _>(cursor).map_err(|e| not_readable(&e))?;
+            let workbook = open_workbook_from_rs::<Ods<_>, _>(cursor).map_err(|e| match e {
+                OdsError::Password => protected(),
+                e => not_readable(&e),
+            })?;
             read_sheets(workbook, sheet_names)
         }
     }
 }
 
-fn read_sheets<RS, R>(mut workbook: R, sheet_names: Option<&[String]>) -> Result<Vec<WorkbookSheet>, WorkbookError>
+/// The worksheets to read, with their index in the workbook: all, or those named in
+/// `sheet_names` (an error when it names none).
+fn worksheets<RS, R>(workbook: &R, sheet_names: Option<&[String]>) -> Result<Vec<(u32, String)>, WorkbookError>
 where
     RS: std::io::Read + std::io::Seek,
     R: Reader<RS>,
-    R::Error: std::fmt::Display,
 {
     let wanted: Vec<(u32, String)> = workbook
         .sheets_metadata()
@@ -116,11 +138,25 @@ where
         let quoted: Vec<String> = names.iter().map(|name| format!("'{name}'")).collect();
         return Err(WorkbookError(format!("has no worksheet named {}", quoted.join(", "))));
     }
+    Ok(wanted)
+}
+
+fn read_sheets<RS, R>(mut workbook: R, sheet_names: Option<&[String]>) -> Result<Vec<WorkbookSheet>, WorkbookError>
+where
+    RS: std::io::Read + std::io::Seek,
+    R: Reader<RS>,
+    R::Error: std::fmt::Display,
+{
+    let wanted = worksheets(&workbook, sheet_names)?;
     let mut sheets = Vec::with_capacity(wanted.len());
     for (index, name) in wanted {
         let range = workbook
             .worksheet_range(&name)
             .map_err(|error| WorkbookError(format!("sheet '{name}' cannot be read: {error}")))?;
+        let (height, width) = range.get_size();
+        if height.saturating_mul(width) > MAX_SHEET_CELLS {
+            return Err(WorkbookError(format!("sheet '{name}' {}", too_many_cells())));
+        }
         sheets.push(WorkbookSheet { index, name, rows: grid(&range) });
     }
     Ok(sheets)
@@ -135,10 +171,50 @@ fn grid(range: &Range<Data>) -> Vec<Vec<Cell>> {
     for source in range.rows() {
         let mut row = Vec::with_capacity(start_column + source.len());
         row.resize(start_column, Cell::Empty);
-        row.extend(source.iter().map(to_cell));
+        row.extend(source.iter().map(|data| to_cell(data.clone())));
         rows.push(row);
     }
     rows
+}
+
+/// An XLSX worksheet's cells, streamed from the sheet's XML straight into the grid (no
+/// intermediate dense range): `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`.
+fn xlsx_grid<RS: std::io::Read + std::io::Seek>(
+    workbook: &mut Xlsx<RS>,
+    name: &str,
+) -> Result<Result<Vec<Vec<Cell>>, String>, XlsxError> {
+    let mut reader = workbook.worksheet_cells_reader(name)?;
+    let mut rows: Vec<Vec<Cell>> = Vec::new();
+    let mut cells_in_all = 0usize;
+    while let Some(cell) = reader.next_cell()? {
+        let value = to_cell(Data::from(cell.get_value().clone()));
+        if value == Cell::Empty {
+            continue;
+        }
+        let (row, column) = cell.get_position();
+        let (row, column) = (usize::try_from(row).unwrap_or(usize::MAX), usize::try_from(column).unwrap_or(usize::MAX));
+        if rows.len() <= row {
+            // Each row counts as a cell too, so a lone cell far down cannot allocate unbounded
+            // empty rows.
+            cells_in_all = cells_in_all.saturating_add(row.saturating_add(1) - rows.len());
+            if cells_in_all > MAX_SHEET_CELLS {
+                return Ok(Err(too_many_cells()));
+            }
+            rows.resize_with(row.saturating_add(1), Vec::new);
+        }
+        let Some(cells) = rows.get_mut(row) else { continue };
+        if cells.len() <= column {
+            cells_in_all = cells_in_all.saturating_add(column.saturating_add(1) - cells.len());
+            if cells_in_all > MAX_SHEET_CELLS {
+                return Ok(Err(too_many_cells()));
+            }
+            cells.resize(column.saturating_add(1), Cell::Empty);
+        }
+        if let Some(slot) = cells.get_mut(column) {
+            *slot = value;
+        }
+    }
+    Ok(Ok(rows))
 }
 
 /// A date-time, or a date when it is at midnight.
@@ -147,22 +223,22 @@ fn date_or_datetime(datetime: NaiveDateTime) -> Cell {
 }
 
 /// One calamine value as a [`Cell`].
-fn to_cell(data: &Data) -> Cell {
+fn to_cell(data: Data) -> Cell {
     match data {
         Data::Empty => Cell::Empty,
-        Data::Int(n) => Cell::Int(*n),
-        Data::Float(f) => Cell::Float(*f),
+        Data::Int(n) => Cell::Int(n),
+        Data::Float(f) => Cell::Float(f),
         Data::String(text) if text.is_empty() => Cell::Empty,
-        Data::String(text) => Cell::Text(text.clone()),
-        Data::Bool(b) => Cell::Bool(*b),
+        Data::String(text) => Cell::Text(text),
+        Data::Bool(b) => Cell::Bool(b),
         Data::DateTime(datetime) if datetime.is_datetime() => {
-            datetime.as_datetime().map_or_else(|| Cell::Text(data.to_string()), date_or_datetime)
+            datetime.as_datetime().map_or_else(|| Cell::Text(datetime.to_string()), date_or_datetime)
         }
         Data::DateTime(_) | Data::DurationIso(_) => Cell::Text(data.to_string()),
-        Data::DateTimeIso(text) => NaiveDateTime::from_str(text)
+        Data::DateTimeIso(text) => NaiveDateTime::from_str(&text)
             .map(date_or_datetime)
-            .or_else(|_| NaiveDate::from_str(text).map(Cell::Date))
-            .unwrap_or_else(|_| Cell::Text(text.clone())),
+            .or_else(|_| NaiveDate::from_str(&text).map(Cell::Date))
+            .unwrap_or(Cell::Text(text)),
         Data::Error(error) => Cell::Error(error.to_string()),
     }
 }
@@ -172,26 +248,104 @@ mod tests {
     use calamine::{CellErrorType, ExcelDateTime, ExcelDateTimeType};
 
     use super::*;
+    use crate::engine::extract::test_support::{encrypted_workbook, ods, stored_zip};
 
     #[test]
     fn values_become_cells() {
         let date = NaiveDate::from_ymd_opt(2024, 3, 9).expect("valid date");
-        assert_eq!(to_cell(&Data::Int(3)), Cell::Int(3));
-        assert_eq!(to_cell(&Data::Float(2.5)), Cell::Float(2.5));
-        assert_eq!(to_cell(&Data::String("a".to_owned())), Cell::Text("a".to_owned()));
-        assert_eq!(to_cell(&Data::String(String::new())), Cell::Empty);
-        assert_eq!(to_cell(&Data::Bool(true)), Cell::Bool(true));
-        assert_eq!(to_cell(&Data::Error(CellErrorType::Div0)), Cell::Error("#DIV/0!".to_owned()));
+        assert_eq!(to_cell(Data::Int(3)), Cell::Int(3));
+        assert_eq!(to_cell(Data::Float(2.5)), Cell::Float(2.5));
+        assert_eq!(to_cell(Data::String("a".to_owned())), Cell::Text("a".to_owned()));
+        assert_eq!(to_cell(Data::String(String::new())), Cell::Empty);
+        assert_eq!(to_cell(Data::Bool(true)), Cell::Bool(true));
+        assert_eq!(to_cell(Data::Error(CellErrorType::Div0)), Cell::Error("#DIV/0!".to_owned()));
         // 2024-03-09 is serial 45360.
         let serial = ExcelDateTime::new(45_360.0, ExcelDateTimeType::DateTime, false);
-        assert_eq!(to_cell(&Data::DateTime(serial)), Cell::Date(date));
+        assert_eq!(to_cell(Data::DateTime(serial)), Cell::Date(date));
         let serial = ExcelDateTime::new(45_360.5, ExcelDateTimeType::DateTime, false);
         let noon = date.and_hms_opt(12, 0, 0).expect("valid time");
-        assert_eq!(to_cell(&Data::DateTime(serial)), Cell::DateTime(noon));
-        assert_eq!(to_cell(&Data::DateTimeIso("2024-03-09".to_owned())), Cell::Date(date));
-        assert_eq!(to_cell(&Data::DateTimeIso("2024-03-09T12:00:00".to_owned())), Cell::DateTime(noon));
-        assert_eq!(to_cell(&Data::DateTimeIso("soon".to_owned())), Cell::Text("soon".to_owned()));
-        assert_eq!(to_cell(&Data::DurationIso("PT1H".to_owned())), Cell::Text("PT1H".to_owned()));
+        assert_eq!(to_cell(Data::DateTime(serial)), Cell::DateTime(noon));
+        assert_eq!(to_cell(Data::DateTimeIso("2024-03-09".to_owned())), Cell::Date(date));
+        assert_eq!(to_cell(Data::DateTimeIso("2024-03-09T12:00:00".to_owned())), Cell::DateTime(noon));
+        assert_eq!(to_cell(Data::DateTimeIso("soon".to_owned())), Cell::Text("soon".to_owned()));
+        assert_eq!(to_cell(Data::DurationIso("PT1H".to_owned())), Cell::Text("PT1H".to_owned()));
+    }
+
+    #[test]
+    fn an_encrypted_workbook_is_reported_as_password_protected() {
+        let error = read_workbook(encrypted_workbook(), WorkbookFormat::Xlsx, None).expect_err("encrypted");
+        assert_eq!(error.to_string(), "is password-protected (encrypted): save it without a password");
+    }
+
+    #[test]
+    fn a_hand_made_ods_is_read() {
+        let bytes = ods("People", &[&["Title"], &[], &["Member #", "Full name"], &["1", "Ada"], &["", "Bob"]]);
+        let sheets = read_workbook(bytes, WorkbookFormat::Ods, None).expect("a valid ODS");
+        assert_eq!(sheets.len(), 1);
+        assert_eq!((sheets[0].index, sheets[0].name.as_str()), (0, "People"));
+        let texts: Vec<Vec<String>> = sheets[0].rows.iter().map(|r| r.iter().map(Cell::display).collect()).collect();
+        let want: [&[&str]; 5] = [&["Title"], &[], &["Member #", "Full name"], &["1", "Ada"], &["", "Bob"]];
+        let want: Vec<Vec<String>> = want.iter().map(|r| r.iter().map(|c| (*c).to_owned()).collect()).collect();
+        // calamine pads rows to the sheet's width.
+        let trimmed: Vec<Vec<String>> = texts
+            .into_iter()
+            .map(|mut r| {
+                while r.last().is_some_and(String::is_empty) {
+                    r.pop();
+                }
+                r
+            })
+            .collect();
+        assert_eq!(trimmed, want);
+        assert_eq!(sheets[0].rows[3][0], Cell::Float(1.0));
+    }
+
+    #[test]
+    fn formula_errors_become_error_cells() {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let worksheet = workbook.add_worksheet();
+        worksheet.write_formula(0, 0, rust_xlsxwriter::Formula::new("=1/0").set_result("#DIV/0!")).expect("write");
+        worksheet.write_formula(0, 1, rust_xlsxwriter::Formula::new("=NA()").set_result("#N/A")).expect("write");
+        worksheet.write_formula(0, 2, rust_xlsxwriter::Formula::new("=1+1").set_result("2")).expect("write");
+        let bytes = workbook.save_to_buffer().expect("workbook");
+        let sheets = read_workbook(bytes, WorkbookFormat::Xlsx, None).expect("readable");
+        assert_eq!(
+            sheets[0].rows,
+            vec![vec![Cell::Error("#DIV/0!".to_owned()), Cell::Error("#N/A".to_owned()), Cell::Float(2.0)]]
+        );
+    }
+
+    /// A minimal XLSX package whose one sheet, `Sheet1`, has the cells `(reference, text)`.
+    fn raw_xlsx(cells: &[(&str, &str)]) -> Vec<u8> {
+        let cells: String =
+            cells.iter().map(|(at, text)| format!(r#"<c r="{at}" t="inlineStr"><is><t>{text}</t></is></c>"#)).collect();
+        let sheet = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row>{cells}</row></sheetData></worksheet>"#
+        );
+        let types = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#;
+        let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#;
+        let workbook = r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>"#;
+        let workbook_rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#;
+        stored_zip(&[
+            ("[Content_Types].xml", types.as_bytes()),
+            ("_rels/.rels", rels.as_bytes()),
+            ("xl/workbook.xml", workbook.as_bytes()),
+            ("xl/_rels/workbook.xml.rels", workbook_rels.as_bytes()),
+            ("xl/worksheets/sheet1.xml", sheet.as_bytes()),
+        ])
+    }
+
+    #[test]
+    fn a_cell_far_away_is_an_error_not_an_unbounded_grid() {
+        let near = read_workbook(raw_xlsx(&[("A1", "x"), ("C3", "y")]), WorkbookFormat::Xlsx, None).expect("valid");
+        assert_eq!(near[0].rows.len(), 3);
+        assert_eq!(near[0].rows[2], vec![Cell::Empty, Cell::Empty, Cell::Text("y".to_owned())]);
+        // Beyond Excel's own limits, which calamine does not check: 50,000,000 rows down.
+        let far = read_workbook(raw_xlsx(&[("A1", "x"), ("A50000000", "y")]), WorkbookFormat::Xlsx, None);
+        assert_eq!(
+            far.expect_err("too many cells").to_string(),
+            "sheet 'Sheet1' has more than 40000000 cells, the limit per sheet"
+        );
     }
 
     #[test]
