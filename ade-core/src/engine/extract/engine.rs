@@ -46,8 +46,9 @@
 //! issues. Password-protected (encrypted) workbooks are an `input_error` saying so.
 //!
 //! Known gaps: `.xlsb` inputs are not accepted; XLSX output is limited to Excel's 1,048,575 data
-//! rows per sheet (beyond that, writing fails with `engine_error`); the output workbook is built
-//! in memory (rust_xlsxwriter's standard mode) before it is saved.
+//! rows per sheet (beyond that, writing fails with `engine_error`). The output sheets are written in
+//! rust_xlsxwriter's constant-memory mode: rows stream to temporary files in the run's directory
+//! (removed when the workbook is saved or dropped), so the output costs no memory per row.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -793,7 +794,9 @@ fn add_sheet<'a>(
     header: &[String],
     formats: &Formats,
 ) -> Result<&'a mut Worksheet, XlsxError> {
-    let worksheet = workbook.add_worksheet();
+    // Constant-memory mode: rows (written in order) go to a temporary file beside the output, so
+    // the output costs no memory per row.
+    let worksheet = workbook.add_worksheet_with_constant_memory()?;
     worksheet.set_name(name)?;
     for (column, title) in header.iter().enumerate() {
         worksheet.write_string_with_format(0, column_number(column)?, title, &formats.bold)?;
@@ -881,6 +884,10 @@ fn write_xlsx(
 ) -> Result<Option<u64>, XlsxError> {
     let mut workbook = Workbook::new();
     workbook.set_zip_compression_level(1);
+    // The run's directory (the parent of `outputs/`): temporary files never show as outputs.
+    if let Some(dir) = path.parent().and_then(Path::parent).or_else(|| path.parent()) {
+        workbook.set_tempdir(dir)?;
+    }
     let formats = Formats {
         bold: Format::new().set_bold(),
         date: Format::new().set_num_format("yyyy-mm-dd"),
