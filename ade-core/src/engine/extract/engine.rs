@@ -1699,6 +1699,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_xls_workbook_end_to_end() {
+        // A real BIFF8 file (testdata/make_members_xls.py): numbers, dates and text cells.
+        let h = harness().await;
+        let xls = include_bytes!("testdata/members.xls");
+        let document = upload(&h.runtime, "members.xls", xls).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        let t = tables[0];
+        assert_eq!((t.table_id.as_str(), t.source_sheet.as_str()), ("tbl_0_0_0", "Club"));
+        assert_eq!((t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count), (3, 5, 4, 1));
+        assert_eq!((t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row), (3, 4, 6));
+        let found: Vec<(Option<u64>, &str)> = issues(&events).iter().map(|i| (i.row, i.code.as_str())).collect();
+        assert_eq!(found, [(Some(5), "missing_required_value"), (Some(5), "invalid_email")]);
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        assert_eq!(
+            sheets[0].1,
+            strings(&[
+                ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"],
+                ["1", "Ada", "ada@example.org", "2019-03-14", "first", "members.xls", "Club", "4"],
+                ["", "Bob", "bob@", "", "", "members.xls", "Club", "5"],
+                ["3", "Cy", "cy@example.org", "2021-01-20", "", "members.xls", "Club", "6"],
+            ])
+        );
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn several_inputs_give_a_table_summary_each() {
         let h = harness().await;
         let csv = upload(&h.runtime, "members.csv", MEMBERS_CSV.as_bytes()).await;
