@@ -1,0 +1,5 @@
+//! ade-client against a real ade-server on 127.0.0.1 (one integration binary).
+
+mod operations;
+mod streams;
+mod support;
