@@ -2,25 +2,29 @@
 
 use std::time::Duration;
 
-use ade_core::Created;
 use ade_core::config::Configuration;
 use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
 use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
 use ade_core::store::Document;
+use ade_core::{Created, Runtime};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problem, Result};
+use crate::local;
 use crate::stream::{EventStream, Reconnect};
 
-/// A client of one ade server. Cheap to clone (the connection pool is shared).
+/// A client of ade: of one server over HTTP ([`Client::new`]), or of an embedded
+/// [`Runtime`] in this process ([`Client::local`]), with the same operations and errors. Cheap to
+/// clone (the connection pool or the runtime is shared).
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
     pub(crate) token: Option<String>,
     pub(crate) reconnect: Reconnect,
+    pub(crate) local: Option<Runtime>,
 }
 
 /// What to create with [`Client::create_run`].
@@ -182,7 +186,24 @@ impl Client {
             return Err(Error::Invalid(format!("{base:?} is not an http(s) URL")));
         }
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        Ok(Self { http, base, token: None, reconnect: Reconnect::default() })
+        Ok(Self { http, base, token: None, reconnect: Reconnect::default(), local: None })
+    }
+
+    /// A client of `runtime`, in this process: no network; errors are the problems the server
+    /// would answer (404 unknown run, 422 unknown configuration, …). Sees every workspace.
+    pub fn local(runtime: Runtime) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: "local:".to_owned(),
+            token: None,
+            reconnect: Reconnect::default(),
+            local: Some(runtime),
+        }
+    }
+
+    /// Whether this client talks to an embedded runtime rather than a server.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
     }
 
     /// The same client, sending `token` as a bearer token.
@@ -199,7 +220,7 @@ impl Client {
         self
     }
 
-    /// The server's base URL.
+    /// The server's base URL (`local:` for a local client).
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -219,9 +240,13 @@ impl Client {
     pub async fn upload_document(
         &self,
         filename: &str,
-        bytes: impl Into<reqwest::Body>,
+        bytes: impl Into<bytes::Bytes>,
         workspace_id: Option<&WorkspaceId>,
     ) -> Result<Document> {
+        let bytes = bytes.into();
+        if let Some(runtime) = &self.local {
+            return local::upload_document(runtime, filename, &bytes, workspace_id).await;
+        }
         let mut query = vec![("filename", filename.to_owned())];
         if let Some(workspace) = workspace_id {
             query.push(("workspace_id", workspace.as_str().to_owned()));
@@ -239,6 +264,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_document(&self, id: DocumentId) -> Result<Document> {
+        if let Some(runtime) = &self.local {
+            return local::get_document(runtime, id).await;
+        }
         json(send(self.request(Method::GET, &format!("/documents/{id}"))).await?, "a document").await
     }
 
@@ -247,6 +275,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`], [`Error::Transport`], [`Error::Decode`].
     pub async fn list_configurations(&self) -> Result<Vec<Configuration>> {
+        if let Some(runtime) = &self.local {
+            return Ok(runtime.configurations().iter().map(|c| c.as_ref().clone()).collect());
+        }
         let list: Configurations =
             json(send(self.request(Method::GET, "/configurations")).await?, "configurations").await?;
         Ok(list.configurations)
@@ -257,6 +288,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_configuration(&self, id: &ConfigurationId) -> Result<Configuration> {
+        if let Some(runtime) = &self.local {
+            return local::get_configuration(runtime, id);
+        }
         let request = self.request(Method::GET, &format!("/configurations/{}", id.as_str()));
         json(send(request).await?, "a configuration").await
     }
@@ -268,6 +302,9 @@ impl Client {
     /// [`Error::Api`] (422 unknown configuration or document, or a key reused with another body),
     /// [`Error::Transport`], [`Error::Decode`].
     pub async fn create_run(&self, run: &NewRun) -> Result<Created> {
+        if let Some(runtime) = &self.local {
+            return local::create_run(runtime, run).await;
+        }
         let mut request = self.request(Method::POST, "/runs").json(run);
         if let Some(key) = &run.idempotency_key {
             request = request.header("idempotency-key", key);
@@ -283,6 +320,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_run(&self, id: RunId) -> Result<Run> {
+        if let Some(runtime) = &self.local {
+            return local::get_run(runtime, id).await;
+        }
         json(send(self.request(Method::GET, &format!("/runs/{id}"))).await?, "a run").await
     }
 
@@ -291,6 +331,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (400 for a bad filter or cursor), [`Error::Transport`], [`Error::Decode`].
     pub async fn list_runs(&self, filter: &ListRuns) -> Result<RunList> {
+        if let Some(runtime) = &self.local {
+            return local::list_runs(runtime, filter).await;
+        }
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(workspace) = &filter.workspace_id {
             query.push(("workspace_id", workspace.as_str().to_owned()));
@@ -315,6 +358,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 unknown, 409 already ended), [`Error::Transport`], [`Error::Decode`].
     pub async fn cancel(&self, id: RunId) -> Result<Run> {
+        if let Some(runtime) = &self.local {
+            return runtime.cancel(None, id).await.map_err(local::problem);
+        }
         json(send(self.request(Method::POST, &format!("/runs/{id}/cancel"))).await?, "a run").await
     }
 
@@ -324,6 +370,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
     pub async fn events_page(&self, id: RunId, after: u64, limit: Option<usize>) -> Result<EventPage> {
+        if let Some(runtime) = &self.local {
+            return local::events_page(runtime, id, after, limit).await;
+        }
         let mut query = vec![("after_sequence", after.to_string())];
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
@@ -338,6 +387,9 @@ impl Client {
     /// # Errors
     /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
     pub async fn events_log(&self, id: RunId, after: u64) -> Result<Vec<Envelope>> {
+        if let Some(runtime) = &self.local {
+            return local::events_log(runtime, id, after).await;
+        }
         let request = self
             .request(Method::GET, &format!("/runs/{id}/events"))
             .query(&[("after_sequence", after.to_string())])
@@ -354,6 +406,9 @@ impl Client {
     /// The events of a run with `sequence > after`, replayed then live, as a stream that
     /// reconnects by itself (see [`EventStream`]) and ends after `run.completed`.
     pub fn events(&self, id: RunId, after: u64) -> EventStream {
+        if let Some(runtime) = &self.local {
+            return local::events(runtime.clone(), id, after);
+        }
         EventStream::new(self.clone(), id, after)
     }
 

@@ -23,6 +23,7 @@
 
 mod client;
 mod error;
+mod local;
 mod stream;
 
 pub use ade_core as core;

@@ -153,6 +153,11 @@ enum Connected {
 }
 
 impl EventStream {
+    /// A stream of already ordered, gap-free events (the local transport).
+    pub(crate) fn from_stream(stream: impl Stream<Item = Result<Envelope>> + Send + 'static) -> Self {
+        Self { inner: Box::pin(stream) }
+    }
+
     pub(crate) fn new(client: Client, run_id: RunId, after: u64) -> Self {
         let state = Follow {
             client,

@@ -5,17 +5,26 @@ use ade_core::Created;
 use ade_core::event::{ConfigurationId, RunId};
 use ade_core::run::RunStatus;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, Transport};
 
 fn configuration(id: &str) -> ConfigurationId {
     ConfigurationId::new(id).expect("configuration id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_configurations_runs_and_pages() {
+async fn documents_configurations_runs_and_pages_over_http() {
+    documents_configurations_runs_and_pages(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_configurations_runs_and_pages_in_process() {
+    documents_configurations_runs_and_pages(Transport::Local).await;
+}
+
+async fn documents_configurations_runs_and_pages(transport: Transport) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = TestServer::start(dir.path()).await;
-    let client = server.client();
+    let client = server.over(transport);
 
     let document = client.upload_document("members.csv", b"id,name\n1,Ada\n".to_vec(), None).await.expect("upload");
     assert_eq!(document.filename, "members.csv");
@@ -78,10 +87,19 @@ async fn documents_configurations_runs_and_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn problems_surface_as_typed_errors() {
+async fn problems_surface_as_typed_errors_over_http() {
+    problems_surface_as_typed_errors(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_surface_as_typed_errors_in_process() {
+    problems_surface_as_typed_errors(Transport::Local).await;
+}
+
+async fn problems_surface_as_typed_errors(transport: Transport) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = TestServer::start(dir.path()).await;
-    let client = server.client();
+    let client = server.over(transport);
 
     let unknown = RunId::new();
     let error = client.get_run(unknown).await.expect_err("an unknown run");

@@ -9,7 +9,7 @@ use ade_core::event::{ConfigurationId, Envelope, RunId};
 use ade_core::run::RunStatus;
 use futures::StreamExt as _;
 
-use crate::support::{PATIENCE, TestServer, cutting_proxy, fake_sse, quick, raw_log};
+use crate::support::{PATIENCE, TestServer, Transport, cutting_proxy, fake_sse, quick, raw_log};
 
 async fn create(client: &Client, configuration: &str) -> RunId {
     let request = NewRun::new(ConfigurationId::new(configuration).expect("configuration id"));
@@ -40,10 +40,19 @@ fn assert_complete(events: &[Envelope]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_equals_the_stored_log() {
+async fn the_stream_equals_the_stored_log_over_http() {
+    the_stream_equals_the_stored_log(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_equals_the_stored_log_in_process() {
+    the_stream_equals_the_stored_log(Transport::Local).await;
+}
+
+async fn the_stream_equals_the_stored_log(transport: Transport) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = TestServer::start(dir.path()).await;
-    let client = server.client();
+    let client = server.over(transport);
     let run = create(&client, "gated").await;
     // Follow live: the run waits at its gate until the stream has delivered its first events.
     let mut stream = client.events(run, 0);

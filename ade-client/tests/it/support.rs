@@ -81,6 +81,8 @@ pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     /// Permits let gated runs go on.
     pub(crate) gate: Arc<Semaphore>,
+    /// The hosted runtime.
+    pub(crate) runtime: Runtime,
     shutdown: ShutdownHandle,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -107,16 +109,24 @@ impl TestServer {
             .expect("runtime");
         let mut config = ServerConfig::new().with_shutdown_grace(Duration::from_millis(200));
         config.sse_retry = Duration::from_millis(20);
-        let server = Server::bind(addr, runtime, config).await.expect("bind");
+        let server = Server::bind(addr, runtime.clone(), config).await.expect("bind");
         let addr = server.local_addr();
         let shutdown = server.shutdown_handle();
         let task = tokio::spawn(server.run(std::future::pending()));
-        Self { base: format!("http://{addr}"), addr, gate, shutdown, task: Some(task) }
+        Self { base: format!("http://{addr}"), addr, gate, runtime, shutdown, task: Some(task) }
     }
 
     /// A client of this server with a quick reconnection policy.
     pub(crate) fn client(&self) -> Client {
         quick(Client::new(self.base.clone()).expect("client"))
+    }
+
+    /// A client of this server's runtime in-process (no HTTP), or of the server over HTTP.
+    pub(crate) fn over(&self, transport: Transport) -> Client {
+        match transport {
+            Transport::Http => self.client(),
+            Transport::Local => Client::local(self.runtime.clone()),
+        }
     }
 
     /// Stops the server (its gate stays as it is) and waits for it to finish.
@@ -126,6 +136,15 @@ impl TestServer {
             let _ = tokio::time::timeout(PATIENCE, task).await;
         }
     }
+}
+
+/// Which transport a test uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Transport {
+    /// HTTP to the server.
+    Http,
+    /// The runtime in-process.
+    Local,
 }
 
 /// `client` with short reconnection delays and many attempts.
