@@ -13,6 +13,18 @@ use ade_client::{Client, Error, ListRuns, NewRun};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt as _;
 
+/// `println!` that does not panic when stdout is closed (`ade … | head`): the line is dropped.
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "ade", version, about = "Runs and their event streams")]
 struct Cli {
@@ -191,7 +203,7 @@ async fn command(
     match command {
         Command::Upload { file } => {
             let document = upload(client, &file, workspace.as_ref()).await?;
-            println!("{}", json(&document));
+            say!("{}", json(&document));
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { files, config } => {
@@ -205,11 +217,11 @@ async fn command(
             }
             for file in &files {
                 let document = upload(client, file, workspace.as_ref()).await?;
-                println!("uploaded {} as {}", file.display(), document.id);
+                say!("uploaded {} as {}", file.display(), document.id);
                 request = request.document(document.id);
             }
             let run = client.create_run(&request).await?.into_run();
-            println!("run {} created", run.id);
+            say!("run {} created", run.id);
             follow(client, run.id).await?;
             let run = client.get_run(run.id).await?;
             print_summary(client, embedded, &run);
@@ -236,20 +248,20 @@ async fn command(
                 }
                 let page = client.list_runs(&filter).await?;
                 for run in &page.runs {
-                    println!("{}  {:<9}  {}  {}", run.id, run.status.as_str(), run.configuration_id, run.created_at);
+                    say!("{}  {:<9}  {}  {}", run.id, run.status.as_str(), run.configuration_id, run.created_at);
                 }
                 if let Some(cursor) = page.next_cursor {
-                    println!("(more: cursor {cursor})");
+                    say!("(more: cursor {cursor})");
                 }
                 Ok(ExitCode::SUCCESS)
             }
             RunsCommand::Get { run } => {
-                println!("{}", json(&client.get_run(run_id(&run)?).await?));
+                say!("{}", json(&client.get_run(run_id(&run)?).await?));
                 Ok(ExitCode::SUCCESS)
             }
             RunsCommand::Cancel { run } => {
                 let run = client.cancel(run_id(&run)?).await?;
-                println!("cancelling {} (was {})", run.id, run.status.as_str());
+                say!("cancelling {} (was {})", run.id, run.status.as_str());
                 Ok(ExitCode::SUCCESS)
             }
         },
@@ -281,35 +293,96 @@ async fn upload(
     Ok(client.upload_document(&name, bytes, workspace).await?)
 }
 
-/// Follows a run to its end, one progress line per notable event.
+/// Where progress goes: a spinner with a status line on a terminal, plain lines otherwise.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Plain,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        if !std::io::stdout().is_terminal() {
+            return Self::Plain;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self::Bar(bar)
+    }
+
+    /// A line that stays (a table found, an error, the end).
+    fn line(&self, text: String) {
+        match self {
+            Self::Bar(bar) => bar.println(text),
+            Self::Plain => say!("{text}"),
+        }
+    }
+
+    /// The current state: the spinner's message, or a plain line.
+    fn status(&self, text: String) {
+        match self {
+            Self::Bar(bar) => bar.set_message(text),
+            Self::Plain => say!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Follows a run to its end, showing its phases, the tables found and the issues so far.
 async fn follow(client: &Client, id: RunId) -> Result<(), Failure> {
+    let progress = Progress::new();
+    let result = follow_with(client, id, &progress).await;
+    progress.finish();
+    result
+}
+
+async fn follow_with(client: &Client, id: RunId, progress: &Progress) -> Result<(), Failure> {
     let mut events = client.events(id, 0);
     let mut tables = 0u64;
     let mut issues = 0u64;
+    let mut phase = String::from("queued");
     while let Some(event) = events.next().await {
         let event = event?;
         match &event.payload {
-            EventPayload::BuildStarted(_) => println!("build: started"),
-            EventPayload::BuildCompleted(_) => println!("build: completed"),
-            EventPayload::RunStarted(_) => println!("run: started"),
-            EventPayload::RunPhaseStarted(phase) => println!("run: phase {}", phase.phase),
+            EventPayload::BuildStarted(_) => phase = "build".to_owned(),
+            EventPayload::BuildPhaseStarted(started) => phase = format!("build: {}", started.phase),
+            EventPayload::BuildCompleted(_) => phase = "build: completed".to_owned(),
+            EventPayload::RunStarted(_) => phase = "run: started".to_owned(),
+            EventPayload::RunPhaseStarted(started) => phase = format!("run: {}", started.phase),
             EventPayload::RunTableSummary(table) => {
                 tables += 1;
-                println!(
+                progress.line(format!(
                     "table {tables}: {} / {} — {} rows, {} fields mapped",
                     table.source_file, table.source_sheet, table.row_count, table.mapped_field_count
-                );
+                ));
+                continue;
             }
             EventPayload::RunValidationIssue(_) => {
                 issues += 1;
-                if issues == 1 || issues.is_power_of_two() {
-                    println!("issues so far: {issues}");
+                // Plain output shows the count as it doubles, not once per issue.
+                if matches!(progress, Progress::Plain) && !issues.is_power_of_two() {
+                    continue;
                 }
             }
-            EventPayload::RunError(error) => println!("error: {}", error_message(&event, error)),
-            EventPayload::RunCompleted(done) => println!("run: completed ({:?})", done.status),
-            _ => {}
+            EventPayload::RunError(error) => {
+                progress.line(format!("error: {}", error_message(&event, error)));
+                continue;
+            }
+            EventPayload::RunCompleted(done) => {
+                progress.line(format!("run: completed ({:?})", done.status));
+                continue;
+            }
+            _ => continue,
         }
+        progress.status(format!("{phase} · tables {tables} · issues so far {issues}"));
     }
     Ok(())
 }
@@ -324,7 +397,7 @@ fn error_message(event: &Envelope, _error: &ade_client::core::event::RunError) -
 fn print_event(event: &Envelope, ndjson: bool) {
     if ndjson {
         match event.to_json() {
-            Ok(line) => println!("{line}"),
+            Ok(line) => say!("{line}"),
             Err(error) => eprintln!("ade: event {} cannot be shown: {error}", event.sequence),
         }
         return;
@@ -335,36 +408,39 @@ fn print_event(event: &Envelope, ndjson: bool) {
         EventPayload::RunCompleted(done) => format!("{:?}", done.status),
         _ => String::new(),
     };
-    println!("{:>5} {:<24} {detail}", event.sequence, event.event_type());
+    say!("{:>5} {:<24} {detail}", event.sequence, event.event_type());
 }
 
 fn print_summary(client: &Client, embedded: Option<&ade_client::core::Runtime>, run: &Run) {
-    println!();
-    println!("run {}: {}", run.id, run.status.as_str());
+    say!();
+    say!("run {}: {}", run.id, run.status.as_str());
     if let Some(failure) = &run.failure {
-        println!("  failure: {} ({})", failure.message, failure.code);
+        say!("  failure: {} ({})", failure.message, failure.code);
     }
     if let Some(summary) = &run.summary {
         let core = &summary.core;
         if let Some(seconds) = summary.run.duration_seconds {
-            println!("  duration: {seconds:.2} s");
+            say!("  duration: {seconds:.2} s");
         }
-        println!("  inputs: {} file(s), {} sheet(s)", core.input_file_count, core.input_sheet_count);
-        println!("  tables: {}, rows: {}", core.table_count, core.row_count);
-        println!(
+        say!("  inputs: {} file(s), {} sheet(s)", core.input_file_count, core.input_sheet_count);
+        say!("  tables: {}, rows: {}", core.table_count, core.row_count);
+        say!(
             "  fields: {} of {} mapped ({} required), {} unmapped column(s)",
-            core.mapped_field_count, core.canonical_field_count, core.required_field_count, core.unmapped_column_count
+            core.mapped_field_count,
+            core.canonical_field_count,
+            core.required_field_count,
+            core.unmapped_column_count
         );
-        println!("  issues: {}", core.validation_issue_count_total);
+        say!("  issues: {}", core.validation_issue_count_total);
         for (severity, count) in &core.issue_counts_by_severity {
-            println!("    {severity:?}: {count}");
+            say!("    {severity:?}: {count}");
         }
     }
     let outputs = outputs(client, embedded, run);
     if !outputs.is_empty() {
-        println!("  outputs:");
+        say!("  outputs:");
         for output in outputs {
-            println!("    {output}");
+            say!("    {output}");
         }
     }
 }

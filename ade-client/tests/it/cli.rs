@@ -50,6 +50,7 @@ async fn embedded_run_on_the_sample_data() {
     assert!(stdout.contains(": succeeded"), "{stdout}");
     assert!(stdout.contains("tables: 1, rows: 6"), "{stdout}");
     assert!(stdout.contains("table 1: members.csv"), "{stdout}");
+    assert!(stdout.contains("issues so far 2"), "{stdout}");
     assert!(stdout.contains("normalized.xlsx"), "{stdout}");
     let run_id = stdout
         .lines()
