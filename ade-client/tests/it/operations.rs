@@ -126,3 +126,28 @@ async fn problems_surface_as_typed_errors(transport: Transport) {
 
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_sent_on_every_request_and_stream() {
+    use futures::StreamExt as _;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = TestServer::start_with_token(dir.path()).await;
+    let anonymous = server.client();
+    let error = anonymous.list_runs(&ListRuns::default()).await.expect_err("no token");
+    assert_eq!(error.status(), Some(401), "{error}");
+    let wrong = server.client().with_token("wrong");
+    assert_eq!(wrong.list_configurations().await.expect_err("a wrong token").status(), Some(401));
+
+    let client = server.client().with_token("secret");
+    let Created::New(run) = client.create_run(&NewRun::new(configuration("quick"))).await.expect("create") else {
+        panic!("a new run")
+    };
+    let events: Vec<_> = client.events(run.id, 0).collect().await;
+    assert!(events.iter().all(Result::is_ok), "{events:?}");
+    assert!(events.last().is_some_and(|e| e.as_ref().is_ok_and(|e| e.is_terminal())));
+    // A stream refused for its token ends at once with the 401 (no retrying).
+    let refused: Vec<_> = anonymous.events(run.id, 0).collect().await;
+    assert_eq!(refused.len(), 1);
+    assert!(matches!(&refused[0], Err(e) if e.status() == Some(401)), "{refused:?}");
+    server.stop().await;
+}

@@ -96,6 +96,18 @@ impl TestServer {
     /// A server on `addr` over `dir`. Configurations: `quick` (3 lines, 2 lines), `gated` (2
     /// lines, gate, 3 lines), `long` (20 lines, gate, 200 lines).
     pub(crate) async fn start_on(dir: &Path, addr: SocketAddr) -> Self {
+        Self::start_with(dir, addr, ServerConfig::new()).await
+    }
+
+    /// A server on a free port over `dir` that only answers the bearer token `secret`.
+    pub(crate) async fn start_with_token(dir: &Path) -> Self {
+        let tokens =
+            ade_server::Tokens::from_json(r#"{"tokens": [{"name": "admin", "token": "secret", "workspaces": ["*"]}]}"#)
+                .expect("valid tokens");
+        Self::start_with(dir, "127.0.0.1:0".parse().expect("address"), ServerConfig::new().with_tokens(tokens)).await
+    }
+
+    async fn start_with(dir: &Path, addr: SocketAddr, config: ServerConfig) -> Self {
         let gate = Arc::new(Semaphore::new(0));
         let runtime = Runtime::builder()
             .data_dir(dir)
@@ -107,7 +119,7 @@ impl TestServer {
             .build()
             .await
             .expect("runtime");
-        let mut config = ServerConfig::new().with_shutdown_grace(Duration::from_millis(200));
+        let mut config = config.with_shutdown_grace(Duration::from_millis(200));
         config.sse_retry = Duration::from_millis(20);
         let server = Server::bind(addr, runtime.clone(), config).await.expect("bind");
         let addr = server.local_addr();
