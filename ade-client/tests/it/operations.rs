@@ -66,6 +66,19 @@ async fn documents_configurations_runs_and_pages(transport: Transport) {
     client.cancel(gated.id).await.expect("cancel");
     let cancelled = client.wait(gated.id).await.expect("wait for the cancelled run");
     assert_eq!(cancelled.status, RunStatus::Cancelled);
+    // `get_run` reads the log (terminal as soon as run.completed is persisted), `list_runs` and
+    // `cancel` read the run row, which the runtime updates a moment later: wait for the row.
+    tokio::time::timeout(crate::support::PATIENCE, async {
+        loop {
+            let page = client.list_runs(&ListRuns::default().status(RunStatus::Cancelled)).await.expect("list");
+            if page.runs.iter().any(|r| r.id == gated.id) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the run row says cancelled");
     let again = client.cancel(gated.id).await.expect_err("a finished run cannot be cancelled");
     assert_eq!(again.status(), Some(409), "{again}");
 
