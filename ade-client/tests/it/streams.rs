@@ -158,30 +158,34 @@ async fn duplicates_are_dropped_and_a_gap_is_reported() {
             repeated.push(log[i - 1].clone());
         }
     }
-    let (fake, fake_task) = fake_sse(repeated).await;
+    let (fake, seen, fake_task) = fake_sse(repeated).await;
     let events = collect(quick(Client::new(fake).expect("client")).events(run, 0)).await;
     assert_eq!(lines(&events), log);
+    assert_eq!(*seen.lock().expect("not poisoned"), [""], "one connection: it ended with run.completed");
     fake_task.abort();
 
     // Sequence 3 missing: 1, 2, then the gap as an error, then the end.
     let mut skipping = log.clone();
     skipping.remove(2);
-    let (fake, fake_task) = fake_sse(skipping).await;
+    let (fake, seen, fake_task) = fake_sse(skipping).await;
     let items: Vec<_> = quick(Client::new(fake).expect("client")).events(run, 0).collect().await;
     assert_eq!(items.len(), 3, "{items:?}");
     assert!(matches!(&items[0], Ok(e) if e.sequence == 1));
     assert!(matches!(&items[1], Ok(e) if e.sequence == 2));
     assert!(matches!(&items[2], Err(Error::Gap { expected: 3, got: 4 })), "{:?}", items[2]);
+    assert_eq!(*seen.lock().expect("not poisoned"), [""], "a gap ends the stream: no reconnection");
     fake_task.abort();
 
     // A stream that keeps ending before run.completed is given up after the bounded attempts.
-    let (fake, fake_task) = fake_sse(log[..2].to_vec()).await;
+    let (fake, seen, fake_task) = fake_sse(log[..2].to_vec()).await;
     let bounded = Client::new(fake).expect("client").with_reconnect(
         Reconnect::new().initial_delay(Duration::from_millis(1)).max_delay(Duration::from_millis(5)).max_attempts(3),
     );
     let items: Vec<_> = bounded.events(run, 0).collect().await;
     assert_eq!(items.len(), 3, "{items:?}");
     assert!(matches!(&items[2], Err(Error::GaveUp { attempts: 3, .. })), "{:?}", items[2]);
+    // The first request has no cursor; every reconnection resumes after the last delivered event.
+    assert_eq!(*seen.lock().expect("not poisoned"), ["", "2", "2"]);
     fake_task.abort();
     server.stop().await;
 }

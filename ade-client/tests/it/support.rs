@@ -248,13 +248,19 @@ async fn forward(client: TcpStream, upstream: SocketAddr, mut budget: u64) {
     }
 }
 
+/// The `Last-Event-ID` of each request a fake server received ("" when absent).
+pub(crate) type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A fake server answering every request with a 200 SSE body of `lines` as events, then closing.
-pub(crate) async fn fake_sse(lines: Vec<String>) -> (String, JoinHandle<()>) {
+pub(crate) async fn fake_sse(lines: Vec<String>) -> (String, Seen, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the fake server");
     let base = format!("http://{}", listener.local_addr().expect("address"));
+    let seen = Seen::default();
+    let record = seen.clone();
     let task = tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let lines = lines.clone();
+            let record = record.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 1024];
@@ -264,6 +270,13 @@ pub(crate) async fn fake_sse(lines: Vec<String>) -> (String, JoinHandle<()>) {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
+                let head = String::from_utf8_lossy(&request).to_lowercase();
+                let last_event_id = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("last-event-id:"))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                record.lock().expect("not poisoned").push(last_event_id);
                 let mut body = String::from("retry: 10\n\n");
                 for line in &lines {
                     let sequence = serde_json::from_str::<Value>(line).expect("event")["sequence"].clone();
@@ -279,5 +292,5 @@ pub(crate) async fn fake_sse(lines: Vec<String>) -> (String, JoinHandle<()>) {
             });
         }
     });
-    (base, task)
+    (base, seen, task)
 }
