@@ -1,6 +1,32 @@
 //! # ade-client
 //!
-//! The typed client of ade, over HTTP or in-process. Not built yet; this crate currently
-//! re-exports the model it will speak.
+//! The typed client of ade over HTTP (SPEC §4): documents, configurations, runs
+//! (create/get/list/cancel/[`wait`](Client::wait)), event pages and NDJSON logs, and
+//! [`EventStream`], a run's events over Server-Sent Events that resumes by itself after network
+//! errors and server restarts, drops duplicates, reports gaps, and ends after `run.completed`.
+//!
+//! ```no_run
+//! use futures::StreamExt as _;
+//!
+//! # async fn example(run_id: ade_client::core::event::RunId) -> Result<(), ade_client::Error> {
+//! let client = ade_client::Client::new("http://127.0.0.1:8080")?;
+//! let mut events = client.events(run_id, 0);
+//! while let Some(event) = events.next().await {
+//!     let event = event?;
+//!     println!("{} {}", event.sequence, event.event_type());
+//! }
+//! let run = client.wait(run_id).await?;
+//! println!("{:?}", run.status);
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod error;
+mod local;
+mod stream;
 
 pub use ade_core as core;
+pub use client::{Client, EventPage, ListRuns, NewRun, RunList};
+pub use error::{Error, Problem, Result};
+pub use stream::{EventStream, Reconnect};

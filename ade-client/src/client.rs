@@ -1,0 +1,464 @@
+//! [`Client`]: the typed operations of the HTTP API (SPEC §4).
+
+use std::time::Duration;
+
+use ade_core::config::Configuration;
+use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
+use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
+use ade_core::store::Document;
+use ade_core::{Created, Runtime};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Problem, Result};
+use crate::local;
+use crate::stream::{EventStream, Reconnect};
+
+/// A client of ade: of one server over HTTP ([`Client::new`]), or of an embedded
+/// [`Runtime`] in this process ([`Client::local`]), with the same operations and errors. Cheap to
+/// clone (the connection pool or the runtime is shared).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: Option<String>,
+    pub(crate) reconnect: Reconnect,
+    pub(crate) local: Option<Runtime>,
+}
+
+/// What to create with [`Client::create_run`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct NewRun {
+    /// The workspace (the server's default, `default`, when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<WorkspaceId>,
+    /// The configuration to execute.
+    pub configuration_id: ConfigurationId,
+    /// The input documents.
+    pub document_ids: Vec<DocumentId>,
+    /// What the engine is asked to do (the server's default when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RunMode>,
+    /// Options of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<RunOptions>,
+    /// Sent as the `Idempotency-Key` header: the same key and body return the original run.
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+impl NewRun {
+    /// A run of `configuration_id` with no documents yet.
+    pub fn new(configuration_id: ConfigurationId) -> Self {
+        Self {
+            workspace_id: None,
+            configuration_id,
+            document_ids: Vec::new(),
+            mode: None,
+            options: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// In `workspace_id`.
+    #[must_use]
+    pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
+        self.workspace_id = Some(workspace_id);
+        self
+    }
+
+    /// Adds an input document.
+    #[must_use]
+    pub fn document(mut self, id: DocumentId) -> Self {
+        self.document_ids.push(id);
+        self
+    }
+
+    /// With `mode`.
+    #[must_use]
+    pub fn mode(mut self, mode: RunMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// With `options`.
+    #[must_use]
+    pub fn options(mut self, options: RunOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// With an `Idempotency-Key`.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// Which runs [`Client::list_runs`] lists; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListRuns {
+    /// Only this workspace.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this configuration.
+    pub configuration_id: Option<ConfigurationId>,
+    /// At most this many (1..=200; the server's default when absent).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListRuns {
+    /// Only `workspace_id`.
+    #[must_use]
+    pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
+        self.workspace_id = Some(workspace_id);
+        self
+    }
+
+    /// Only runs in `status`.
+    #[must_use]
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only runs of `configuration_id`.
+    #[must_use]
+    pub fn configuration(mut self, configuration_id: ConfigurationId) -> Self {
+        self.configuration_id = Some(configuration_id);
+        self
+    }
+
+    /// At most `limit` runs.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The page after `cursor`.
+    #[must_use]
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunList {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of a run's events (`GET /runs/{id}/events`, `Accept: application/json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventPage {
+    /// The events, in order.
+    pub events: Vec<Envelope>,
+    /// The cursor of the next page when more events exist now; `None` otherwise.
+    pub next_after_sequence: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Configurations {
+    configurations: Vec<Configuration>,
+}
+
+impl Client {
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:8080`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `base_url` is not an `http://` or `https://` URL;
+    /// [`Error::Transport`] when the HTTP client cannot be built.
+    pub fn new(base_url: impl Into<String>) -> Result<Self> {
+        let base = base_url.into().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains(char::is_whitespace) {
+            return Err(Error::Invalid(format!("{base:?} is not an http(s) URL")));
+        }
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+        Ok(Self { http, base, token: None, reconnect: Reconnect::default(), local: None })
+    }
+
+    /// A client of `runtime`, in this process: no network; errors are the problems the server
+    /// would answer (404 unknown run, 422 unknown configuration, …). Sees every workspace.
+    pub fn local(runtime: Runtime) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: "local:".to_owned(),
+            token: None,
+            reconnect: Reconnect::default(),
+            local: Some(runtime),
+        }
+    }
+
+    /// Whether this client talks to an embedded runtime rather than a server.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// The same client, sending `token` as a bearer token.
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same client, with `reconnect` as the event streams' reconnection policy.
+    #[must_use]
+    pub fn with_reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// The server's base URL (`local:` for a local client).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Uploads `bytes` as a document named `filename` (in `workspace_id`, or the default one).
+    ///
+    /// # Errors
+    /// [`Error::Api`] (e.g. 413 over the upload limit), [`Error::Transport`], [`Error::Decode`].
+    pub async fn upload_document(
+        &self,
+        filename: &str,
+        bytes: impl Into<bytes::Bytes>,
+        workspace_id: Option<&WorkspaceId>,
+    ) -> Result<Document> {
+        let bytes = bytes.into();
+        if let Some(runtime) = &self.local {
+            return local::upload_document(runtime, filename, &bytes, workspace_id).await;
+        }
+        let mut query = vec![("filename", filename.to_owned())];
+        if let Some(workspace) = workspace_id {
+            query.push(("workspace_id", workspace.as_str().to_owned()));
+        }
+        let request = self
+            .request(Method::POST, "/documents")
+            .query(&query)
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        json(send(request).await?, "a document").await
+    }
+
+    /// A document's metadata.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
+    pub async fn get_document(&self, id: DocumentId) -> Result<Document> {
+        if let Some(runtime) = &self.local {
+            return local::get_document(runtime, id).await;
+        }
+        json(send(self.request(Method::GET, &format!("/documents/{id}"))).await?, "a document").await
+    }
+
+    /// The configurations the server knows.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Transport`], [`Error::Decode`].
+    pub async fn list_configurations(&self) -> Result<Vec<Configuration>> {
+        if let Some(runtime) = &self.local {
+            return Ok(runtime.configurations().iter().map(|c| c.as_ref().clone()).collect());
+        }
+        let list: Configurations =
+            json(send(self.request(Method::GET, "/configurations")).await?, "configurations").await?;
+        Ok(list.configurations)
+    }
+
+    /// One configuration.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
+    pub async fn get_configuration(&self, id: &ConfigurationId) -> Result<Configuration> {
+        if let Some(runtime) = &self.local {
+            return local::get_configuration(runtime, id);
+        }
+        let request = self.request(Method::GET, &format!("/configurations/{}", id.as_str()));
+        json(send(request).await?, "a configuration").await
+    }
+
+    /// Creates a run: [`Created::New`] (201), or [`Created::Existing`] (200) when its
+    /// idempotency key was seen with the same body.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (422 unknown configuration or document, or a key reused with another body),
+    /// [`Error::Transport`], [`Error::Decode`].
+    pub async fn create_run(&self, run: &NewRun) -> Result<Created> {
+        if let Some(runtime) = &self.local {
+            return local::create_run(runtime, run).await;
+        }
+        let mut request = self.request(Method::POST, "/runs").json(run);
+        if let Some(key) = &run.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = send(request).await?;
+        let existing = response.status() == StatusCode::OK;
+        let run: Run = json(response, "a run").await?;
+        Ok(if existing { Created::Existing(run) } else { Created::New(run) })
+    }
+
+    /// A run, with its summary (live while it runs, final once it has ended).
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
+    pub async fn get_run(&self, id: RunId) -> Result<Run> {
+        if let Some(runtime) = &self.local {
+            return local::get_run(runtime, id).await;
+        }
+        json(send(self.request(Method::GET, &format!("/runs/{id}"))).await?, "a run").await
+    }
+
+    /// Runs, newest first, one page at a time.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (400 for a bad filter or cursor), [`Error::Transport`], [`Error::Decode`].
+    pub async fn list_runs(&self, filter: &ListRuns) -> Result<RunList> {
+        if let Some(runtime) = &self.local {
+            return local::list_runs(runtime, filter).await;
+        }
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(workspace) = &filter.workspace_id {
+            query.push(("workspace_id", workspace.as_str().to_owned()));
+        }
+        if let Some(status) = filter.status {
+            query.push(("status", status.as_str().to_owned()));
+        }
+        if let Some(configuration) = &filter.configuration_id {
+            query.push(("configuration_id", configuration.as_str().to_owned()));
+        }
+        if let Some(limit) = filter.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = &filter.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        json(send(self.request(Method::GET, "/runs").query(&query)).await?, "a page of runs").await
+    }
+
+    /// Asks a run to stop; it ends `cancelled` soon after. The run as it was when asked.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown, 409 already ended), [`Error::Transport`], [`Error::Decode`].
+    pub async fn cancel(&self, id: RunId) -> Result<Run> {
+        if let Some(runtime) = &self.local {
+            return runtime.cancel(None, id).await.map_err(local::problem);
+        }
+        json(send(self.request(Method::POST, &format!("/runs/{id}/cancel"))).await?, "a run").await
+    }
+
+    /// One page of a run's events with `sequence > after`, at most `limit` (the server's
+    /// default, 1000, when absent).
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
+    pub async fn events_page(&self, id: RunId, after: u64, limit: Option<usize>) -> Result<EventPage> {
+        if let Some(runtime) = &self.local {
+            return local::events_page(runtime, id, after, limit).await;
+        }
+        let mut query = vec![("after_sequence", after.to_string())];
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        let request =
+            self.request(Method::GET, &format!("/runs/{id}/events")).query(&query).header("accept", "application/json");
+        json(send(request).await?, "a page of events").await
+    }
+
+    /// Every event of a run with `sequence > after` that exists now, read as NDJSON.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
+    pub async fn events_log(&self, id: RunId, after: u64) -> Result<Vec<Envelope>> {
+        if let Some(runtime) = &self.local {
+            return local::events_log(runtime, id, after).await;
+        }
+        let request = self
+            .request(Method::GET, &format!("/runs/{id}/events"))
+            .query(&[("after_sequence", after.to_string())])
+            .header("accept", "application/x-ndjson");
+        let text = send(request).await?.text().await?;
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| Error::Decode { what: "an NDJSON event", reason: e.to_string() })
+            })
+            .collect()
+    }
+
+    /// The events of a run with `sequence > after`, replayed then live, as a stream that
+    /// reconnects by itself (see [`EventStream`]) and ends after `run.completed`.
+    pub fn events(&self, id: RunId, after: u64) -> EventStream {
+        if let Some(runtime) = &self.local {
+            return local::events(runtime.clone(), id, after);
+        }
+        EventStream::new(self.clone(), id, after)
+    }
+
+    /// Follows a run to its end; the final run with its summary.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown run), or the event stream's errors ([`Error::Gap`],
+    /// [`Error::GaveUp`], …).
+    pub async fn wait(&self, id: RunId) -> Result<Run> {
+        use futures::StreamExt as _;
+        let run = self.get_run(id).await?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        let mut events = self.events(id, run.last_sequence);
+        while let Some(event) = events.next().await {
+            if event?.is_terminal() {
+                break;
+            }
+        }
+        self.get_run(id).await
+    }
+}
+
+/// Sends `request`; a non-2xx answer becomes [`Error::Api`].
+pub(crate) async fn send(request: RequestBuilder) -> Result<Response> {
+    let response = request.send().await?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(problem(response).await)
+}
+
+/// The [`Error::Api`] of a non-2xx answer.
+pub(crate) async fn problem(response: Response) -> Error {
+    let status = response.status();
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(error) => return Error::Transport(error),
+    };
+    let problem = serde_json::from_str::<Problem>(&text).ok().filter(|p| p.status == status.as_u16());
+    Error::Api(problem.unwrap_or_else(|| Problem {
+        type_: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: text.chars().take(200).collect(),
+    }))
+}
+
+async fn json<T: DeserializeOwned>(response: Response, what: &'static str) -> Result<T> {
+    let bytes = response.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode { what, reason: e.to_string() })
+}
