@@ -137,6 +137,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Another process (or another runtime of this one) uses the data directory.
+    #[error("data directory {} is in use by another ade runtime; stop it, or use another directory", .0.display())]
+    DataDirInUse(PathBuf),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

@@ -135,6 +135,9 @@ fn a_runtime_killed_mid_run_is_finished_by_the_next_one() {
         assert_eq!(run.status, ade::run::RunStatus::Failed);
         // A third start finds nothing left to recover and does not touch the run.
         runtime.shutdown().await;
+        // The data directory is locked while a runtime holds it: the next one opens once it is dropped.
+        assert!(matches!(ade::Runtime::builder().data_dir(dir.path()).build().await, Err(ade::Error::DataDirInUse(_))));
+        drop(runtime);
         let again = self::runtime(dir.path()).await;
         let stream = again.subscribe(None, run_id, After(0)).await.expect("subscribe");
         assert_eq!(stream.try_collect::<Vec<_>>().await.expect("events").len(), events.len());

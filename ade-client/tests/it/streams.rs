@@ -107,16 +107,54 @@ async fn a_proxy_that_cuts_connections_at_random_points_changes_nothing() {
     server.stop().await;
 }
 
+/// Where the first server of the restart test keeps its data (set only in its child process).
+const CHILD_DIR: &str = "ADE_CLIENT_IT_SERVER_DIR";
+
+/// The first server of the restart test, in a process of its own so that it really dies: serves
+/// the directory on a free port, prints `LISTENING <addr>`, and runs until it is killed.
+#[test]
+#[ignore = "started as a child process by the_stream_resumes_across_a_server_restart"]
+fn child_server() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    runtime.block_on(async {
+        let server = TestServer::start(std::path::Path::new(&dir)).await;
+        println!("LISTENING {}", server.addr);
+        std::future::pending::<()>().await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_resumes_across_a_server_restart() {
+    use tokio::io::AsyncBufReadExt as _;
+
     let dir = tempfile::tempdir().expect("temporary directory");
-    let server = TestServer::start(dir.path()).await;
-    let addr = server.addr;
-    let client = server.client();
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "streams::child_server", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the first server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines_out = tokio::io::BufReader::new(stdout).lines();
+    // libtest prints `test … ... ` before the child's own output, on the same line.
+    let addr: std::net::SocketAddr = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines_out.next_line().await.expect("child output") {
+            if let Some((_, addr)) = line.split_once("LISTENING ") {
+                return addr.trim().parse().expect("an address");
+            }
+        }
+        panic!("the first server ended without listening");
+    })
+    .await
+    .expect("the first server listens");
+    let client = quick(Client::new(format!("http://{addr}")).expect("client"));
     let run = create(&client, "gated").await;
     let mut stream = client.events(run, 0);
     let mut events = Vec::new();
-    // Read up to the engine's last line before its gate, then stop the server under the stream.
+    // Read up to the engine's last line before its gate, then kill the server under the stream.
     while let Some(event) = stream.next().await {
         let event = event.expect("no error before the restart");
         let before_gate = event.event_type() == "console.line" && event.to_json().expect("json").contains("before 1");
@@ -125,10 +163,10 @@ async fn the_stream_resumes_across_a_server_restart() {
             break;
         }
     }
-    server.stop().await;
+    child.kill().await.expect("SIGKILL");
     let restarted = TestServer::start_on(dir.path(), addr).await;
-    // The old runtime's engine still waits at its (never opened) gate; the restarted server's
-    // recovery ends the run as lost, so run.completed can only come from the new server.
+    // The killed server's run was waiting at its gate; the restarted server's recovery ends it as
+    // lost, so run.completed can only come from the new server.
     events.extend(collect(stream).await);
     assert_complete(&events);
     assert_eq!(lines(&events), raw_log(&restarted.base, &run.to_string()).await);

@@ -266,6 +266,7 @@ impl RuntimeBuilder {
             path: self.data_dir.clone(),
             source,
         })?;
+        let data_dir_lock = if self.in_memory { None } else { Some(lock_data_dir(&self.data_dir)?) };
         let (events, runs): (Arc<dyn EventStore>, Arc<dyn RunStore>) = if self.in_memory {
             (Arc::new(MemoryEventStore::new()), Arc::new(MemoryRunStore::new()))
         } else {
@@ -285,6 +286,7 @@ impl RuntimeBuilder {
             configurations.insert(configuration.id.clone(), Arc::new(configuration));
         }
         let inner = Arc::new(Inner {
+            _data_dir_lock: data_dir_lock,
             data_dir: self.data_dir,
             dispatcher: Dispatcher::new(events, options),
             runs,
@@ -315,6 +317,25 @@ impl RuntimeBuilder {
     }
 }
 
+/// Takes `<data_dir>/ade.lock` exclusively. The embedded stores belong to one runtime: recovery
+/// ends every run it finds active, so a second runtime on the same directory (another process, or
+/// an `ade` command run beside a server) must be refused rather than end the first one's runs. The
+/// lock goes with the process, however it ends.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("ade.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io { action: "open", path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DataDirInUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { action: "lock", path, source }),
+    }
+}
+
 /// Why an active run is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopReason {
@@ -331,6 +352,8 @@ struct ActiveRun {
 
 #[derive(Debug)]
 struct Inner {
+    /// Held while the runtime lives (see [`lock_data_dir`]).
+    _data_dir_lock: Option<std::fs::File>,
     data_dir: PathBuf,
     dispatcher: Dispatcher,
     runs: Arc<dyn RunStore>,
@@ -534,7 +557,9 @@ impl Runtime {
     /// # Errors
     /// [`Error::RunNotFound`]; [`Error::AlreadyTerminal`] when it has already ended.
     pub async fn cancel(&self, workspace_id: Option<&WorkspaceId>, id: RunId) -> Result<Run> {
-        let run = self.inner.runs.get_run(workspace_id, id).await?.ok_or(Error::RunNotFound(id))?;
+        // As `get_run` sees it: a run whose `run.completed` is persisted has ended, even in the
+        // instant before its row says so.
+        let run = self.get_run(workspace_id, id).await?.ok_or(Error::RunNotFound(id))?;
         if run.status.is_terminal() {
             return Err(Error::AlreadyTerminal(id));
         }

@@ -1,8 +1,8 @@
 //! Uploads a file, runs a configuration over it, waits for the run's end and prints its summary.
 //!
-//! Run with: `cargo run -p ade-client --example submit_and_wait -- http://127.0.0.1:8080 members examples/data/members.csv`
+//! Run with: `cargo run --example submit_and_wait -- http://127.0.0.1:8080 members examples/data/members.csv`
 
-use ade_client::{Client, NewRun};
+use ade::client::{Client, NewRun};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
