@@ -77,6 +77,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,ade_server=info,tower_http=info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // File reads (event replays, uploads) are short: a bounded blocking pool keeps thousands of
     // subscribers connecting at once from starting hundreds of threads, each with its own stack
