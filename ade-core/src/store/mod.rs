@@ -21,6 +21,8 @@ pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgEventStore;
+#[cfg(feature = "postgres")]
+pub use runs::PgRunStore;
 pub use runs::{
     CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
     RunStore, SqliteRunStore, Transition,

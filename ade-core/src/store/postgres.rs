@@ -48,7 +48,7 @@ CREATE TABLE ade_events (
 );
 
 CREATE TABLE ade_runs (
-    id                    TEXT    NOT NULL PRIMARY KEY,
+    id                    TEXT    COLLATE "C" NOT NULL PRIMARY KEY, -- byte order = id order
     workspace_id          TEXT    NOT NULL,
     configuration_id      TEXT    NOT NULL,
     configuration_version TEXT    NOT NULL,
@@ -90,7 +90,7 @@ CREATE TABLE ade_idempotency_keys (
     workspace_id  TEXT    NOT NULL,
     key           TEXT    NOT NULL,
     request_hash  TEXT    NOT NULL,
-    run_id        TEXT    NOT NULL REFERENCES ade_runs (id) ON DELETE CASCADE,
+    run_id        TEXT    COLLATE "C" NOT NULL REFERENCES ade_runs (id) ON DELETE CASCADE,
     created_at_us BIGINT  NOT NULL,
     PRIMARY KEY (workspace_id, key)
 );
@@ -142,7 +142,7 @@ async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
     tx.commit().await.map_err(db)
 }
 
-pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
+fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
 }
 
@@ -388,19 +388,25 @@ pub(crate) mod testing {
         }
     }
 
+    impl Schema {
+        /// Another pool on the schema: a second server instance on the same database.
+        pub(crate) async fn connect(&self) -> PgPool {
+            let options = PgConnectOptions::from_str(&self.url)
+                .expect("ADE_TEST_PG_URL")
+                .options([("search_path", &self.name)])
+                .application_name(&self.name);
+            PgPoolOptions::new().max_connections(4).connect_with(options).await.expect("pool")
+        }
+    }
+
     /// A pool on a new empty schema of the test database, and the guard that drops it.
     pub(crate) async fn fresh_schema(url: &str) -> (PgPool, Schema) {
         let name = format!("ade_test_{}", ulid::Ulid::generate().to_string().to_lowercase());
         let mut conn = PgConnection::connect(url).await.expect("connect to ADE_TEST_PG_URL");
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.expect("create schema");
         conn.close().await.expect("close");
-        let schema = Schema { url: url.to_owned(), name: name.clone() };
-        let options = PgConnectOptions::from_str(url)
-            .expect("ADE_TEST_PG_URL")
-            .options([("search_path", &name)])
-            .application_name(&name);
-        let pool = PgPoolOptions::new().max_connections(4).connect_with(options).await.expect("pool");
-        (pool, schema)
+        let schema = Schema { url: url.to_owned(), name };
+        (schema.connect().await, schema)
     }
 }
 
