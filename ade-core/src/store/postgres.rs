@@ -446,4 +446,29 @@ mod tests {
         // Opening again (another instance) finds the schema current.
         PgEventStore::with_pool(pool).await.expect("reopen");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_writers_on_two_instances_store_one_batch() {
+        let Some(url) = testing::url() else { return };
+        let (pool, schema) = testing::fresh_schema(&url).await;
+        let a = PgEventStore::with_pool(pool).await.expect("open a");
+        let b = PgEventStore::with_pool(schema.connect().await).await.expect("open b");
+        let run = run_key("acme");
+        for first in (1..=60).step_by(3) {
+            let (batch_a, batch_b) = (lines(&run, first, first + 2), lines(&run, first, first + 2));
+            let (from_a, from_b) = tokio::join!(
+                a.append(&run, &batch_a, Durability::Buffered),
+                b.append(&run, &batch_b, Durability::Buffered),
+            );
+            let (won, lost) = if from_a.is_ok() { (from_a, from_b) } else { (from_b, from_a) };
+            assert!(won.is_ok(), "{won:?}");
+            let expected = first + 3;
+            assert!(
+                matches!(lost, Err(Error::SequenceConflict { expected: e, got, .. }) if e == expected && got == first),
+                "{lost:?}"
+            );
+        }
+        let read: Vec<_> = a.read_after(&run, 0).await.expect("read").try_collect().await.expect("events");
+        assert_eq!(read.iter().map(|e| e.sequence()).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>());
+    }
 }
