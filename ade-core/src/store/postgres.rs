@@ -471,4 +471,19 @@ mod tests {
         let read: Vec<_> = a.read_after(&run, 0).await.expect("read").try_collect().await.expect("events");
         assert_eq!(read.iter().map(|e| e.sequence()).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>());
     }
+
+    #[tokio::test]
+    async fn the_schema_version_is_set_and_a_newer_one_is_refused() {
+        let Some(url) = testing::url() else { return };
+        let (pool, _schema) = testing::fresh_schema(&url).await;
+        let store = PgEventStore::with_pool(pool.clone()).await.expect("open");
+        let version: i64 = sqlx::query_scalar("SELECT version FROM ade_schema_version")
+            .fetch_one(store.pool())
+            .await
+            .expect("version");
+        assert_eq!(version, i64::try_from(SCHEMA_VERSION).expect("small"));
+        sqlx::query("UPDATE ade_schema_version SET version = version + 1").execute(&pool).await.expect("bump");
+        let newer = crate::store::PgRunStore::with_pool(pool).await;
+        assert!(matches!(newer, Err(Error::Database(ref m)) if m.contains("newer")), "{newer:?}");
+    }
 }
