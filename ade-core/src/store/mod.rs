@@ -7,6 +7,8 @@
 
 mod memory;
 mod ndjson;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod runs;
 
 use std::fmt::Debug;
@@ -17,6 +19,10 @@ use futures::stream::BoxStream;
 
 pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgEventStore;
+#[cfg(feature = "postgres")]
+pub use runs::PgRunStore;
 pub use runs::{
     CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
     RunStore, SqliteRunStore, Transition,

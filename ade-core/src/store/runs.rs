@@ -228,9 +228,13 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 }
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 pub use memory::MemoryRunStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgRunStore;
 pub use sqlite::SqliteRunStore;
 
 #[cfg(test)]

@@ -200,23 +200,23 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
 
 // ---- Encoding ------------------------------------------------------------------------------------
 
-fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+pub(super) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }
 
-fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>> {
+pub(super) fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>> {
     value.map(json).transpose()
 }
 
 /// The wire spelling of a unit enum (`RunMode`, …).
-fn enum_text<T: Serialize>(value: &T) -> Result<String> {
+pub(super) fn enum_text<T: Serialize>(value: &T) -> Result<String> {
     match serde_json::to_value(value)? {
         serde_json::Value::String(text) => Ok(text),
         other => Err(Error::Database(format!("expected a string for an enum, got {other}"))),
     }
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64> {
+pub(super) fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
 }
 
@@ -227,37 +227,66 @@ where
     row.try_get(name).map_err(|e| Error::Database(format!("column {name}: {e}")))
 }
 
-fn parsed<T: FromStr<Err = Error>>(row: &SqliteRow, name: &str) -> Result<T> {
-    column::<String>(row, name)?.parse()
+/// The columns a run store reads back: the same TEXT and integer columns in every SQL backend,
+/// so one decoder serves them all.
+pub(super) trait Columns {
+    /// A TEXT column.
+    fn text(&self, name: &str) -> Result<String>;
+    /// A nullable TEXT column.
+    fn text_opt(&self, name: &str) -> Result<Option<String>>;
+    /// A 64-bit integer column.
+    fn int(&self, name: &str) -> Result<i64>;
+    /// A nullable 32-bit integer column.
+    fn int32_opt(&self, name: &str) -> Result<Option<i32>>;
 }
 
-fn parsed_opt<T: FromStr<Err = Error>>(row: &SqliteRow, name: &str) -> Result<Option<T>> {
-    column::<Option<String>>(row, name)?.map(|text| text.parse()).transpose()
+impl Columns for SqliteRow {
+    fn text(&self, name: &str) -> Result<String> {
+        column(self, name)
+    }
+    fn text_opt(&self, name: &str) -> Result<Option<String>> {
+        column(self, name)
+    }
+    fn int(&self, name: &str) -> Result<i64> {
+        column(self, name)
+    }
+    fn int32_opt(&self, name: &str) -> Result<Option<i32>> {
+        column(self, name)
+    }
 }
 
-fn from_json<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T> {
-    Ok(serde_json::from_str(&column::<String>(row, name)?)?)
+fn parsed<T: FromStr<Err = Error>>(row: &impl Columns, name: &str) -> Result<T> {
+    row.text(name)?.parse()
 }
 
-fn from_json_opt<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<Option<T>> {
-    Ok(column::<Option<String>>(row, name)?.map(|text| serde_json::from_str(&text)).transpose()?)
+fn parsed_opt<T: FromStr<Err = Error>>(row: &impl Columns, name: &str) -> Result<Option<T>> {
+    row.text_opt(name)?.map(|text| text.parse()).transpose()
 }
 
-fn from_enum_text<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T> {
-    Ok(serde_json::from_value(serde_json::Value::String(column(row, name)?))?)
+fn from_json<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<T> {
+    Ok(serde_json::from_str(&row.text(name)?)?)
 }
 
-fn to_u64(row: &SqliteRow, name: &str) -> Result<u64> {
-    let value: i64 = column(row, name)?;
+fn from_json_opt<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<Option<T>> {
+    Ok(row.text_opt(name)?.map(|text| serde_json::from_str(&text)).transpose()?)
+}
+
+fn from_enum_text<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<T> {
+    Ok(serde_json::from_value(serde_json::Value::String(row.text(name)?))?)
+}
+
+fn to_u64(row: &impl Columns, name: &str) -> Result<u64> {
+    let value = row.int(name)?;
     u64::try_from(value).map_err(|_| Error::Database(format!("column {name}: negative value {value}")))
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<Run> {
+/// A run from a row of the runs table.
+pub(super) fn run_from_row(row: &impl Columns) -> Result<Run> {
     Ok(Run {
         id: parsed(row, "id")?,
         workspace_id: parsed(row, "workspace_id")?,
         configuration_id: parsed(row, "configuration_id")?,
-        configuration_version: column(row, "configuration_version")?,
+        configuration_version: row.text("configuration_version")?,
         build_id: parsed_opt(row, "build_id")?,
         status: from_enum_text(row, "status")?,
         mode: from_enum_text(row, "mode")?,
@@ -266,7 +295,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
         created_at: parsed(row, "created_at")?,
         started_at: parsed_opt(row, "started_at")?,
         completed_at: parsed_opt(row, "completed_at")?,
-        exit_code: column(row, "exit_code")?,
+        exit_code: row.int32_opt("exit_code")?,
         failure: from_json_opt(row, "failure")?,
         last_sequence: to_u64(row, "last_sequence")?,
         summary: from_json_opt(row, "summary")?,
@@ -274,14 +303,15 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
     })
 }
 
-fn document_from_row(row: &SqliteRow) -> Result<Document> {
+/// A document from a row of the documents table.
+pub(super) fn document_from_row(row: &impl Columns) -> Result<Document> {
     Ok(Document {
         id: parsed(row, "id")?,
         workspace_id: parsed(row, "workspace_id")?,
-        filename: column(row, "filename")?,
+        filename: row.text("filename")?,
         byte_size: to_u64(row, "byte_size")?,
-        sha256: column(row, "sha256")?,
-        content_type: column(row, "content_type")?,
+        sha256: row.text("sha256")?,
+        content_type: row.text("content_type")?,
         created_at: parsed(row, "created_at")?,
     })
 }
@@ -329,7 +359,7 @@ async fn current_status(conn: &mut SqliteConnection, id: RunId) -> Result<RunSta
 }
 
 /// Every status, for the state machine's checks in SQL.
-const STATUSES: [RunStatus; 6] = [
+pub(super) const STATUSES: [RunStatus; 6] = [
     RunStatus::Queued,
     RunStatus::Building,
     RunStatus::Running,
@@ -338,10 +368,9 @@ const STATUSES: [RunStatus; 6] = [
     RunStatus::Cancelled,
 ];
 
-/// The statuses a run may be in to go to `to`, as a JSON array for `json_each`.
-fn statuses_before(to: RunStatus) -> Result<String> {
-    let from: Vec<&str> = STATUSES.iter().filter(|from| from.can_transition_to(to)).map(|s| s.as_str()).collect();
-    json(&from)
+/// The statuses a run may be in to go to `to`.
+pub(super) fn statuses_before(to: RunStatus) -> Vec<&'static str> {
+    STATUSES.iter().filter(|from| from.can_transition_to(to)).map(|s| s.as_str()).collect()
 }
 
 impl SqliteRunStore {
@@ -359,7 +388,7 @@ impl SqliteRunStore {
     }
 }
 
-fn now_us() -> i64 {
+pub(super) fn now_us() -> i64 {
     Timestamp::now().unix_micros()
 }
 
@@ -468,7 +497,7 @@ impl RunStore for SqliteRunStore {
         .bind(transition.build_id.map(|b| b.to_string()))
         .bind(transition.started_at.map(|t| t.to_string()))
         .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
-        .bind(transition.to.map(statuses_before).transpose()?)
+        .bind(transition.to.map(|to| json(&statuses_before(to))).transpose()?)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -497,7 +526,7 @@ impl RunStore for SqliteRunStore {
         .bind(json_opt(finalization.failure.as_ref())?)
         .bind(json(&finalization.summary)?)
         .bind(to_i64(finalization.last_sequence, "last_sequence")?)
-        .bind(statuses_before(finalization.status)?)
+        .bind(json(&statuses_before(finalization.status))?)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
