@@ -350,7 +350,11 @@ pub(crate) mod testing {
                     std::env::var("ADE_REQUIRE_PG").as_deref() != Ok("1"),
                     "ADE_REQUIRE_PG=1 but ADE_TEST_PG_URL is not set: the PostgreSQL tests cannot run"
                 );
-                println!("skipped: ADE_TEST_PG_URL is not set");
+                // Written to stderr directly, past libtest's capture, so `cargo test` shows the skip.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"skipped: a PostgreSQL test (set ADE_TEST_PG_URL=postgres://... to run it)\n",
+                );
                 None
             }
         }
