@@ -5,7 +5,7 @@ use std::time::Duration;
 use ade_core::config::Configuration;
 use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
 use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
-use ade_core::store::Document;
+use ade_core::store::{Document, RunFilter};
 use ade_core::{Created, Runtime};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -98,16 +98,12 @@ impl NewRun {
     }
 }
 
-/// Which runs [`Client::list_runs`] lists; every field narrows the list.
+/// Which runs [`Client::list_runs`] lists: the runtime's [`RunFilter`], plus paging.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListRuns {
-    /// Only this workspace.
-    pub workspace_id: Option<WorkspaceId>,
-    /// Only runs in this status.
-    pub status: Option<RunStatus>,
-    /// Only runs of this configuration.
-    pub configuration_id: Option<ConfigurationId>,
+    /// Workspace, status and configuration; every field narrows the list.
+    pub filter: RunFilter,
     /// At most this many (1..=200; the server's default when absent).
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
@@ -118,21 +114,21 @@ impl ListRuns {
     /// Only `workspace_id`.
     #[must_use]
     pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
-        self.workspace_id = Some(workspace_id);
+        self.filter = self.filter.workspace(workspace_id);
         self
     }
 
     /// Only runs in `status`.
     #[must_use]
     pub fn status(mut self, status: RunStatus) -> Self {
-        self.status = Some(status);
+        self.filter = self.filter.status(status);
         self
     }
 
     /// Only runs of `configuration_id`.
     #[must_use]
     pub fn configuration(mut self, configuration_id: ConfigurationId) -> Self {
-        self.configuration_id = Some(configuration_id);
+        self.filter = self.filter.configuration(configuration_id);
         self
     }
 
@@ -330,24 +326,24 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Api`] (400 for a bad filter or cursor), [`Error::Transport`], [`Error::Decode`].
-    pub async fn list_runs(&self, filter: &ListRuns) -> Result<RunList> {
+    pub async fn list_runs(&self, list: &ListRuns) -> Result<RunList> {
         if let Some(runtime) = &self.local {
-            return local::list_runs(runtime, filter).await;
+            return local::list_runs(runtime, list).await;
         }
         let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(workspace) = &filter.workspace_id {
+        if let Some(workspace) = &list.filter.workspace_id {
             query.push(("workspace_id", workspace.as_str().to_owned()));
         }
-        if let Some(status) = filter.status {
+        if let Some(status) = list.filter.status {
             query.push(("status", status.as_str().to_owned()));
         }
-        if let Some(configuration) = &filter.configuration_id {
+        if let Some(configuration) = &list.filter.configuration_id {
             query.push(("configuration_id", configuration.as_str().to_owned()));
         }
-        if let Some(limit) = filter.limit {
+        if let Some(limit) = list.limit {
             query.push(("limit", limit.to_string()));
         }
-        if let Some(cursor) = &filter.cursor {
+        if let Some(cursor) = &list.cursor {
             query.push(("cursor", cursor.clone()));
         }
         json(send(self.request(Method::GET, "/runs").query(&query)).await?, "a page of runs").await

@@ -5,7 +5,7 @@ use ade_core::config::Configuration;
 use ade_core::dispatch::After;
 use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
 use ade_core::run::Run;
-use ade_core::store::{Document, RunFilter, RunKey};
+use ade_core::store::{Document, RunKey};
 use ade_core::{CreateRun, Created, Runtime};
 use futures::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
@@ -106,21 +106,11 @@ pub(crate) async fn get_run(runtime: &Runtime, id: RunId) -> Result<Run> {
 }
 
 pub(crate) async fn list_runs(runtime: &Runtime, list: &ListRuns) -> Result<RunList> {
-    let mut filter = RunFilter::default();
-    if let Some(workspace) = &list.workspace_id {
-        filter = filter.workspace(workspace.clone());
-    }
-    if let Some(status) = list.status {
-        filter = filter.status(status);
-    }
-    if let Some(configuration) = &list.configuration_id {
-        filter = filter.configuration(configuration.clone());
-    }
     let limit = list.limit.unwrap_or(DEFAULT_RUNS_LIMIT);
     if !(1..=MAX_RUNS_LIMIT).contains(&limit) {
         return Err(bad_request(format!("`limit` must be an integer from 1 to {MAX_RUNS_LIMIT}, not {limit}")));
     }
-    let page = runtime.list_runs(&filter, limit, list.cursor.as_deref()).await.map_err(problem)?;
+    let page = runtime.list_runs(&list.filter, limit, list.cursor.as_deref()).await.map_err(problem)?;
     Ok(RunList { runs: page.runs, next_cursor: page.next_cursor })
 }
 
