@@ -1661,9 +1661,37 @@ mod tests {
         h.runtime.shutdown().await;
     }
 
+    /// Runs `members-xlsx` over one workbook of the `Club` sheet shape (title, blank row, header on
+    /// row 3, members on rows 4–6 with row 5 missing its id and holding a bad e-mail) and checks
+    /// its table summary, issues and output rows.
+    async fn club_workbook_end_to_end(file_name: &str, bytes: &[u8], columns: (u64, u64), output: &[[&str; 8]]) {
+        let h = harness().await;
+        let document = upload(&h.runtime, file_name, bytes).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        let t = tables[0];
+        assert_eq!((t.table_id.as_str(), t.source_sheet.as_str()), ("tbl_0_0_0", "Club"));
+        let (column_count, mapped) = columns;
+        assert_eq!(
+            (t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count),
+            (3, column_count, mapped, 1)
+        );
+        assert_eq!((t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row), (3, 4, 6));
+        let found: Vec<(Option<u64>, &str)> = issues(&events).iter().map(|i| (i.row, i.code.as_str())).collect();
+        assert_eq!(found, [(Some(5), "missing_required_value"), (Some(5), "invalid_email")]);
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        let header = ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"];
+        let expected: Vec<[&str; 8]> = std::iter::once(header).chain(output.iter().copied()).collect();
+        assert_eq!(sheets[0].1, strings(&expected));
+        h.runtime.shutdown().await;
+    }
+
     #[tokio::test]
     async fn an_ods_workbook_end_to_end() {
-        let h = harness().await;
         let rows: [&[&str]; 6] = [
             &["Members (ODS)"],
             &[],
@@ -1672,61 +1700,34 @@ mod tests {
             &["", "Bob", "bob@"],
             &["3", "Cy", "cy@example.org"],
         ];
-        let document = upload(&h.runtime, "members.ods", &test_support::ods("Club", &rows)).await;
-        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
-        let done = completion(&events);
-        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
-        let tables = summaries(&events);
-        assert_eq!(tables.len(), 1);
-        let t = tables[0];
-        assert_eq!((t.table_id.as_str(), t.source_sheet.as_str()), ("tbl_0_0_0", "Club"));
-        assert_eq!((t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count), (3, 4, 3, 1));
-        assert_eq!((t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row), (3, 4, 6));
-        let found: Vec<(Option<u64>, &str)> = issues(&events).iter().map(|i| (i.row, i.code.as_str())).collect();
-        assert_eq!(found, [(Some(5), "missing_required_value"), (Some(5), "invalid_email")]);
-        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
-        let sheets = read_back(&outputs.join("normalized.xlsx"));
-        assert_eq!(
-            sheets[0].1,
-            strings(&[
-                ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"],
+        let ods = test_support::ods("Club", &rows);
+        club_workbook_end_to_end(
+            "members.ods",
+            &ods,
+            (4, 3),
+            &[
                 ["1", "Ada", "ada@example.org", "", "first", "members.ods", "Club", "4"],
                 ["", "Bob", "bob@", "", "", "members.ods", "Club", "5"],
                 ["3", "Cy", "cy@example.org", "", "", "members.ods", "Club", "6"],
-            ])
-        );
-        h.runtime.shutdown().await;
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn an_xls_workbook_end_to_end() {
         // A real BIFF8 file (testdata/make_members_xls.py): numbers, dates and text cells.
-        let h = harness().await;
-        let xls = include_bytes!("testdata/members.xls");
-        let document = upload(&h.runtime, "members.xls", xls).await;
-        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
-        let done = completion(&events);
-        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
-        let tables = summaries(&events);
-        assert_eq!(tables.len(), 1);
-        let t = tables[0];
-        assert_eq!((t.table_id.as_str(), t.source_sheet.as_str()), ("tbl_0_0_0", "Club"));
-        assert_eq!((t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count), (3, 5, 4, 1));
-        assert_eq!((t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row), (3, 4, 6));
-        let found: Vec<(Option<u64>, &str)> = issues(&events).iter().map(|i| (i.row, i.code.as_str())).collect();
-        assert_eq!(found, [(Some(5), "missing_required_value"), (Some(5), "invalid_email")]);
-        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
-        let sheets = read_back(&outputs.join("normalized.xlsx"));
-        assert_eq!(
-            sheets[0].1,
-            strings(&[
-                ["member_id", "name", "email", "joined", "raw_1", "source_file", "source_sheet", "source_row"],
+        club_workbook_end_to_end(
+            "members.xls",
+            include_bytes!("testdata/members.xls"),
+            (5, 4),
+            &[
                 ["1", "Ada", "ada@example.org", "2019-03-14", "first", "members.xls", "Club", "4"],
                 ["", "Bob", "bob@", "", "", "members.xls", "Club", "5"],
                 ["3", "Cy", "cy@example.org", "2021-01-20", "", "members.xls", "Club", "6"],
-            ])
-        );
-        h.runtime.shutdown().await;
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
