@@ -71,6 +71,10 @@ pub enum Error {
     /// The run's log already ends with `run.completed`; nothing may follow it.
     #[error("run {0} is complete; no event may follow run.completed")]
     RunComplete(RunId),
+    /// This process no longer holds the run's lease (another instance took the run over): its
+    /// writes are refused, so two processes never write one run.
+    #[error("run {0}: this process no longer holds the run's lease")]
+    LeaseLost(RunId),
     /// Events emitted by a writer could not be persisted; none of them was published.
     #[error("run {run_id}: events from sequence {first_lost} could not be persisted: {reason}")]
     WriteFailed {

@@ -25,6 +25,15 @@ struct Args {
     /// Where runs, event logs, documents and outputs are kept.
     #[arg(long, env = "ADE_DATA_DIR", default_value = "./ade-data")]
     data_dir: PathBuf,
+    /// Keep runs and events in this PostgreSQL database (`postgres://user@host:port/db`) instead of
+    /// the data directory's SQLite and NDJSON files, shared with every other instance on it. All
+    /// instances must then share one data directory too (documents and outputs live there).
+    #[arg(long, env = "ADE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Seconds a worker's claim on a run lasts without renewal; with a database, another instance
+    /// ends the run of an instance that stopped renewing (`orchestrator_lost`) after this long.
+    #[arg(long, env = "ADE_LEASE_SECS", default_value_t = 30.0, value_parser = parse_lease)]
+    lease_secs: f64,
     /// Address to listen on.
     #[arg(long, env = "ADE_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
@@ -59,6 +68,14 @@ struct Args {
     /// Seconds shutdown waits for executing runs before leaving them to recovery.
     #[arg(long, env = "ADE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+}
+
+/// A lease of 0.1 s to one day.
+fn parse_lease(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.1..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 86400")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,11 +127,17 @@ async fn serve(args: Args) -> Result<(), String> {
         .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0])
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
-    let mut builder =
-        Runtime::builder().data_dir(&args.data_dir).workers(args.workers).durability(match args.durability {
+    let mut builder = Runtime::builder()
+        .data_dir(&args.data_dir)
+        .workers(args.workers)
+        .lease(Duration::from_secs_f64(args.lease_secs))
+        .durability(match args.durability {
             DurabilityArg::Buffered => Durability::Buffered,
             DurabilityArg::Fsync => Durability::Fsync,
         });
+    if let Some(url) = &args.database_url {
+        builder = builder.postgres(url);
+    }
     let mut directory_ids = Vec::new();
     if let Some(dir) = &args.config_dir {
         let loaded = Configuration::load_dir(dir).map_err(|e| e.to_string())?;

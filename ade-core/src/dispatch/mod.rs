@@ -9,6 +9,9 @@
 //!   through a bounded per-run ring ([`DispatchOptions::live_buffer`]). A subscriber that falls
 //!   behind the ring is not dropped and does not slow the writer: it reads the store from its last
 //!   delivered sequence, then rejoins live.
+//! - **Other processes' runs.** When the store is shared (PostgreSQL), a run may be written by
+//!   another process. [`Dispatcher::announced`] (fed by the database's notifications) makes the
+//!   run's hub read what was appended, once for all its local subscribers, and publish it.
 
 mod subscription;
 mod writer;
@@ -17,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use futures::StreamExt;
 use tokio::sync::broadcast;
 
 pub use subscription::After;
@@ -112,6 +116,22 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Hub {
     live: broadcast::Sender<Arc<StoredEvent>>,
+    key: RunKey,
+    /// Reading what another process appended (shared stores only).
+    remote: Mutex<RemoteFeed>,
+}
+
+/// What a hub has read from the store of events another process appended.
+#[derive(Debug, Default)]
+struct RemoteFeed {
+    /// Every event up to here is published (or was before the hub's first subscriber).
+    published: u64,
+    /// The last sequence announced as appended.
+    announced: u64,
+    /// Announcements may have been missed: read once more whatever was announced.
+    resync: bool,
+    /// A read is under way; it loops until nothing announced is left.
+    reading: bool,
 }
 
 impl Dispatcher {
@@ -209,23 +229,46 @@ impl Dispatcher {
         self.existing_hub(run).map_or(0, |hub| hub.live.len())
     }
 
+    /// Another process appended events of `run` up to `last_sequence` (shared stores): the run's
+    /// local subscribers get them, read from the store once for all of them. Nothing happens for a
+    /// run nobody here follows, or that a writer of this process writes (it publishes itself).
+    pub fn announced(&self, run: RunId, last_sequence: u64) {
+        if let Some(hub) = self.existing_hub(run)
+            && !lock(&self.inner.writers).contains_key(&run)
+        {
+            hub.read_announced(self, Some(last_sequence));
+        }
+    }
+
+    /// Announcements may have been missed (the listener reconnected): every followed run that no
+    /// writer of this process writes is read from where its hub stopped.
+    pub fn resync(&self) {
+        let hubs: Vec<Arc<Hub>> = lock(&self.inner.hubs).values().filter_map(Weak::upgrade).collect();
+        for hub in hubs {
+            if !lock(&self.inner.writers).contains_key(&hub.key.run_id) {
+                hub.read_announced(self, None);
+            }
+        }
+    }
+
     fn existing_hub(&self, run: RunId) -> Option<Arc<Hub>> {
         lock(&self.inner.hubs).get(&run).and_then(Weak::upgrade)
     }
 
-    /// The run's hub, created when nobody holds it.
-    pub(crate) fn hub(&self, run: RunId) -> Arc<Hub> {
+    /// The run's hub, created when nobody holds it; `after` is where its first follower starts.
+    pub(crate) fn hub(&self, run: &RunKey, after: u64) -> Arc<Hub> {
         let mut hubs = lock(&self.inner.hubs);
-        if let Some(hub) = hubs.get(&run).and_then(Weak::upgrade) {
+        if let Some(hub) = hubs.get(&run.run_id).and_then(Weak::upgrade) {
             return hub;
         }
         let (live, _) = broadcast::channel(self.inner.options.live_buffer);
-        let hub = Arc::new(Hub { live });
+        let remote = RemoteFeed { published: after, ..RemoteFeed::default() };
+        let hub = Arc::new(Hub { live, key: run.clone(), remote: Mutex::new(remote) });
         // Forget hubs nobody holds any more, in amortized O(1).
         if hubs.len() >= 64 && hubs.len().is_power_of_two() {
             hubs.retain(|_, hub| hub.strong_count() > 0);
         }
-        hubs.insert(run, Arc::downgrade(&hub));
+        hubs.insert(run.run_id, Arc::downgrade(&hub));
         hub
     }
 }
@@ -238,6 +281,55 @@ impl Hub {
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.live.subscribe()
+    }
+
+    /// Reads and publishes what was announced (up to `announced`; `None`: whatever the store
+    /// has), unless a read is already under way, which then reads this too.
+    fn read_announced(self: Arc<Self>, dispatcher: &Dispatcher, announced: Option<u64>) {
+        {
+            let mut remote = lock(&self.remote);
+            match announced {
+                Some(sequence) => remote.announced = remote.announced.max(sequence),
+                None => remote.resync = true,
+            }
+            if remote.reading || (!remote.resync && remote.announced <= remote.published) {
+                return;
+            }
+            remote.reading = true;
+        }
+        let store = dispatcher.inner.store.clone();
+        tokio::spawn(async move {
+            loop {
+                let from = {
+                    let mut remote = lock(&self.remote);
+                    if !remote.resync && remote.announced <= remote.published {
+                        remote.reading = false;
+                        return;
+                    }
+                    remote.resync = false;
+                    remote.published
+                };
+                if let Err(error) = self.publish_stored(&store, from).await {
+                    // Subscribers see the next announcement's events as a gap and read the store.
+                    tracing::warn!(run_id = %self.key.run_id, %error, "could not read announced events");
+                    lock(&self.remote).reading = false;
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Publishes the stored events after `from`, in order.
+    async fn publish_stored(&self, store: &Arc<dyn EventStore>, from: u64) -> Result<()> {
+        let mut events = store.read_after(&self.key, from).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let sequence = event.sequence();
+            self.publish(event);
+            let mut remote = lock(&self.remote);
+            remote.published = remote.published.max(sequence);
+        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) async fn subscribe(
     after: u64,
     transport: &'static str,
 ) -> Result<EventStream> {
-    let hub = dispatcher.hub(key.run_id);
+    let hub = dispatcher.hub(&key, after);
     // Live first, then the store: an event published after this point is in `live`, one persisted
     // before the store read is in the read; overlaps are dropped by sequence.
     let live = hub.subscribe();

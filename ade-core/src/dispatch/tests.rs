@@ -366,3 +366,76 @@ fn events_and_write_failures_are_counted_under_the_spec_metric_names() {
     assert_eq!(counter("ade_events_total", &[("type", "console.line"), ("source", "engine")]), Some(3));
     assert_eq!(counter("ade_events_total", &[("type", "run.completed"), ("source", "api")]), Some(1));
 }
+
+/// Two dispatchers on one store: two processes sharing a database. `reader` follows a run that
+/// `writer` writes; announcements (what the database's notifications carry) make it deliver.
+fn two_instances() -> (Dispatcher, Dispatcher) {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let options = DispatchOptions::default().with_live_buffer(64);
+    (Dispatcher::new(store.clone(), options.clone()), Dispatcher::new(store, options))
+}
+
+/// Waits for the next event of a stream, failing after a while rather than hanging.
+async fn next_event(stream: &mut EventStream) -> Arc<StoredEvent> {
+    tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("an announced event must arrive")
+        .expect("stream open")
+        .expect("no stream error")
+}
+
+#[tokio::test]
+async fn announced_events_of_another_instance_reach_local_subscribers_in_order() {
+    let (writing, reading) = two_instances();
+    let run = run_key("acme");
+    let writer = writing.open_run(context(&run)).await.expect("open");
+    writer.emit(EventSource::Api, console("before")).await.expect("emit");
+    writer.flush().await.expect("flush");
+    let mut first = reading.subscribe(run.clone(), After(0)).await.expect("subscribe");
+    let mut second = reading.subscribe(run.clone(), After(1)).await.expect("subscribe");
+    assert_eq!(next_event(&mut first).await.sequence(), 1, "replayed from the store");
+    for round in 0..3u64 {
+        for i in 0..40 {
+            writer.emit(EventSource::Engine, console(&format!("{round}/{i}"))).await.expect("emit");
+        }
+        let last = writer.flush().await.expect("flush");
+        reading.announced(run.run_id, last);
+        for stream in [&mut first, &mut second] {
+            for expected in (last - 39)..=last {
+                assert_eq!(next_event(stream).await.sequence(), expected);
+            }
+        }
+    }
+    writer.emit(EventSource::Api, completed(&run, writer.next_sequence())).await.expect("emit");
+    let last = writer.flush().await.expect("flush");
+    reading.announced(run.run_id, last);
+    // Both end after run.completed, with nothing left over.
+    let rest = collect(first).await;
+    assert_eq!(sequences(&rest), vec![last]);
+    assert_eq!(sequences(&collect(second).await), vec![last]);
+}
+
+#[tokio::test]
+async fn a_resync_delivers_what_missed_announcements_would_have() {
+    let (writing, reading) = two_instances();
+    let run = run_key("acme");
+    let writer = writing.open_run(context(&run)).await.expect("open");
+    let mut stream = reading.subscribe(run.clone(), After(0)).await.expect("subscribe");
+    for i in 0..10 {
+        writer.emit(EventSource::Engine, console(&format!("line {i}"))).await.expect("emit");
+    }
+    writer.flush().await.expect("flush");
+    // No announcement arrives (the listener was reconnecting): a resync reads the store.
+    reading.resync();
+    for expected in 1..=10 {
+        assert_eq!(next_event(&mut stream).await.sequence(), expected);
+    }
+    // An announcement for a run nobody here follows, or for a sequence already delivered, is
+    // harmless.
+    reading.announced(run_key("acme").run_id, 5);
+    reading.announced(run.run_id, 3);
+    writer.emit(EventSource::Api, completed(&run, writer.next_sequence())).await.expect("emit");
+    let last = writer.flush().await.expect("flush");
+    reading.announced(run.run_id, last);
+    assert_eq!(sequences(&collect(stream).await), vec![last]);
+}

@@ -26,12 +26,22 @@ pub struct RunContext {
     pub run_id: RunId,
     /// The run's build, once it has one.
     pub build_id: Option<BuildId>,
+    /// The lease the writer appends under (stores shared by several processes): once another
+    /// process takes the run over, the store refuses this writer's batches.
+    pub lease_owner: Option<Arc<str>>,
 }
 
 impl RunContext {
     /// The context of `run_id`, without a build yet.
     pub fn new(workspace_id: WorkspaceId, configuration_id: ConfigurationId, run_id: RunId) -> Self {
-        Self { workspace_id, configuration_id, run_id, build_id: None }
+        Self { workspace_id, configuration_id, run_id, build_id: None, lease_owner: None }
+    }
+
+    /// Appending only while `owner` holds the run's lease.
+    #[must_use]
+    pub fn with_lease_owner(mut self, owner: Option<Arc<str>>) -> Self {
+        self.lease_owner = owner;
+        self
     }
 
     /// The store key of the run's log.
@@ -125,6 +135,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
         writers.insert(key.run_id, ());
     }
     let registered = WriterRegistration { dispatcher: dispatcher.clone(), run_id: key.run_id };
+    let lease_owner = context.lease_owner.clone();
     let tail = dispatcher.inner.store.tail(&key).await?;
     if tail.terminal {
         return Err(Error::RunComplete(key.run_id));
@@ -143,10 +154,11 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
     });
     let (queue, pending) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(dispatcher.inner.options.max_pending));
-    let hub = dispatcher.hub(key.run_id);
+    let hub = dispatcher.hub(&key, tail.last_sequence);
     let committer = Committer {
         dispatcher: dispatcher.clone(),
         key: key.clone(),
+        lease_owner,
         shared: shared.clone(),
         hub,
         permits: permits.clone(),
@@ -313,6 +325,7 @@ impl RunWriter {
 struct Committer {
     dispatcher: Dispatcher,
     key: RunKey,
+    lease_owner: Option<Arc<str>>,
     shared: Arc<Shared>,
     hub: Arc<Hub>,
     permits: Arc<Semaphore>,
@@ -360,7 +373,11 @@ impl Committer {
         let terminal = events.last().is_some_and(|e| e.is_terminal());
         let durability = if terminal { Durability::Fsync } else { durability };
         let started = Instant::now();
-        let appended = self.dispatcher.inner.store.append(&self.key, events, durability).await;
+        let store = &self.dispatcher.inner.store;
+        let appended = match &self.lease_owner {
+            Some(owner) => store.append_leased(&self.key, events, durability, owner).await,
+            None => store.append(&self.key, events, durability).await,
+        };
         ::metrics::histogram!(metrics::EVENT_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         match appended {
             Ok(()) => {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ActiveRun, Runtime, StopReason};
 use crate::config::Configuration;
-use crate::dispatch::{RunContext, RunWriter, lock};
+use crate::dispatch::{RunWriter, lock};
 use crate::engine::{BuildArtifact, BuildContext, EngineContext, EngineOutcome, EventSink, fingerprint};
 use crate::error::{Error, Result};
 use crate::event::{
@@ -60,6 +60,12 @@ impl Ending {
             StopReason::TimedOut => {
                 Self::failed(stage, failure_code::TIMEOUT, format!("the run exceeded its timeout of {timeout_s} s"))
             }
+            // Another instance has ended it already; this ending's writes will be refused.
+            StopReason::LeaseLost => Self::failed(
+                stage,
+                failure_code::ORCHESTRATOR_LOST,
+                "this instance lost the run's lease to another instance",
+            ),
         }
     }
 }
@@ -67,7 +73,7 @@ impl Ending {
 /// The writer of a claimed run: the one its creator left, or a new one; makes sure `run.queued`
 /// is the log's first event.
 async fn writer_for(runtime: &Runtime, run: &Run) -> Result<RunWriter> {
-    let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id);
+    let context = runtime.writer_context(run);
     let writer = loop {
         // The creator may still hold the writer, about to hand it over: wait for either.
         let handed_over = runtime.inner.pending_ready.notified();
@@ -140,11 +146,13 @@ pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
     let cancel = CancellationToken::new();
     let reason = Arc::new(Mutex::new(None));
     lock(&runtime.inner.active).insert(id, ActiveRun { cancel: cancel.clone(), reason: reason.clone() });
-    if lock(&runtime.inner.cancel_requests).remove(&id) {
+    // Another instance may have been asked to cancel it before this one claimed it.
+    let cancel_asked = runtime.inner.shared && runtime.inner.runs.cancel_requested(id).await.unwrap_or(false);
+    if lock(&runtime.inner.cancel_requests).remove(&id) || cancel_asked {
         lock(&reason).get_or_insert(StopReason::Cancelled);
         cancel.cancel();
     }
-    let lease = spawn_lease_renewal(runtime, id);
+    let lease = spawn_lease_renewal(runtime, id, cancel.clone(), reason.clone());
     let mut execution = RunExecution { runtime, run, writer, cancel, reason, started_at: None, build_id: None };
     let ending = match execution.run_to_end().await {
         Ok(ending) => ending,
@@ -176,8 +184,15 @@ pub(super) async fn cancel_queued(runtime: &Runtime, run: Run) -> Result<Run> {
     finalize(runtime, &run, &writer, ending, None).await
 }
 
-/// Renews this process's lease on the run until the returned token is cancelled.
-fn spawn_lease_renewal(runtime: &Runtime, id: RunId) -> CancellationToken {
+/// Renews this process's lease on the run until the returned token is cancelled. A lost lease
+/// (another instance took the run over) stops the run: its writes are refused anyway. With
+/// shared stores, a cancel requested on another instance and missed here is seen at renewal.
+fn spawn_lease_renewal(
+    runtime: &Runtime,
+    id: RunId,
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+) -> CancellationToken {
     let done = CancellationToken::new();
     let (stop, runtime) = (done.clone(), runtime.clone());
     tokio::spawn(async move {
@@ -189,8 +204,17 @@ fn spawn_lease_renewal(runtime: &Runtime, id: RunId) -> CancellationToken {
             }
             match runtime.inner.runs.renew_lease(id, &runtime.inner.owner, runtime.inner.lease).await {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(run_id = %id, "lost the lease on a running run"),
+                Ok(false) => {
+                    tracing::warn!(run_id = %id, "lost the lease on a running run; stopping it here");
+                    lock(&reason).get_or_insert(StopReason::LeaseLost);
+                    cancel.cancel();
+                    return;
+                }
                 Err(error) => tracing::warn!(run_id = %id, %error, "could not renew a lease"),
+            }
+            if runtime.inner.shared && runtime.inner.runs.cancel_requested(id).await.unwrap_or(false) {
+                lock(&reason).get_or_insert(StopReason::Cancelled);
+                cancel.cancel();
             }
         }
     });

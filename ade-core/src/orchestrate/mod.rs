@@ -153,6 +153,7 @@ pub struct RuntimeBuilder {
     engines: HashMap<String, EngineEntry>,
     lease: Duration,
     cancel_grace: Duration,
+    database_url: Option<String>,
 }
 
 impl Default for RuntimeBuilder {
@@ -183,6 +184,7 @@ impl Default for RuntimeBuilder {
             engines,
             lease: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(10),
+            database_url: None,
         }
     }
 }
@@ -250,6 +252,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keep runs, documents' metadata and events in the PostgreSQL database at `url`
+    /// (`postgres://user@host:port/database`) instead of `ade.sqlite` and NDJSON logs, shared with
+    /// every other runtime on that database (SPEC §6): queued runs go to whichever instance claims
+    /// them, an instance's subscribers follow runs that another one executes, and a run whose
+    /// instance died is ended by another once its lease expires. Document bytes and outputs stay
+    /// in the data directory, which all instances must share.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
     /// How long a cancelled or timed-out engine gets to return before it is abandoned (default 10 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
@@ -266,12 +280,15 @@ impl RuntimeBuilder {
             path: self.data_dir.clone(),
             source,
         })?;
-        let data_dir_lock = if self.in_memory { None } else { Some(lock_data_dir(&self.data_dir)?) };
-        let (events, runs): (Arc<dyn EventStore>, Arc<dyn RunStore>) = if self.in_memory {
-            (Arc::new(MemoryEventStore::new()), Arc::new(MemoryRunStore::new()))
-        } else {
-            (Arc::new(NdjsonEventStore::new(&self.data_dir)), Arc::new(SqliteRunStore::open(&self.data_dir).await?))
+        let stores = match &self.database_url {
+            #[cfg(feature = "postgres")]
+            Some(url) => Stores::postgres(url).await?,
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(Error::Database("this build of ade has no PostgreSQL support".to_owned())),
+            None if self.in_memory => Stores::in_memory(),
+            None => Stores::embedded(&self.data_dir).await?,
         };
+        let Stores { events, runs, announcements, data_dir_lock } = stores;
         let mut options = DispatchOptions::default().with_durability(self.durability);
         if let Some(events) = self.live_buffer {
             options = options.with_live_buffer(events);
@@ -303,17 +320,72 @@ impl RuntimeBuilder {
             work: Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            owner: format!("ade-{}", RunId::new()),
+            owner: Arc::from(format!("ade-{}", RunId::new())),
+            shared: announcements.is_some(),
             lease: self.lease,
             cancel_grace: self.cancel_grace,
         });
         let runtime = Runtime { inner };
-        recovery::recover(&runtime).await?;
+        match announcements {
+            // Other instances may be executing the active runs: only expired leases say who died.
+            Some(announcements) => {
+                let (listener, reaper) = (runtime.clone(), runtime.clone());
+                runtime.inner.tasks.spawn(async move { listener.follow_announcements(announcements).await });
+                runtime.inner.tasks.spawn(async move { recovery::reap_abandoned(&reaper).await });
+            }
+            None => recovery::recover(&runtime).await?,
+        }
         for _ in 0..self.workers {
             let worker = runtime.clone();
             runtime.inner.tasks.spawn(async move { worker.work().await });
         }
         Ok(runtime)
+    }
+}
+
+/// The stores a runtime uses, and what sharing them with other processes needs.
+struct Stores {
+    events: Arc<dyn EventStore>,
+    runs: Arc<dyn RunStore>,
+    /// What other processes announce; `None` when the stores belong to this process alone.
+    announcements: Option<crate::store::Announcements>,
+    /// Held while the runtime lives (see [`lock_data_dir`]); embedded stores only.
+    data_dir_lock: Option<std::fs::File>,
+}
+
+impl Stores {
+    fn in_memory() -> Self {
+        Self {
+            events: Arc::new(MemoryEventStore::new()),
+            runs: Arc::new(MemoryRunStore::new()),
+            announcements: None,
+            data_dir_lock: None,
+        }
+    }
+
+    async fn embedded(data_dir: &Path) -> Result<Self> {
+        let data_dir_lock = Some(lock_data_dir(data_dir)?);
+        Ok(Self {
+            events: Arc::new(NdjsonEventStore::new(data_dir)),
+            runs: Arc::new(SqliteRunStore::open(data_dir).await?),
+            announcements: None,
+            data_dir_lock,
+        })
+    }
+
+    /// No data-directory lock here: every instance on the database shares the directory.
+    #[cfg(feature = "postgres")]
+    async fn postgres(url: &str) -> Result<Self> {
+        let pool = crate::store::postgres_pool(url).await?;
+        let events = crate::store::PgEventStore::with_pool(pool.clone()).await?;
+        let runs = crate::store::PgRunStore::with_pool(pool.clone()).await?;
+        let announcements = crate::store::postgres_listen(&pool).await?;
+        Ok(Self {
+            events: Arc::new(events),
+            runs: Arc::new(runs),
+            announcements: Some(announcements),
+            data_dir_lock: None,
+        })
     }
 }
 
@@ -341,6 +413,8 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
 enum StopReason {
     Cancelled,
     TimedOut,
+    /// Another instance took the run over (shared stores).
+    LeaseLost,
 }
 
 /// An executing run's stop switch.
@@ -379,7 +453,10 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// This process's name in leases.
-    owner: String,
+    owner: Arc<str>,
+    /// Whether other processes share the stores (PostgreSQL): runs are then created leased,
+    /// written under their lease, and ended by another instance when the lease expires.
+    shared: bool,
     lease: Duration,
     cancel_grace: Duration,
 }
@@ -480,9 +557,16 @@ impl Runtime {
             links: RunLinks::for_run(id),
         };
         // Take the run's one writer before the run exists anywhere, so no worker can write first.
-        let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), id);
-        let writer = self.inner.dispatcher.open_run(context).await?;
-        match self.inner.runs.create_run(&run, request.idempotency.as_ref()).await? {
+        // Other processes' workers cannot see that writer: there the run is created under this
+        // process's lease, given up once `run.queued` is written.
+        let writer = self.inner.dispatcher.open_run(self.writer_context(&run)).await?;
+        let created = if self.inner.shared {
+            let (owner, lease) = (&self.inner.owner, self.inner.lease);
+            self.inner.runs.create_run_leased(&run, request.idempotency.as_ref(), owner, lease).await?
+        } else {
+            self.inner.runs.create_run(&run, request.idempotency.as_ref()).await?
+        };
+        match created {
             CreateOutcome::Created(run) => {
                 let queued = RunQueued {
                     mode: request.mode,
@@ -495,8 +579,15 @@ impl Runtime {
                     live::forget(self, id);
                     return Err(error);
                 }
-                lock(&self.inner.pending_writers).insert(id, writer);
-                self.inner.pending_ready.notify_waiters();
+                if self.inner.shared {
+                    // Whichever instance claims it opens its own writer.
+                    live::forget(self, id);
+                    drop(writer);
+                    self.inner.runs.release_lease(id, &self.inner.owner).await?;
+                } else {
+                    lock(&self.inner.pending_writers).insert(id, writer);
+                    self.inner.pending_ready.notify_waiters();
+                }
                 metrics::gauge!(crate::metrics::RUNS_ACTIVE, "status" => "queued").increment(1.0);
                 self.inner.work.notify_one();
                 Ok(Created::New(run))
@@ -566,6 +657,9 @@ impl Runtime {
         if self.stop_active(id) {
             return Ok(run);
         }
+        if self.inner.shared {
+            return self.cancel_shared(run).await;
+        }
         // Not executing here: if nobody in this process handles it, finish it now.
         if let Some(_in_flight) = execute::InFlight::claim(self, id) {
             return execute::cancel_queued(self, run.clone()).await;
@@ -575,6 +669,58 @@ impl Runtime {
         lock(&self.inner.cancel_requests).insert(id);
         self.stop_active(id);
         Ok(run)
+    }
+
+    /// Cancels a run that another process may hold: a queued run nobody holds is claimed and
+    /// ended here; otherwise its holder is asked (it stops the run, or ends it when it starts).
+    async fn cancel_shared(&self, run: Run) -> Result<Run> {
+        if let Some(_in_flight) = execute::InFlight::claim(self, run.id)
+            && let Some(claimed) = self.inner.runs.claim_run(run.id, &self.inner.owner, self.inner.lease).await?
+        {
+            return execute::cancel_queued(self, claimed).await;
+        }
+        self.inner.runs.request_cancel(run.id).await?;
+        Ok(run)
+    }
+
+    /// What a writer of `run` is opened with: in shared stores, this process's lease, so that
+    /// its appends stop the moment another instance takes the run over.
+    fn writer_context(&self, run: &Run) -> RunContext {
+        RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id)
+            .with_lease_owner(self.inner.shared.then(|| self.inner.owner.clone()))
+    }
+
+    /// Reacts to what other processes announce (shared stores), until shutdown.
+    async fn follow_announcements(&self, mut announcements: crate::store::Announcements) {
+        use futures::StreamExt;
+
+        use crate::store::Announcement;
+        loop {
+            let announcement = tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                next = announcements.next() => match next {
+                    Some(announcement) => announcement,
+                    None => return,
+                },
+            };
+            match announcement {
+                Announcement::Appended { run_id, last_sequence } => {
+                    self.inner.dispatcher.announced(run_id, last_sequence);
+                }
+                Announcement::Work => self.inner.work.notify_one(),
+                Announcement::CancelRequested(id) => {
+                    // Between its claim and its start here, the worker looks at the requests.
+                    if !self.stop_active(id) && lock(&self.inner.in_flight).contains(&id) {
+                        lock(&self.inner.cancel_requests).insert(id);
+                        self.stop_active(id);
+                    }
+                }
+                Announcement::Resync => {
+                    self.inner.dispatcher.resync();
+                    self.inner.work.notify_one();
+                }
+            }
+        }
     }
 
     /// Stops an executing run (reason: cancelled); `false` when it is not executing here.
@@ -594,6 +740,11 @@ impl Runtime {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+
+    /// How often idle workers (and the reaper of abandoned runs) look at the store unasked.
+    fn poll_interval(&self) -> Duration {
+        if self.inner.shared { (self.inner.lease / 4).max(Duration::from_millis(50)) } else { self.inner.lease }
     }
 
     /// The worker loop: claim, execute, repeat.
@@ -617,8 +768,8 @@ impl Runtime {
                     tokio::select! {
                         () = &mut work => {}
                         () = self.inner.shutdown.cancelled() => return,
-                        // Leases of other processes expire without a signal.
-                        () = tokio::time::sleep(self.inner.lease) => {}
+                        // Leases expire without a signal; announcements can be missed.
+                        () = tokio::time::sleep(self.poll_interval()) => {}
                     }
                 }
                 Err(error) => {

@@ -4,12 +4,15 @@
 //!   died between the two writes) gets its row finished from the log.
 //! - A run that was `building` or `running` is finalized `failed` with `orchestrator_lost`.
 //! - Queued runs stay queued; their stale claims are dropped so the workers pick them up again.
+//!
+//! With stores shared by several processes (PostgreSQL) nothing is done at start-up: another
+//! instance may be executing any active run. Instead [`reap_abandoned`] takes over, one at a time,
+//! the active runs whose lease has expired, and ends them the same way.
 
 use futures::StreamExt;
 
 use super::Runtime;
 use super::execute::{Ending, finalize};
-use crate::dispatch::RunContext;
 use crate::error::{Error, Result};
 use crate::event::EventPayload;
 use crate::run::{Run, RunStatus, Stage, failure_code};
@@ -37,10 +40,37 @@ pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
     Ok(())
 }
 
+/// Ends the runs of shared stores whose executing instance stopped renewing its lease, until
+/// shutdown. Taking a run over moves its lease here, which fences off the old owner's writes.
+pub(super) async fn reap_abandoned(runtime: &Runtime) {
+    loop {
+        match runtime.inner.runs.claim_abandoned(&runtime.inner.owner, runtime.inner.lease).await {
+            Ok(Some(run)) => {
+                let key = RunKey::new(run.workspace_id.clone(), run.id);
+                let outcome = match runtime.inner.dispatcher.store().tail(&key).await {
+                    Ok(tail) if tail.terminal => finalize_from_log(runtime, &run).await,
+                    Ok(_) => mark_lost(runtime, &run).await,
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(()) => tracing::warn!(run_id = %run.id, "ended a run whose instance stopped renewing its lease"),
+                    Err(error) => tracing::error!(run_id = %run.id, %error, "could not end an abandoned run"),
+                }
+                continue; // there may be more
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "could not look for abandoned runs"),
+        }
+        tokio::select! {
+            () = runtime.inner.shutdown.cancelled() => return,
+            () = tokio::time::sleep(runtime.poll_interval()) => {}
+        }
+    }
+}
+
 /// Ends a run whose process died mid-run: `run.completed{failed, orchestrator_lost}`.
 async fn mark_lost(runtime: &Runtime, run: &Run) -> Result<()> {
-    let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id);
-    let writer = runtime.inner.dispatcher.open_run_when_free(context).await?;
+    let writer = runtime.inner.dispatcher.open_run_when_free(runtime.writer_context(run)).await?;
     if let Some(build_id) = run.build_id {
         writer.set_build_id(build_id);
     }

@@ -17,6 +17,9 @@ use crate::run::{RunOutcome, Stage};
 use crate::summary::RunOutcomeInfo;
 use crate::testing::{completion, follow, id, run_to_end, types};
 
+#[cfg(feature = "postgres")]
+mod shared;
+
 /// An engine whose behaviour its configuration's settings choose.
 #[derive(Debug)]
 struct ScriptedEngine;

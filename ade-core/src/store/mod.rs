@@ -5,6 +5,7 @@
 //! never store the same `(run_id, sequence)`. Reads return the events after a sequence, in order,
 //! as a stream, without loading the whole log.
 
+mod announce;
 mod memory;
 mod ndjson;
 #[cfg(feature = "postgres")]
@@ -17,12 +18,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use announce::{Announcement, Announcements};
 pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgEventStore;
+#[cfg(all(test, feature = "postgres"))]
+pub(crate) use postgres::testing as pg_testing;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
 #[cfg(feature = "postgres")]
 pub use runs::PgRunStore;
+#[cfg(test)]
+pub(crate) use runs::conformance::queued_run;
 pub use runs::{
     CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
     RunStore, SqliteRunStore, Transition,
@@ -80,6 +88,21 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     /// a stored `run.completed` ([`Error::RunComplete`]). On success every event of the batch is
     /// stored; on failure none is visible to readers.
     async fn append(&self, run: &RunKey, events: &[Arc<StoredEvent>], durability: Durability) -> Result<()>;
+
+    /// [`append`](Self::append), only while `owner` holds the run's lease (fencing): a store
+    /// shared by several processes refuses the batch with [`Error::LeaseLost`] once another
+    /// process has taken the run over, so a paused old owner can never write after a takeover.
+    /// A store used by one process only has no one to fence off; the default just appends.
+    async fn append_leased(
+        &self,
+        run: &RunKey,
+        events: &[Arc<StoredEvent>],
+        durability: Durability,
+        owner: &str,
+    ) -> Result<()> {
+        let _ = owner;
+        self.append(run, events, durability).await
+    }
 
     /// The events with `sequence > after`, in order, as they are stored when the read reaches
     /// them. An absent log is an empty stream.

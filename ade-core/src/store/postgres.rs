@@ -14,10 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
-use super::{Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
+use super::{Announcement, Announcements, Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 
@@ -25,14 +25,14 @@ use crate::event::StoredEvent;
 const READ_PAGE: i64 = 256;
 
 /// Connections of a pool opened from a URL.
-const MAX_CONNECTIONS: u32 = 8;
+const MAX_CONNECTIONS: u32 = 16;
 
 /// Any advisory-lock key of ours: migrations of concurrent openers take turns on it.
 const MIGRATION_LOCK: i64 = 0x0ade_0001;
 
 /// Schema migrations in order: applying `MIGRATIONS[i]` takes the version from `i` to `i + 1`.
 /// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -98,6 +98,17 @@ CREATE TABLE ade_idempotency_keys (
 CREATE INDEX ade_idempotency_keys_by_run ON ade_idempotency_keys (run_id);
 "#;
 
+/// Leases on the database's clock (instances' clocks may disagree), and cancel requests for runs
+/// another instance executes.
+const SCHEMA_V2: &str = r#"
+CREATE FUNCTION ade_now_us() RETURNS BIGINT LANGUAGE SQL VOLATILE
+    AS $$ SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT $$;
+
+ALTER TABLE ade_runs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+
+CREATE INDEX ade_runs_active_by_lease ON ade_runs (lease_until_us) WHERE status IN ('building', 'running');
+"#;
+
 pub(crate) fn db(error: sqlx::Error) -> Error {
     Error::Database(error.to_string())
 }
@@ -146,6 +157,53 @@ fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
 }
 
+/// The channel a released queued run is announced on (payload empty): workers of every instance
+/// may claim it.
+pub(crate) const WORK_CHANNEL: &str = "ade_work";
+
+/// The channel cancel requests are announced on, payload `cancel:<run_id>`.
+pub(crate) const CONTROL_CHANNEL: &str = "ade_control";
+
+/// Listens on the channels of every announcement (events appended, work, control) with one
+/// connection of `pool`. Listening has begun when this returns, so nothing announced after it is
+/// missed; a lost connection is re-established and reported as [`Announcement::Resync`].
+///
+/// # Errors
+/// [`Error::Database`] when the first connection cannot be made.
+pub(crate) async fn listen(pool: &PgPool) -> Result<Announcements> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
+    listener.listen_all([PgEventStore::NOTIFY_CHANNEL, WORK_CHANNEL, CONTROL_CHANNEL]).await.map_err(db)?;
+    let announcements = futures::stream::unfold(listener, |mut listener| async move {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    let payload = notification.payload();
+                    let announcement = match notification.channel() {
+                        PgEventStore::NOTIFY_CHANNEL => Announcement::appended(payload),
+                        WORK_CHANNEL => Some(Announcement::Work),
+                        CONTROL_CHANNEL => Announcement::control(payload),
+                        _ => None,
+                    };
+                    match announcement {
+                        Some(announcement) => return Some((announcement, listener)),
+                        None => tracing::warn!(channel = notification.channel(), payload, "ignoring a notification"),
+                    }
+                }
+                // Reconnected (and listening again): what was announced meanwhile is lost.
+                Ok(None) => return Some((Announcement::Resync, listener)),
+                Err(error) => {
+                    tracing::warn!(%error, "lost the PostgreSQL listener; reconnecting");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                }
+            }
+        }
+    });
+    Ok(announcements.boxed())
+}
+
+/// How long to wait before reconnecting a listener that failed to reconnect.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs' event logs in table `ade_events` of a PostgreSQL database. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
@@ -180,14 +238,29 @@ impl PgEventStore {
         &self.pool
     }
 
-    /// Appends in the transaction `tx`, which the caller commits or rolls back.
+    /// Appends in the transaction `tx`, which the caller commits or rolls back; with `owner`,
+    /// only while `owner` holds the run's lease.
     async fn append_in(
         tx: &mut PgConnection,
         run: &RunKey,
         events: &[Arc<StoredEvent>],
         durability: Durability,
+        owner: Option<&str>,
     ) -> Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
+        if let Some(owner) = owner {
+            // The share lock holds off a takeover (an UPDATE of the lease) until this batch is
+            // committed; once the lease is another's, this check refuses every later batch.
+            let holder: Option<Option<String>> =
+                sqlx::query_scalar("SELECT lease_owner FROM ade_runs WHERE id = $1 FOR SHARE")
+                    .bind(run.run_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if holder.flatten().as_deref() != Some(owner) {
+                return Err(Error::LeaseLost(run.run_id));
+            }
+        }
         if durability == Durability::Buffered {
             // The commit does not wait for the WAL flush: a crash of the database server may lose
             // the last batches, never tear one.
@@ -275,15 +348,20 @@ impl PgEventStore {
     }
 }
 
-#[async_trait]
-impl EventStore for PgEventStore {
-    async fn append(&self, run: &RunKey, events: &[Arc<StoredEvent>], durability: Durability) -> Result<()> {
+impl PgEventStore {
+    async fn append_as(
+        &self,
+        run: &RunKey,
+        events: &[Arc<StoredEvent>],
+        durability: Durability,
+        owner: Option<&str>,
+    ) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let mut tx = conn.begin().await.map_err(db)?;
-        match Self::append_in(&mut tx, run, events, durability).await {
+        match Self::append_in(&mut tx, run, events, durability, owner).await {
             Ok(()) => tx.commit().await.map_err(db),
             Err(error) => {
                 // Roll back now, not when the connection is next used: nothing of the batch stays.
@@ -301,6 +379,23 @@ impl EventStore for PgEventStore {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(&self, run: &RunKey, events: &[Arc<StoredEvent>], durability: Durability) -> Result<()> {
+        self.append_as(run, events, durability, None).await
+    }
+
+    async fn append_leased(
+        &self,
+        run: &RunKey,
+        events: &[Arc<StoredEvent>],
+        durability: Durability,
+        owner: &str,
+    ) -> Result<()> {
+        self.append_as(run, events, durability, Some(owner)).await
     }
 
     async fn read_after(&self, run: &RunKey, after: u64) -> Result<EventStream> {
@@ -393,6 +488,12 @@ pub(crate) mod testing {
     }
 
     impl Schema {
+        /// A URL whose connections use the schema: what a runtime is given.
+        pub(crate) fn url(&self) -> String {
+            let separator = if self.url.contains('?') { '&' } else { '?' };
+            format!("{}{separator}options[search_path]={name}&application_name={name}", self.url, name = self.name)
+        }
+
         /// Another pool on the schema: a second server instance on the same database.
         pub(crate) async fn connect(&self) -> PgPool {
             let options = PgConnectOptions::from_str(&self.url)

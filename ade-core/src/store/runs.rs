@@ -220,6 +220,60 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     /// gone).
     async fn clear_leases(&self) -> Result<()>;
 
+    /// Stores a new run like [`create_run`](Self::create_run), leased to `owner` for `lease`, so
+    /// that no worker of another process claims it before its creator has written `run.queued`
+    /// and called [`release_lease`](Self::release_lease) (if the creator dies first, the lease
+    /// expires and the run is claimed as usual).
+    ///
+    /// Stores shared by several processes must override this and the methods below; a store used
+    /// by one process only needs none of it (the runtime keeps the new run's writer for its own
+    /// workers), so the defaults do nothing beyond [`create_run`](Self::create_run).
+    async fn create_run_leased(
+        &self,
+        run: &Run,
+        idempotency: Option<&IdempotencyKey>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<CreateOutcome> {
+        let _ = (owner, lease);
+        self.create_run(run, idempotency).await
+    }
+
+    /// Gives up `owner`'s lease on a queued run, so any worker may claim it now, and tells the
+    /// other processes there is work.
+    async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
+        let _ = (id, owner);
+        Ok(())
+    }
+
+    /// Takes over, for `owner` until `lease` from now, the oldest `building` or `running` run
+    /// whose lease has expired: its process is gone (or too slow to renew), and the taker ends
+    /// it. Single-process stores have none: recovery at start-up ends such runs.
+    async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let _ = (owner, lease);
+        Ok(None)
+    }
+
+    /// Claims one queued run, for `owner` until `lease` from now, if no live lease holds it (to
+    /// cancel it); `None` otherwise.
+    async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let _ = (id, owner, lease);
+        Ok(None)
+    }
+
+    /// Records that someone asked to cancel a run another process executes, and tells that
+    /// process.
+    async fn request_cancel(&self, id: RunId) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// Whether a cancel was requested with [`request_cancel`](Self::request_cancel).
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        let _ = id;
+        Ok(false)
+    }
+
     /// Stores a document's metadata.
     async fn create_document(&self, document: &Document) -> Result<()>;
 

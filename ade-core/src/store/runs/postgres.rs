@@ -13,9 +13,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Connection, Row};
 
-use super::memory::{
-    check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, lease_until, page_size,
-};
+use super::memory::{check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, page_size};
 use super::sqlite::{
     Columns, document_from_row, enum_text, json, json_opt, now_us, run_from_row, statuses_before, to_i64,
 };
@@ -24,6 +22,11 @@ use crate::error::{Error, Result};
 use crate::event::{DocumentId, RunId, WorkspaceId};
 use crate::run::{Run, RunStatus};
 use crate::store::postgres::{connect, db, migrate};
+
+/// A lease's length in microseconds, as leases are stored.
+fn lease_us(lease: Duration) -> i64 {
+    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
+}
 
 fn column<'r, T>(row: &'r PgRow, name: &str) -> Result<T>
 where
@@ -290,14 +293,14 @@ impl RunStore for PgRunStore {
     }
 
     async fn claim_queued(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        let now = now_us();
         // One statement: the run is picked and locked together, skipping runs another claimer
         // has locked; a run whose lease was just taken fails the re-check of the WHERE clause.
+        // Leases are on the database's clock, which every instance shares.
         let row = sqlx::query(
-            "UPDATE ade_runs SET lease_owner = $1, lease_until_us = $2
+            "UPDATE ade_runs SET lease_owner = $1, lease_until_us = ade_now_us() + $2
              WHERE id = (
                  SELECT id FROM ade_runs
-                 WHERE status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= $3)
+                 WHERE status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ade_now_us())
                  ORDER BY created_at_us, id
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
@@ -305,8 +308,7 @@ impl RunStore for PgRunStore {
              RETURNING *",
         )
         .bind(owner)
-        .bind(lease_until(now, lease))
-        .bind(now)
+        .bind(lease_us(lease))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -314,14 +316,131 @@ impl RunStore for PgRunStore {
     }
 
     async fn renew_lease(&self, id: RunId, owner: &str, lease: Duration) -> Result<bool> {
-        let done = sqlx::query("UPDATE ade_runs SET lease_until_us = $3 WHERE id = $1 AND lease_owner = $2")
+        let done =
+            sqlx::query("UPDATE ade_runs SET lease_until_us = ade_now_us() + $3 WHERE id = $1 AND lease_owner = $2")
+                .bind(id.to_string())
+                .bind(owner)
+                .bind(lease_us(lease))
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_run_leased(
+        &self,
+        run: &Run,
+        idempotency: Option<&IdempotencyKey>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<CreateOutcome> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        let created = async {
+            let outcome = Self::create_in(&mut tx, run, idempotency).await?;
+            if matches!(outcome, CreateOutcome::Created(_)) {
+                sqlx::query("UPDATE ade_runs SET lease_owner = $2, lease_until_us = ade_now_us() + $3 WHERE id = $1")
+                    .bind(run.id.to_string())
+                    .bind(owner)
+                    .bind(lease_us(lease))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok(outcome)
+        }
+        .await;
+        match created {
+            Ok(outcome) => {
+                tx.commit().await.map_err(db)?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                tx.rollback().await.map_err(db)?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
+        // Released and announced in one statement: the notification goes out on commit.
+        sqlx::query(
+            "WITH released AS (
+                 UPDATE ade_runs SET lease_owner = NULL, lease_until_us = NULL
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'queued'
+                 RETURNING id
+             )
+             SELECT pg_notify($3, '') FROM released",
+        )
+        .bind(id.to_string())
+        .bind(owner)
+        .bind(crate::store::postgres::WORK_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let row = sqlx::query(
+            "UPDATE ade_runs SET lease_owner = $1, lease_until_us = ade_now_us() + $2
+             WHERE id = (
+                 SELECT id FROM ade_runs
+                 WHERE status IN ('building', 'running')
+                   AND (lease_until_us IS NULL OR lease_until_us <= ade_now_us())
+                 ORDER BY lease_until_us NULLS FIRST, id
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED
+             )
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(lease_us(lease))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let row = sqlx::query(
+            "UPDATE ade_runs SET lease_owner = $2, lease_until_us = ade_now_us() + $3
+             WHERE id = $1 AND status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ade_now_us())
+             RETURNING *",
+        )
+        .bind(id.to_string())
+        .bind(owner)
+        .bind(lease_us(lease))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn request_cancel(&self, id: RunId) -> Result<()> {
+        sqlx::query(
+            "WITH requested AS (
+                 UPDATE ade_runs SET cancel_requested = TRUE
+                 WHERE id = $1 AND status IN ('queued', 'building', 'running')
+                 RETURNING id
+             )
+             SELECT pg_notify($2, 'cancel:' || id) FROM requested",
+        )
+        .bind(id.to_string())
+        .bind(crate::store::postgres::CONTROL_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        let requested: Option<bool> = sqlx::query_scalar("SELECT cancel_requested FROM ade_runs WHERE id = $1")
             .bind(id.to_string())
-            .bind(owner)
-            .bind(lease_until(now_us(), lease))
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        Ok(requested.unwrap_or(false))
     }
 
     async fn runs_in(&self, statuses: &[RunStatus]) -> Result<Vec<Run>> {

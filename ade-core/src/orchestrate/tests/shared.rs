@@ -1,0 +1,152 @@
+//! Several runtimes on one PostgreSQL database (SPEC §6): one system. Each test has its own
+//! schema; the tests skip without `ADE_TEST_PG_URL`.
+
+use super::*;
+use crate::dispatch::{DispatchOptions, Dispatcher};
+use crate::store::pg_testing::{self, Schema};
+use crate::store::{PgEventStore, PgRunStore, RunStore, Transition};
+
+/// A runtime on the schema, sharing `dir` with the other instances.
+async fn instance(schema: &Schema, dir: &std::path::Path, lease: Duration) -> Runtime {
+    Runtime::builder()
+        .postgres(schema.url())
+        .data_dir(dir)
+        .workers(2)
+        .lease(lease)
+        .cancel_grace(Duration::from_secs(5))
+        .engine("scripted", Arc::new(ScriptedEngine), Some(Arc::new(ScriptedBuilder)))
+        .configuration(configuration("members", json!({})))
+        .configuration(configuration("blocker", json!({ "block": true })))
+        .build()
+        .await
+        .expect("runtime on PostgreSQL")
+}
+
+/// The stored log of a run, as envelopes.
+async fn stored_log(runtime: &Runtime, run: &Run) -> Vec<Envelope> {
+    let key = RunKey::new(run.workspace_id.clone(), run.id);
+    let events: Vec<_> =
+        runtime.dispatcher().store().read_after(&key, 0).await.expect("read").try_collect().await.expect("events");
+    events.iter().map(|e| e.envelope().expect("typed").clone()).collect()
+}
+
+/// Waits until `check` holds, polling the stores (runs move on other instances' time).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_created_on_one_instance_run_once_and_stream_on_another() {
+    let Some(url) = pg_testing::url() else { return };
+    let (_pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    let b = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    let mut runs = Vec::new();
+    for i in 0..20 {
+        let creator = if i % 2 == 0 { &a } else { &b };
+        runs.push(creator.create_run(CreateRun::new(id("members"))).await.expect("create").into_run());
+    }
+    for (i, run) in runs.iter().enumerate() {
+        // Followed from the instance that did not create it, whichever executes it.
+        let follower = if i % 2 == 0 { &b } else { &a };
+        let streamed = follow(follower, run.id).await;
+        let stored = stored_log(follower, run).await;
+        assert_eq!(streamed, stored, "the stream is the log");
+        let finished = a.get_run(None, run.id).await.expect("get").expect("exists");
+        assert_well_formed(&finished, &stored);
+        assert_eq!(completion(&stored).status, RunOutcome::Succeeded);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_executing_on_one_instance_is_cancelled_from_another() {
+    let Some(url) = pg_testing::url() else { return };
+    let (_pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    let b = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    let run = a.create_run(CreateRun::new(id("blocker"))).await.expect("create").into_run();
+    eventually("the run to start", || async {
+        a.get_run(None, run.id).await.expect("get").is_some_and(|r| r.status == RunStatus::Running)
+    })
+    .await;
+    let (executor, other) = if lock(&a.inner.active).contains_key(&run.id) { (&a, &b) } else { (&b, &a) };
+    assert!(lock(&executor.inner.active).contains_key(&run.id), "one instance executes it");
+    let followed = tokio::spawn({
+        let other = other.clone();
+        async move { follow(&other, run.id).await }
+    });
+    other.cancel(None, run.id).await.expect("cancel from the instance that does not execute it");
+    let streamed = followed.await.expect("follower");
+    let stored = stored_log(other, &run).await;
+    assert_eq!(streamed, stored);
+    assert_eq!(completion(&stored).status, RunOutcome::Cancelled);
+    let finished = other.get_run(None, run.id).await.expect("get").expect("exists");
+    assert_well_formed(&finished, &stored);
+
+    // A queued run nobody holds is cancelled by whoever is asked.
+    let queued = b.create_run(CreateRun::new(id("blocker"))).await.expect("create").into_run();
+    a.cancel(None, queued.id).await.expect("cancel");
+    let events = follow(&b, queued.id).await;
+    assert_eq!(completion(&events).status, RunOutcome::Cancelled);
+    assert_eq!(types(&events).iter().filter(|t| **t == "run.completed").count(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_run_is_ended_by_another_instance_and_its_old_owner_is_fenced_off() {
+    let Some(url) = pg_testing::url() else { return };
+    let (pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A "ghost" instance: it claimed a run, started it, wrote events, then stopped renewing its
+    // lease (paused, or dead).
+    let runs = PgRunStore::with_pool(pool.clone()).await.expect("run store");
+    let events = PgEventStore::with_pool(pool).await.expect("event store");
+    let ghost = Dispatcher::new(Arc::new(events), DispatchOptions::default());
+    let run = crate::store::queued_run("default", "members");
+    let lease = Duration::from_millis(300);
+    assert!(matches!(
+        runs.create_run_leased(&run, None, "ghost", lease).await.expect("create"),
+        crate::store::CreateOutcome::Created(_)
+    ));
+    runs.transition(run.id, Transition::to(RunStatus::Building)).await.expect("building");
+    runs.transition(run.id, Transition::to(RunStatus::Running)).await.expect("running");
+    let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id)
+        .with_lease_owner(Some(Arc::from("ghost")));
+    let writer = ghost.open_run(context).await.expect("ghost writer");
+    writer.emit(EventSource::Api, crate::event::RunQueued::default()).await.expect("emit");
+    for i in 0..5 {
+        writer.emit(EventSource::Engine, crate::testing::console(&format!("line {i}"))).await.expect("emit");
+    }
+    assert_eq!(writer.flush().await.expect("written under the live lease"), 6);
+
+    // Another instance takes it over once the lease has expired, and ends it.
+    let survivor = instance(&schema, dir.path(), lease).await;
+    let streamed = follow(&survivor, run.id).await;
+    let done = completion(&streamed);
+    assert_eq!(done.status, RunOutcome::Failed);
+    assert_eq!(done.failure.as_ref().map(|f| f.code.as_str()), Some(crate::run::failure_code::ORCHESTRATOR_LOST));
+
+    // The ghost wakes up: whatever it writes now is refused.
+    writer.emit(EventSource::Engine, crate::testing::console("too late")).await.expect("stamped");
+    let refused = writer.flush().await.expect_err("the old owner's write is fenced off");
+    assert!(refused.to_string().contains("lease"), "{refused}");
+    let stored = stored_log(&survivor, &run).await;
+    assert_eq!(streamed, stored);
+    let finished = survivor.get_run(None, run.id).await.expect("get").expect("exists");
+    assert_well_formed(&finished, &stored);
+    assert!(stored.iter().all(|e| !matches!(&e.payload, EventPayload::ConsoleLine(l) if l.message == "too late")));
+    survivor.shutdown().await;
+}
