@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod binary;
+mod cluster;
 mod configurations;
 mod documents;
 mod events;
