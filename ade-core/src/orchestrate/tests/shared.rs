@@ -150,3 +150,49 @@ async fn an_abandoned_run_is_ended_by_another_instance_and_its_old_owner_is_fenc
     assert!(stored.iter().all(|e| !matches!(&e.payload, EventPayload::ConsoleLine(l) if l.message == "too late")));
     survivor.shutdown().await;
 }
+
+/// The sequence of the stream's next event, failing rather than hanging.
+async fn next(stream: &mut EventStream) -> u64 {
+    let next = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(stream));
+    next.await.expect("an event arrives").expect("open").expect("no error").sequence()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_listener_reconnects_followers_miss_nothing() {
+    let Some(url) = pg_testing::url() else { return };
+    let (pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let follower = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    // Another instance writes the run.
+    let runs = PgRunStore::with_pool(pool.clone()).await.expect("run store");
+    let writer_side = Dispatcher::new(
+        Arc::new(PgEventStore::with_pool(pool.clone()).await.expect("store")),
+        DispatchOptions::default(),
+    );
+    let run = crate::store::queued_run("default", "members");
+    runs.create_run_leased(&run, None, "writer", Duration::from_secs(60)).await.expect("create");
+    let context = RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id)
+        .with_lease_owner(Some(Arc::from("writer")));
+    let writer = writer_side.open_run(context).await.expect("writer");
+    writer.emit(EventSource::Api, crate::event::RunQueued::default()).await.expect("emit");
+    writer.flush().await.expect("flush");
+    let mut stream = follower.subscribe(None, run.id, After(0)).await.expect("subscribe");
+    assert_eq!(next(&mut stream).await, 1);
+    // Cut the follower's LISTEN connection; events appended meanwhile must still arrive.
+    let cut: Vec<i32> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid)::INT FROM pg_stat_activity
+         WHERE application_name = current_setting('application_name') AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("terminate the listener");
+    assert!(!cut.is_empty(), "found the listener's connection");
+    for i in 0..20 {
+        writer.emit(EventSource::Engine, crate::testing::console(&format!("line {i}"))).await.expect("emit");
+    }
+    writer.flush().await.expect("flush");
+    for expected in 2..=21 {
+        assert_eq!(next(&mut stream).await, expected);
+    }
+    follower.shutdown().await;
+}

@@ -527,4 +527,38 @@ mod tests {
         assert!(!a.renew_lease(run.id, "instance-a", Duration::from_secs(60)).await.expect("renew"));
         assert!(b.renew_lease(run.id, "instance-b", Duration::from_secs(60)).await.expect("renew"));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn leases_hold_off_claims_until_released_or_expired() {
+        let Some(url) = testing::url() else { return };
+        let (pool, _schema) = testing::fresh_schema(&url).await;
+        let store = PgRunStore::with_pool(pool).await.expect("open");
+        let long = Duration::from_secs(60);
+        // Created leased: nobody claims it until its creator releases it.
+        let run = queued_run("acme", "members");
+        assert!(matches!(
+            store.create_run_leased(&run, None, "creator", long).await.expect("create"),
+            CreateOutcome::Created(_)
+        ));
+        assert_eq!(store.claim_queued("worker", long).await.expect("claim"), None);
+        assert_eq!(store.claim_run(run.id, "canceller", long).await.expect("claim one"), None);
+        store.release_lease(run.id, "someone else").await.expect("release");
+        assert_eq!(store.claim_queued("worker", long).await.expect("claim"), None, "only the holder releases");
+        store.release_lease(run.id, "creator").await.expect("release");
+        let claimed = store.claim_queued("worker", long).await.expect("claim").expect("claimable now");
+        assert_eq!(claimed.id, run.id);
+        // A running run is abandoned only once its lease has expired.
+        store.transition(run.id, Transition::to(RunStatus::Building)).await.expect("building");
+        store.transition(run.id, Transition::to(RunStatus::Running)).await.expect("running");
+        assert_eq!(store.claim_abandoned("reaper", long).await.expect("reap"), None);
+        assert!(store.renew_lease(run.id, "worker", Duration::ZERO).await.expect("renew"));
+        let taken = store.claim_abandoned("reaper", long).await.expect("reap").expect("expired");
+        assert_eq!(taken.id, run.id);
+        assert!(!store.renew_lease(run.id, "worker", long).await.expect("renew"), "the old owner lost it");
+        assert_eq!(store.claim_abandoned("another", long).await.expect("reap"), None, "taken once");
+        // Cancel requests are recorded for whoever holds the run.
+        assert!(!store.cancel_requested(run.id).await.expect("flag"));
+        store.request_cancel(run.id).await.expect("request");
+        assert!(store.cancel_requested(run.id).await.expect("flag"));
+    }
 }
