@@ -117,15 +117,15 @@ struct Inner {
 pub(crate) struct Hub {
     live: broadcast::Sender<Arc<StoredEvent>>,
     key: RunKey,
+    /// Every event up to here is published (or was before the hub's first follower).
+    published: AtomicU64,
     /// Reading what another process appended (shared stores only).
     remote: Mutex<RemoteFeed>,
 }
 
-/// What a hub has read from the store of events another process appended.
+/// What a hub reads from the store of events another process appended.
 #[derive(Debug, Default)]
 struct RemoteFeed {
-    /// Every event up to here is published (or was before the hub's first subscriber).
-    published: u64,
     /// The last sequence announced as appended.
     announced: u64,
     /// Announcements may have been missed: read once more whatever was announced.
@@ -262,8 +262,12 @@ impl Dispatcher {
             return hub;
         }
         let (live, _) = broadcast::channel(self.inner.options.live_buffer);
-        let remote = RemoteFeed { published: after, ..RemoteFeed::default() };
-        let hub = Arc::new(Hub { live, key: run.clone(), remote: Mutex::new(remote) });
+        let hub = Arc::new(Hub {
+            live,
+            key: run.clone(),
+            published: AtomicU64::new(after),
+            remote: Mutex::new(RemoteFeed::default()),
+        });
         // Forget hubs nobody holds any more, in amortized O(1).
         if hubs.len() >= 64 && hubs.len().is_power_of_two() {
             hubs.retain(|_, hub| hub.strong_count() > 0);
@@ -275,6 +279,7 @@ impl Dispatcher {
 
 impl Hub {
     pub(crate) fn publish(&self, event: Arc<StoredEvent>) {
+        self.published.fetch_max(event.sequence(), Ordering::Relaxed);
         // No receiver is the normal case for a run nobody watches.
         let _ = self.live.send(event);
     }
@@ -292,7 +297,7 @@ impl Hub {
                 Some(sequence) => remote.announced = remote.announced.max(sequence),
                 None => remote.resync = true,
             }
-            if remote.reading || (!remote.resync && remote.announced <= remote.published) {
+            if remote.reading || (!remote.resync && remote.announced <= self.published.load(Ordering::Relaxed)) {
                 return;
             }
             remote.reading = true;
@@ -302,12 +307,13 @@ impl Hub {
             loop {
                 let from = {
                     let mut remote = lock(&self.remote);
-                    if !remote.resync && remote.announced <= remote.published {
+                    let published = self.published.load(Ordering::Relaxed);
+                    if !remote.resync && remote.announced <= published {
                         remote.reading = false;
                         return;
                     }
                     remote.resync = false;
-                    remote.published
+                    published
                 };
                 if let Err(error) = self.publish_stored(&store, from).await {
                     // Subscribers see the next announcement's events as a gap and read the store.
@@ -323,11 +329,7 @@ impl Hub {
     async fn publish_stored(&self, store: &Arc<dyn EventStore>, from: u64) -> Result<()> {
         let mut events = store.read_after(&self.key, from).await?;
         while let Some(event) = events.next().await {
-            let event = event?;
-            let sequence = event.sequence();
-            self.publish(event);
-            let mut remote = lock(&self.remote);
-            remote.published = remote.published.max(sequence);
+            self.publish(event?);
         }
         Ok(())
     }
