@@ -133,6 +133,20 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A blob key with a segment that could leave the store (`..`, a separator, …), or none.
+    #[error("invalid blob key segment {key:?}: {reason}")]
+    InvalidBlobKey {
+        /// The rejected segment (cut to 100 characters).
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A blob is larger than its writer allowed; nothing of it was kept.
+    #[error("the blob is larger than the {limit}-byte limit")]
+    BlobTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// A configuration file is not a valid configuration.
     #[error("configuration {}: {reason}", path.display())]
     Config {

@@ -149,6 +149,11 @@ impl From<ade_core::Error> for Error {
             Core::DocumentTooLarge { limit } => {
                 Self::PayloadTooLarge(format!("the document is larger than the upload limit of {limit} bytes"))
             }
+            Core::BlobTooLarge { limit } => {
+                Self::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"))
+            }
+            // A name from a request that would leave its directory names nothing there.
+            Core::InvalidBlobKey { .. } => Self::NotFound(error.to_string()),
             Core::Config { reason, .. } => Self::Unprocessable(format!("invalid configuration: {reason}")),
             other => Self::Internal(other.to_string()),
         }

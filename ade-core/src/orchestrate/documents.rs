@@ -1,12 +1,14 @@
-//! Input documents: stored under `workspaces/<ws>/documents/<doc_id>/<name>` and recorded in the
-//! run store.
+//! Input documents: their bytes in the runtime's [`BlobStore`](crate::blob::BlobStore) under
+//! `workspaces/<ws>/documents/<doc_id>/<name>`, their metadata in the run store.
 
-use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::Runtime;
+use crate::blob::BlobKey;
 use crate::engine::InputDocument;
 use crate::error::{Error, Result};
 use crate::event::{DocumentId, Timestamp, WorkspaceId};
@@ -45,11 +47,8 @@ pub fn content_type_for(filename: &str) -> &'static str {
 }
 
 impl Runtime {
-    fn document_dir(&self, workspace_id: &WorkspaceId, id: DocumentId) -> PathBuf {
-        self.data_dir().join("workspaces").join(workspace_id.as_str()).join("documents").join(id.to_string())
-    }
-
-    /// Stores a document read from `body` (at most `max_bytes`), computing its size and sha256.
+    /// Stores a document read from `body` (at most `max_bytes`), computing its size and sha256 as
+    /// it is written.
     ///
     /// # Errors
     /// [`Error::DocumentTooLarge`] (nothing is kept), I/O and store errors.
@@ -58,54 +57,34 @@ impl Runtime {
         workspace_id: &WorkspaceId,
         filename: &str,
         content_type: Option<&str>,
-        mut body: impl AsyncRead + Unpin,
+        body: impl AsyncRead + Send + Unpin,
         max_bytes: u64,
     ) -> Result<Document> {
         let id = DocumentId::new();
         let filename = sanitize_filename(filename);
-        let dir = self.document_dir(workspace_id, id);
-        let io = |action, path: &PathBuf| {
-            let path = path.clone();
-            move |source| Error::Io { action, path, source }
+        let key = BlobKey::document(workspace_id, id, &filename)?;
+        let mut body = Hashing { inner: body, hasher: Sha256::new() };
+        let byte_size = match self.blob_store().put(&key, &mut body, max_bytes).await {
+            Ok(size) => size,
+            Err(Error::BlobTooLarge { limit }) => return Err(Error::DocumentTooLarge { limit }),
+            Err(error) => return Err(error),
         };
-        tokio::fs::create_dir_all(&dir).await.map_err(io("create", &dir))?;
-        let path = dir.join(&filename);
-        let mut file = tokio::fs::File::create(&path).await.map_err(io("create", &path))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        let copied: Result<()> = async {
-            loop {
-                let n = body.read(&mut buf).await.map_err(io("read upload for", &path))?;
-                if n == 0 {
-                    break;
-                }
-                size += n as u64;
-                if size > max_bytes {
-                    return Err(Error::DocumentTooLarge { limit: max_bytes });
-                }
-                hasher.update(&buf[..n]);
-                file.write_all(&buf[..n]).await.map_err(io("write", &path))?;
-            }
-            file.flush().await.map_err(io("write", &path))?;
-            file.sync_all().await.map_err(io("sync", &path))
-        }
-        .await;
-        if let Err(error) = copied {
-            drop(file);
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(error);
-        }
         let document = Document {
             id,
             workspace_id: workspace_id.clone(),
             content_type: content_type.map_or_else(|| content_type_for(&filename).to_owned(), str::to_owned),
             filename,
-            byte_size: size,
-            sha256: format!("{:x}", hasher.finalize()),
+            byte_size,
+            sha256: format!("{:x}", body.hasher.finalize()),
             created_at: Timestamp::now(),
         };
-        self.run_store().create_document(&document).await?;
+        if let Err(error) = self.run_store().create_document(&document).await {
+            // Unrecorded bytes would never be found again.
+            if let Err(cleanup) = self.blob_store().delete(&key).await {
+                tracing::warn!(error = %cleanup, %key, "could not remove the bytes of an unrecorded document");
+            }
+            return Err(error);
+        }
         Ok(document)
     }
 
@@ -131,7 +110,7 @@ impl Runtime {
         self.run_store().get_document(workspace_id, id).await
     }
 
-    /// The documents of a run, on disk, for its engine.
+    /// The documents of a run, as local files, for its engine.
     pub(super) async fn input_documents(
         &self,
         workspace_id: &WorkspaceId,
@@ -141,16 +120,105 @@ impl Runtime {
         for id in ids {
             let document =
                 self.run_store().get_document(Some(workspace_id), *id).await?.ok_or(Error::UnknownDocument(*id))?;
-            let path = self.document_dir(workspace_id, *id).join(&document.filename);
+            let key = BlobKey::document(workspace_id, *id, &document.filename)?;
+            let path = self.blob_store().local_path(&key).await?.ok_or_else(|| Error::Io {
+                action: "find the bytes of a document at",
+                path: key.as_str().into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
             inputs.push(InputDocument { id: *id, filename: document.filename, path });
         }
         Ok(inputs)
     }
 }
 
+/// A body that feeds what is read from it to a sha256, so a document is hashed as it is stored.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            this.hasher.update(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use sha2::{Digest, Sha256};
+
     use super::{content_type_for, sanitize_filename};
+    use crate::Runtime;
+    use crate::blob::{BlobKey, DirBlobStore};
+    use crate::error::Error;
+    use crate::event::WorkspaceId;
+
+    #[tokio::test]
+    async fn uploads_are_stored_in_the_blob_store_with_their_size_and_sha256() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder().data_dir(dir.path()).in_memory().workers(1).build().await.expect("runtime");
+        let workspace = WorkspaceId::default();
+        let bytes = b"id,name\n1,Ada\n";
+        let document =
+            runtime.upload_document(&workspace, "../up/members.csv", None, &bytes[..], 1024).await.expect("upload");
+        assert_eq!(document.filename, "members.csv");
+        assert_eq!(document.byte_size, bytes.len() as u64);
+        assert_eq!(document.sha256, format!("{:x}", Sha256::digest(bytes)));
+        assert_eq!(document.content_type, "text/csv");
+        // The layout of the data directory is unchanged.
+        let on_disk = dir.path().join(format!("workspaces/default/documents/{}/members.csv", document.id));
+        assert_eq!(std::fs::read(&on_disk).expect("on disk"), bytes);
+        let inputs = runtime.input_documents(&workspace, &[document.id]).await.expect("inputs");
+        assert_eq!(inputs[0].path, on_disk);
+        let key = BlobKey::document(&workspace, document.id, "members.csv").expect("key");
+        assert_eq!(runtime.blob_store().open(&key).await.expect("open").map(|blob| blob.size()), Some(14));
+        runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_upload_over_the_limit_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder().data_dir(dir.path()).in_memory().workers(1).build().await.expect("runtime");
+        let too_big = runtime.upload_document(&WorkspaceId::default(), "big.csv", None, &[b'x'; 100][..], 10).await;
+        assert!(matches!(too_big, Err(Error::DocumentTooLarge { limit: 10 })), "{too_big:?}");
+        let documents = dir.path().join("workspaces/default/documents");
+        let left: Vec<_> = std::fs::read_dir(&documents).map(|entries| entries.collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+        runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn documents_go_to_the_configured_blob_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blobs = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder()
+            .data_dir(dir.path())
+            .in_memory()
+            .workers(1)
+            .blob_store(Arc::new(DirBlobStore::new(blobs.path())))
+            .build()
+            .await
+            .expect("runtime");
+        let workspace = WorkspaceId::default();
+        let document = runtime.upload_document(&workspace, "a.csv", None, &b"a\n"[..], 10).await.expect("upload");
+        let inputs = runtime.input_documents(&workspace, &[document.id]).await.expect("inputs");
+        assert!(inputs[0].path.starts_with(blobs.path()), "{:?}", inputs[0].path);
+        assert!(!dir.path().join("workspaces").exists());
+        // Bytes that went missing are an error of the run's inputs, not a path handed to the engine.
+        std::fs::remove_file(&inputs[0].path).expect("remove");
+        let missing = runtime.input_documents(&workspace, &[document.id]).await;
+        assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+        runtime.shutdown().await;
+    }
 
     #[test]
     fn content_types_follow_the_extension() {

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 pub use documents::{content_type_for, sanitize_filename};
 
+use crate::blob::{BlobStore, DirBlobStore};
 use crate::config::Configuration;
 use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter, lock};
 use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, configuration_version};
@@ -154,6 +155,7 @@ pub struct RuntimeBuilder {
     lease: Duration,
     cancel_grace: Duration,
     database_url: Option<String>,
+    blob_store: Option<Arc<dyn BlobStore>>,
 }
 
 impl Default for RuntimeBuilder {
@@ -185,6 +187,7 @@ impl Default for RuntimeBuilder {
             lease: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(10),
             database_url: None,
+            blob_store: None,
         }
     }
 }
@@ -270,6 +273,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where document bytes and run outputs are kept (default: a [`DirBlobStore`] on the data
+    /// directory). Engines still write outputs into the run's directory under the data directory,
+    /// which is the default store; a store elsewhere sees documents but not yet outputs (see
+    /// [`BlobStore`]).
+    pub fn blob_store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.blob_store = Some(store);
+        self
+    }
+
     /// Opens the stores, recovers runs a previous process left active, and starts the workers.
     ///
     /// # Errors
@@ -302,8 +314,10 @@ impl RuntimeBuilder {
         for configuration in loaded {
             configurations.insert(configuration.id.clone(), Arc::new(configuration));
         }
+        let blob_store = self.blob_store.unwrap_or_else(|| Arc::new(DirBlobStore::new(&self.data_dir)));
         let inner = Arc::new(Inner {
             _data_dir_lock: data_dir_lock,
+            blob_store,
             data_dir: self.data_dir,
             dispatcher: Dispatcher::new(events, options),
             runs,
@@ -429,6 +443,8 @@ struct Inner {
     /// Held while the runtime lives (see [`lock_data_dir`]).
     _data_dir_lock: Option<std::fs::File>,
     data_dir: PathBuf,
+    /// Document bytes and run outputs.
+    blob_store: Arc<dyn BlobStore>,
     dispatcher: Dispatcher,
     runs: Arc<dyn RunStore>,
     configurations: RwLock<HashMap<ConfigurationId, Arc<Configuration>>>,
@@ -481,6 +497,11 @@ impl Runtime {
     /// The dispatcher (for direct subscriptions and statistics).
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.inner.dispatcher
+    }
+
+    /// Where document bytes and run outputs are kept.
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.inner.blob_store
     }
 
     /// The run store.

@@ -1,6 +1,7 @@
-//! `GET /runs/{id}/outputs` and `GET /runs/{id}/outputs/{name}`: the files of the run's
-//! `outputs/` directory, never anything outside it.
+//! `GET /runs/{id}/outputs` and `GET /runs/{id}/outputs/{name}`: the blobs under the run's
+//! outputs prefix in the runtime's blob store, never anything outside it.
 
+use ade_core::blob::BlobKey;
 use ade_core::orchestrate::content_type_for;
 use axum::Json;
 use axum::body::Body;
@@ -32,28 +33,25 @@ pub(super) async fn list(
 ) -> Result<Json<serde_json::Value>> {
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;
-    let dir = state.runtime().run_dir(&run.workspace_id, id).join("outputs");
-    let mut outputs = Vec::new();
-    match tokio::fs::read_dir(&dir).await {
-        Ok(mut entries) => {
-            while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(&e))? {
-                // Regular files only: a symbolic link could point anywhere.
-                let metadata = entry.metadata().await.map_err(|e| io_error(&e))?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-                if metadata.is_file() && valid_name(&name) {
-                    outputs.push(Output {
-                        content_type: content_type_for(&name),
-                        href: format!("/runs/{id}/outputs/{name}"),
-                        byte_size: metadata.len(),
-                        name,
-                    });
-                }
+    let prefix = BlobKey::run_outputs(&run.workspace_id, id);
+    // The store lists whole blobs only: no links, no files still being written, no odd names.
+    let outputs: Vec<Output> = state
+        .runtime()
+        .blob_store()
+        .list(&prefix)
+        .await
+        .map_err(io_error)?
+        .into_iter()
+        .map(|entry| {
+            let name = entry.key.name().to_owned();
+            Output {
+                content_type: content_type_for(&name),
+                href: format!("/runs/{id}/outputs/{name}"),
+                byte_size: entry.size,
+                name,
             }
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io_error(&error)),
-    }
-    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        })
+        .collect();
     Ok(Json(serde_json::json!({ "outputs": outputs })))
 }
 
@@ -65,38 +63,21 @@ pub(super) async fn download(
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;
     let not_found = || Error::NotFound(format!("run {id} has no output {:?}", excerpt(&name)));
-    if !valid_name(&name) {
+    // A name that is not one plain segment (`..`, separators, …) names no output.
+    let Ok(key) = BlobKey::output(&run.workspace_id, id, &name) else { return Err(not_found()) };
+    let Some(blob) = state.runtime().blob_store().open(&key).await.map_err(io_error)? else {
         return Err(not_found());
-    }
-    let path = state.runtime().run_dir(&run.workspace_id, id).join("outputs").join(&name);
-    // `symlink_metadata`: a link is not followed, so it is not an output.
-    match tokio::fs::symlink_metadata(&path).await {
-        Ok(metadata) if metadata.is_file() => {}
-        Ok(_) => return Err(not_found()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(error) => return Err(io_error(&error)),
-    }
-    let file = tokio::fs::File::open(&path).await.map_err(|e| io_error(&e))?;
-    let length = file.metadata().await.map_err(|e| io_error(&e))?.len();
+    };
     let disposition = format!("attachment; filename=\"{}\"", header_safe(&name));
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static(content_type_for(&name))),
-        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        (header::CONTENT_LENGTH, HeaderValue::from(blob.size())),
         (
             header::CONTENT_DISPOSITION,
             HeaderValue::from_str(&disposition).unwrap_or_else(|_| HeaderValue::from_static("attachment")),
         ),
     ];
-    Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
-}
-
-/// A single, plain path segment: no separators, no `.`/`..`, no control characters.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 255
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+    Ok((headers, Body::from_stream(ReaderStream::new(blob))).into_response())
 }
 
 /// The name as it can stand in a quoted header parameter.
@@ -104,6 +85,6 @@ fn header_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect()
 }
 
-fn io_error(error: &std::io::Error) -> Error {
+fn io_error(error: ade_core::Error) -> Error {
     Error::Internal(format!("reading outputs: {error}"))
 }

@@ -45,14 +45,23 @@ async fn output_names_cannot_leave_the_outputs_directory() {
     // A link planted in the outputs directory is not served.
     let outputs = server.dir.path().join(format!("workspaces/default/runs/{id}/outputs"));
     std::os::unix::fs::symlink(server.dir.path().join("ade.sqlite"), outputs.join("link.sqlite")).expect("symlink");
-    for name in
-        ["..%2F..%2F..%2F..%2Fade.sqlite", "..", "%2E%2E", "..%5Cade.sqlite", "link.sqlite", "missing.txt", "%00"]
-    {
+    // Nor is a file the blob store is still writing.
+    std::fs::write(outputs.join(".ade-01.partial"), b"half").expect("partial");
+    for name in [
+        "..%2F..%2F..%2F..%2Fade.sqlite",
+        "..",
+        "%2E%2E",
+        "..%5Cade.sqlite",
+        "link.sqlite",
+        "missing.txt",
+        "%00",
+        ".ade-01.partial",
+    ] {
         problem(client.get(&format!("/runs/{id}/outputs/{name}")).await, StatusCode::NOT_FOUND).await;
     }
     let list = client.get_json(&format!("/runs/{id}/outputs")).await;
     let names: Vec<_> = list["outputs"].as_array().expect("outputs").iter().map(|o| o["name"].clone()).collect();
-    assert_eq!(names, vec![serde_json::json!("result.txt")], "links are not listed");
+    assert_eq!(names, vec![serde_json::json!("result.txt")], "links and partial files are not listed");
     problem(client.get("/runs/run_01M8C4DS2PH0887ZPTJ9T85312/outputs").await, StatusCode::NOT_FOUND).await;
     // A run with no outputs yet lists none.
     let waiting = client.create_run("default", "gated", &[]).await;
