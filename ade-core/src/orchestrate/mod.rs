@@ -604,7 +604,11 @@ impl Runtime {
                     // Whichever instance claims it opens its own writer.
                     live::forget(self, id);
                     drop(writer);
-                    self.inner.runs.release_lease(id, &self.inner.owner).await?;
+                    if let Err(error) = self.inner.runs.release_lease(id, &self.inner.owner).await {
+                        // The run exists and `run.queued` is written: it is claimed when the
+                        // creation lease expires instead.
+                        tracing::warn!(run_id = %id, %error, "could not release a new run's lease");
+                    }
                 } else {
                     lock(&self.inner.pending_writers).insert(id, writer);
                     self.inner.pending_ready.notify_waiters();
