@@ -230,6 +230,20 @@ async fn a_run_started_from_the_page_shows_cards_that_match_its_completed_summar
 
     let screenshot = browser.screenshot("finished-run.png").await;
     eprintln!("screenshot of the finished run: {}", screenshot.display());
+
+    // Back to the list: the run is there with its status; the status filter narrows the list;
+    // a click opens the run again.
+    browser.click("a.back").await;
+    let row = format!("#runs-body tr[data-run-id=\"{run_id}\"][data-status=\"succeeded\"]");
+    browser.wait_script("the run in the list", &format!("return !!document.querySelector('{row}');")).await;
+    let filter = browser.client.find(Locator::Css("#status-filter")).await.expect("the status filter");
+    filter.select_by_value("failed").await.expect("filter on failed");
+    browser.wait_script("the filtered list", "return document.querySelectorAll('#runs-body tr').length === 0;").await;
+    filter.select_by_value("succeeded").await.expect("filter on succeeded");
+    browser.wait_script("the run in the filtered list", &format!("return !!document.querySelector('{row}');")).await;
+    browser.click(&row).await;
+    browser.wait_script("the run to open again", COMPLETE).await;
+    assert_eq!(browser.eval(OPEN_RUN).await, Value::from(run_id.as_str()));
     browser.close().await;
 }
 

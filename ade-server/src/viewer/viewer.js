@@ -11,6 +11,11 @@
   // Console lines kept in the DOM: more would make a long run's tab slow for nothing (the full
   // log is one click away as NDJSON).
   const CONSOLE_CAP = 2000;
+  // In a flood of lines the console is redrawn at most every CONSOLE_FLOOD_MS: fewer, larger
+  // updates, most of whose lines the cap drops before they ever reach the DOM. A trickle (at most
+  // CONSOLE_TRICKLE new lines), and the end of the run, are drawn at once.
+  const CONSOLE_FLOOD_MS = 250;
+  const CONSOLE_TRICKLE = 100;
   // Events per JSON page while replaying a log.
   const PAGE_LIMIT = 5000;
   // How often the runs list is refreshed; the refresh doubles as the "is the server there" check.
@@ -190,13 +195,19 @@
     } catch (error) { /* the banner says why; the next refresh retries */ }
   }
 
+  // Answers may come back out of order (a refresh, then a filter change): only the latest
+  // request's answer is shown.
+  let runsRequest = 0;
+
   async function loadRuns() {
+    const mine = ++runsRequest;
     const params = new URLSearchParams({ limit: '50' });
     const status = $('status-filter').value;
     if (status) params.set('status', status);
     if (workspace) params.set('workspace_id', workspace);
     try {
       const page = await apiJson('/runs?' + params);
+      if (mine !== runsRequest) return;
       renderRuns(page.runs || []);
     } catch (error) {
       if (error.status && error.status !== 401) setProblem('error', 'Runs: ' + error.message);
@@ -286,6 +297,8 @@
       completed: null, // the run.completed payload
       consolePending: [], // console lines not yet in the DOM
       consoleTotal: 0, // every console line seen
+      consoleRenderedAt: 0, // when the console was last drawn (performance.now())
+      consoleTimer: null,
       dirty: new Set(),
       source: null, // the EventSource, while live
       streamed: 0, // events that came over EventSource (the rest came from JSON pages)
@@ -416,6 +429,7 @@
     if (!view) return;
     stopStream(view);
     clearTimeout(view.resumeTimer);
+    clearTimeout(view.consoleTimer);
     // A frame already scheduled for it finds `view` changed and does nothing.
     view = null;
   }
@@ -523,7 +537,20 @@
     if (dirty.has('timeline')) renderTimeline(v);
     if (dirty.has('tables')) renderTables(v);
     if (dirty.has('validation')) renderValidation(v);
-    if (dirty.has('console')) renderConsole(v);
+    if (dirty.has('console')) {
+      const wait = consoleWait(v);
+      if (wait <= 0) {
+        renderConsole(v);
+      } else {
+        v.dirty.add('console'); // still to draw, after the wait
+        if (v.consoleTimer === null) {
+          v.consoleTimer = setTimeout(() => {
+            v.consoleTimer = null;
+            scheduleRender(v);
+          }, wait);
+        }
+      }
+    }
     if (dirty.has('final')) renderFinal(v);
     $('run').dataset.lastSequence = String(v.lastSeq);
     $('run').dataset.streamed = String(v.streamed);
@@ -650,7 +677,14 @@
     $('validation').replaceChildren(...parts);
   }
 
+  // Milliseconds before the console may be redrawn; 0 or less: now.
+  function consoleWait(v) {
+    if (v.completed || v.consolePending.length <= CONSOLE_TRICKLE) return 0;
+    return v.consoleRenderedAt + CONSOLE_FLOOD_MS - performance.now();
+  }
+
   function renderConsole(v) {
+    v.consoleRenderedAt = performance.now();
     const box = $('console-lines');
     // Keep following the end only if the reader was there: scrolling up to read stays put.
     const following = box.scrollTop + box.clientHeight >= box.scrollHeight - 8;

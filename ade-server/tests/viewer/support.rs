@@ -21,8 +21,15 @@ pub(crate) const POLL: Duration = Duration::from_millis(75);
 /// The page's console cap (`CONSOLE_CAP` in viewer.js).
 pub(crate) const CONSOLE_CAP: usize = 2000;
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where chromedriver and Chromium are (Debian's packages), unless `ADE_CHROMEDRIVER` and
+/// `ADE_CHROMIUM` say otherwise.
+fn chromedriver() -> PathBuf {
+    std::env::var_os("ADE_CHROMEDRIVER").map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from)
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("ADE_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
 
 /// One browser at a time: two Chromiums on a small machine would make the timing checks noisy.
 static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -31,7 +38,8 @@ static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// libtest's capture, so `cargo test` shows it) and `false`, or a failure when
 /// `ADE_REQUIRE_BROWSER=1` (CI), so that they are never skipped silently there.
 pub(crate) fn browser_available() -> bool {
-    let missing: Vec<&str> = [CHROMEDRIVER, CHROMIUM].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    let missing: Vec<String> =
+        [chromedriver(), chromium()].into_iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
     if missing.is_empty() {
         return true;
     }
@@ -98,7 +106,7 @@ impl Browser {
             .expect("a free port")
             .port();
         let driver = std::os::unix::process::CommandExt::process_group(
-            Command::new(CHROMEDRIVER).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()),
+            Command::new(chromedriver()).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()),
             0,
         )
         .spawn()
@@ -120,7 +128,7 @@ impl Browser {
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
             json!({
-                "binary": CHROMIUM,
+                "binary": chromium(),
                 "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                          "--window-size=1280,1800", "--no-first-run", "--no-default-browser-check"],
             }),
