@@ -376,7 +376,7 @@
       case 'run.completed':
         v.completed = p;
         v.status = p.status;
-        v.dirty.add('head').add('timeline').add('final');
+        v.dirty.add('head').add('timeline').add('tables').add('validation').add('final');
         stopStream(v);
         loadOutputs(v);
         break;
@@ -610,7 +610,7 @@
 
   function renderTables(v) {
     if (v.tables.size === 0) {
-      $('tables').replaceChildren(el('p', { class: 'message' }, 'No table yet.'));
+      $('tables').replaceChildren(el('p', { class: 'message' }, v.completed ? 'No tables.' : 'No table yet.'));
       return;
     }
     const cards = [];
@@ -663,7 +663,7 @@
           el('tbody', {}, ...codes.map(([code, count]) => el('tr', {}, el('td', {}, code), el('td', {}, count))))));
       }
     } else if (v.issueCount === 0) {
-      parts.push(el('p', { class: 'message' }, 'No validation summary yet.'));
+      parts.push(el('p', { class: 'message' }, v.completed ? 'No validation summary.' : 'No validation summary yet.'));
     }
     if (v.issues.length) {
       const more = v.issueCount > v.issues.length ? ' (first ' + v.issues.length + ' of ' + v.issueCount + ')' : '';
