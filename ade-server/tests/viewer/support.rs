@@ -253,7 +253,7 @@ pub(crate) const FAST_TOTAL: usize = 50_000;
 const SLOW_SCRIPT: &str = r#"i=1
 while [ $i -le 40 ]; do echo "slow line $i"; i=$((i+1)); done
 while [ ! -e "$VIEWER_GATE" ]; do sleep 0.05; done
-while [ $i -le 200 ]; do echo "slow line $i"; i=$((i+1)); sleep 0.02; done"#;
+while [ $i -le 200 ]; do echo "slow line $i"; i=$((i+1)); sleep 0.03; done"#;
 
 const FAST_SCRIPT: &str = r#"echo "waiting for the gate"
 while [ ! -e "$VIEWER_GATE" ]; do sleep 0.05; done
