@@ -31,6 +31,7 @@ pub mod routes;
 mod server;
 pub mod sse;
 mod state;
+mod viewer;
 
 pub use ade_core as core;
 pub use auth::{Caller, Tokens};

@@ -1,8 +1,8 @@
 //! The routes of SPEC §4 and the router that serves them.
 //!
 //! To add a route, add it to [`api_routes`] (authenticated, scoped to the caller's workspaces) or
-//! [`public_routes`] (probes, documents about the API); [`router`] puts the layers and fallbacks
-//! around both.
+//! [`public_routes`] (probes, documents about the API, the run viewer); [`router`] puts the layers
+//! and fallbacks around both.
 
 mod configurations;
 mod documents;
@@ -42,9 +42,13 @@ pub fn api_routes(state: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
 }
 
-/// The routes anyone may call: probes and metrics.
+/// The routes anyone may call: probes, metrics, the API's description and the run viewer (a page
+/// with no data of its own: it reads everything through the authenticated API).
 pub fn public_routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(crate::viewer::index))
+        .route("/viewer.js", get(crate::viewer::script))
+        .route("/viewer.css", get(crate::viewer::style))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))

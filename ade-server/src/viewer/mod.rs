@@ -1,0 +1,42 @@
+//! The run viewer (SPEC §4 `GET /`): one self-contained page, HTML, CSS and plain JavaScript
+//! embedded in the binary. No build step and no external resource; the page holds no data of
+//! its own: everything it shows comes from the authenticated API, so the page itself is public.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+const INDEX_HTML: &str = include_str!("index.html");
+const VIEWER_JS: &str = include_str!("viewer.js");
+const VIEWER_CSS: &str = include_str!("viewer.css");
+
+/// Only the page's own script and style, and requests to its own origin: a stray reference to
+/// anything outside would be blocked, not silently loaded.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /`: the page.
+pub(crate) async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+/// `GET /viewer.js`: the page's script.
+pub(crate) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", VIEWER_JS)
+}
+
+/// `GET /viewer.css`: the page's style sheet.
+pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", VIEWER_CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Always revalidated: a new server version is never shown with an old script.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
