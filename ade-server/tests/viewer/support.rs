@@ -75,9 +75,10 @@ where
 
 /// The directory for test artifacts: `<target>/viewer`.
 pub(crate) fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    // Cargo resolves a relative CARGO_TARGET_DIR against the workspace, not a test's directory.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
     let dir = target.join("viewer");
     std::fs::create_dir_all(&dir).expect("create the artifacts directory");
     dir
