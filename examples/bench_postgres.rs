@@ -21,10 +21,14 @@
 //!    data directory. Only A knows the `bench` configuration, whose engine waits for `SIGUSR1` and
 //!    then emits `--rate` events per second for `--seconds` seconds. The run is created on A and
 //!    is `running` there before B starts, so A executes it. One SSE client follows the run on B
-//!    (the measured figure) and one on A (the same-instance baseline). Latency of an event =
-//!    receipt time at the client − the event's `created_at` (same machine, same clock), for the
-//!    events created after the signal; every client checks it gets every event exactly once, in
-//!    order, to `run.completed`.
+//!    (the measured figure) and one on A (the same-instance baseline); an in-process subscriber
+//!    inside each instance (`Runtime::subscribe`, no HTTP) shows what the SSE layer adds. Latency
+//!    of an event = receipt time − the event's `created_at` (same machine, same clock), for the
+//!    events created after the signal; every subscriber checks it gets every event exactly once,
+//!    in order, to `run.completed` (`lost` counts what any of them missed).
+//!
+//! `--tcp-nodelay` (an experiment) has the instances serve `ade_server::router` themselves on a
+//! listener that sets `TCP_NODELAY`, which `ade_server::Server` does not (see BENCHMARKS.md).
 //!
 //! The last line is one JSON object: `{"append_events_per_sec", "cross_instance_p50_ms",
 //! "cross_instance_p99_ms", …}` (more keys after those three).
@@ -83,6 +87,10 @@ struct Args {
     /// Workers of each instance.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Experiment: the instances serve `ade_server::router` themselves with TCP_NODELAY set on
+    /// each accepted connection (`ade_server::Server` leaves Nagle's algorithm on).
+    #[arg(long)]
+    tcp_nodelay: bool,
     /// Internal: be instance A or B (child process); `--database-url` is then the schema's URL.
     #[arg(long, hide = true, value_enum)]
     serve_as: Option<Role>,
@@ -167,22 +175,96 @@ async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
             .configuration(configuration);
     }
     let runtime = builder.build().await?;
-    let server = Server::bind("127.0.0.1:0".parse()?, runtime, ServerConfig::new()).await?;
-    let addr = server.local_addr();
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
             START.notify_waiters();
         }
     });
-    println!("listening http://{addr}");
-    std::io::stdout().flush()?;
-    // Serve until the parent closes our stdin (or dies).
-    let parent_gone = async {
-        let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+    // Serve until the parent closes our stdin (or dies); `follow <run id>` lines on stdin start an
+    // in-process subscriber of that run.
+    let (follow, mut to_follow) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let parent_gone = async move {
+        let _ = tokio::task::spawn_blocking(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if let Some(id) = line.strip_prefix("follow ") {
+                    let _ = follow.send(id.to_owned());
+                }
+            }
+        })
+        .await;
     };
-    server.run(parent_gone).await?;
+    let follower = runtime.clone();
+    tokio::spawn(async move {
+        while let Some(id) = to_follow.recv().await {
+            let runtime = follower.clone();
+            tokio::spawn(async move {
+                let report = match follow_in_process(&runtime, &id).await {
+                    Ok(report) => report,
+                    Err(error) => serde_json::json!({ "error": error.to_string() }),
+                };
+                println!("in-process {report}");
+                let _ = std::io::stdout().flush();
+            });
+        }
+    });
+    let listening = |addr: std::net::SocketAddr| {
+        println!("listening http://{addr}");
+        std::io::stdout().flush()
+    };
+    if args.tcp_nodelay {
+        // What `Server::run` does, on a listener that sets TCP_NODELAY on each connection.
+        use axum::serve::ListenerExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        listening(listener.local_addr()?)?;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let state = ade::server::AppState::new(runtime.clone(), ServerConfig::new());
+        let token = state.shutdown_token().clone();
+        axum::serve(listener, ade::server::router(state).into_make_service())
+            .with_graceful_shutdown(async move {
+                parent_gone.await;
+                token.cancel();
+            })
+            .await?;
+        runtime.shutdown().await;
+    } else {
+        let server = Server::bind("127.0.0.1:0".parse()?, runtime, ServerConfig::new()).await?;
+        listening(server.local_addr())?;
+        server.run(parent_gone).await?;
+    }
     Ok(())
+}
+
+/// Follows run `id` through the runtime itself (no HTTP): says `following` once subscribed, and
+/// returns what it saw of the events created after that.
+async fn follow_in_process(runtime: &Runtime, id: &str) -> Result<serde_json::Value, BoxError> {
+    let events = runtime.subscribe(None, id.parse()?, ade::dispatch::After(0)).await?;
+    let since = chrono::Utc::now();
+    println!("following");
+    std::io::stdout().flush()?;
+    let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), max_ms: 0.0 };
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        let received = chrono::Utc::now();
+        let sequence = event.sequence();
+        seen.count(sequence, received, event.json(), Some(&since));
+        if event.is_terminal() {
+            seen.completed_at = Some(sequence);
+        }
+    }
+    let completed = seen.completed_at.ok_or("the stream ended before run.completed")?;
+    Ok(serde_json::json!({
+        "events": completed,
+        "lost": completed.saturating_sub(seen.in_order),
+        "wrong": seen.wrong,
+        "p50_ms": seen.latencies.quantile_ms(0.50),
+        "p99_ms": seen.latencies.quantile_ms(0.99),
+        "max_ms": seen.max_ms,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +525,7 @@ async fn append_part(args: &Args, url: &str) -> Result<(f64, f64, f64), BoxError
 /// A child instance; stopped when dropped.
 struct Instance {
     child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
     url: String,
 }
 
@@ -458,19 +541,54 @@ impl Instance {
             .arg(data_dir)
             .args(["--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
             .args(["--workers", &args.workers.to_string()])
+            .args(args.tcp_nodelay.then_some("--tcp-nodelay"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        stdout.read_line(&mut line)?;
         let Some(url) = line.trim().strip_prefix("listening ") else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!("instance {role} said {line:?}").into());
         };
-        Ok(Self { url: url.to_owned(), child })
+        Ok(Self { url: url.to_owned(), stdout, child })
+    }
+
+    /// The next line the instance says that starts with `prefix`, without it.
+    fn line_starting(&mut self, prefix: &str) -> Result<String, BoxError> {
+        tokio::task::block_in_place(|| {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if self.stdout.read_line(&mut line)? == 0 {
+                    return Err(format!("the instance ended without saying {prefix:?}").into());
+                }
+                if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                    return Ok(rest.to_owned());
+                }
+            }
+        })
+    }
+
+    /// Starts an in-process subscriber of `run_id` in the instance, and waits until it follows.
+    fn follow_in_process(&mut self, run_id: &str) -> Result<(), BoxError> {
+        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
+        writeln!(stdin, "follow {run_id}")?;
+        stdin.flush()?;
+        self.line_starting("following")?;
+        Ok(())
+    }
+
+    /// What the in-process subscriber saw, once the run completed.
+    fn in_process_report(&mut self) -> Result<serde_json::Value, BoxError> {
+        let report: serde_json::Value = serde_json::from_str(&self.line_starting("in-process ")?)?;
+        if let Some(error) = report.get("error") {
+            return Err(format!("in-process subscriber: {error}").into());
+        }
+        Ok(report)
     }
 
     fn signal_start(&self) -> Result<(), BoxError> {
@@ -547,6 +665,29 @@ struct Seen {
     max_ms: f64,
 }
 
+impl Seen {
+    /// Counts event `sequence` (JSON `data`) received at `received`; its latency is recorded when
+    /// it was created at or after `since` (events replayed to a late subscriber are old).
+    fn count(
+        &mut self,
+        sequence: u64,
+        received: chrono::DateTime<chrono::Utc>,
+        data: &[u8],
+        since: Option<&chrono::DateTime<chrono::Utc>>,
+    ) {
+        if sequence == self.in_order + 1 && self.wrong == 0 {
+            self.in_order = sequence;
+        } else {
+            self.wrong += 1;
+        }
+        if let Some(created_at) = created_at(data).filter(|t| since.is_some_and(|since| t >= since)) {
+            let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
+            self.latencies.record(micros as u64);
+            self.max_ms = self.max_ms.max(micros as f64 / 1000.0);
+        }
+    }
+}
+
 /// Follows the run's SSE stream to `run.completed`; signals `connected` at the first event.
 async fn follow(
     client: reqwest::Client,
@@ -575,18 +716,8 @@ async fn follow(
                 first = false;
                 connected.notify_one();
             }
-            if sequence == seen.in_order + 1 && seen.wrong == 0 {
-                seen.in_order = sequence;
-            } else {
-                seen.wrong += 1;
-            }
             let data = field(frame, b"data: ").unwrap_or_default();
-            // Only live events count: those replayed when the client connected are old.
-            if let Some(created_at) = created_at(data).filter(|t| started.get().is_some_and(|start| t >= start)) {
-                let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
-                seen.latencies.record(micros as u64);
-                seen.max_ms = seen.max_ms.max(micros as f64 / 1000.0);
-            }
+            seen.count(sequence, received, data, started.get());
             if find(data, br#""type":"run.completed""#).is_some() {
                 seen.completed_at = Some(sequence);
             }
@@ -655,16 +786,19 @@ struct Latency {
     wrong: u64,
     cross: Seen,
     same: Seen,
+    /// What in-process subscribers of A and B saw (`p50_ms`, `p99_ms`, `max_ms`).
+    in_a: serde_json::Value,
+    in_b: serde_json::Value,
 }
 
 /// Part 2: instance A executes the run, clients follow it on B (and on A).
 async fn latency_part(args: &Args, url: &str) -> Result<Latency, BoxError> {
     let data_dir = tempfile::tempdir()?;
-    let a = Instance::start(args, Role::A, url, data_dir.path())?;
+    let mut a = Instance::start(args, Role::A, url, data_dir.path())?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let run_id = create_running_run(&client, &a.url).await?;
     // B starts only now: the run is already claimed and running on A.
-    let b = Instance::start(args, Role::B, url, data_dir.path())?;
+    let mut b = Instance::start(args, Role::B, url, data_dir.path())?;
     println!("instance A {} executes run {run_id}; instance B {} serves the measured client", a.url, b.url);
     let started = Arc::new(OnceLock::new());
     let mut followers = Vec::new();
@@ -679,6 +813,9 @@ async fn latency_part(args: &Args, url: &str) -> Result<Latency, BoxError> {
             .await
             .map_err(|_| "an SSE client got no event within 30 s")?;
     }
+    // Subscribers inside both instances too: the latency without HTTP.
+    a.follow_in_process(&run_id)?;
+    b.follow_in_process(&run_id)?;
     let _ = started.set(chrono::Utc::now());
     a.signal_start()?;
     let timeout = Duration::from_secs(args.seconds + 60);
@@ -688,13 +825,20 @@ async fn latency_part(args: &Args, url: &str) -> Result<Latency, BoxError> {
             tokio::time::timeout(timeout, task).await.map_err(|_| "an SSE client did not see the run end")???;
         seens.push(seen);
     }
+    let in_a = a.in_process_report()?;
+    let in_b = b.in_process_report()?;
     drop(b);
     drop(a);
     let same = seens.pop().ok_or("no client on A")?;
     let cross = seens.pop().ok_or("no client on B")?;
     let events = cross.completed_at.max(same.completed_at).ok_or("no client saw run.completed")?;
-    let lost = events.saturating_sub(cross.in_order) + events.saturating_sub(same.in_order);
-    Ok(Latency { events, lost, wrong: cross.wrong + same.wrong, cross, same })
+    let mut lost = events.saturating_sub(cross.in_order) + events.saturating_sub(same.in_order);
+    let mut wrong = cross.wrong + same.wrong;
+    for report in [&in_a, &in_b] {
+        lost += report["lost"].as_u64().ok_or("no lost in a report")?;
+        wrong += report["wrong"].as_u64().ok_or("no wrong in a report")?;
+    }
+    Ok(Latency { events, lost, wrong, cross, same, in_a, in_b })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,6 +879,16 @@ async fn measure(args: &Args, url: &str) -> Result<(), BoxError> {
         ms(same_p99),
         latency.same.max_ms
     );
+    for (name, report) in
+        [("A → in-process subscriber of B", &latency.in_b), ("A → in-process subscriber of A", &latency.in_a)]
+    {
+        println!(
+            "latency: {name} p50 {} ms, p99 {} ms, max {} ms (no HTTP)",
+            ms(report["p50_ms"].as_f64()),
+            ms(report["p99_ms"].as_f64()),
+            ms(report["max_ms"].as_f64()),
+        );
+    }
     let round = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
     // The three keys first (serde_json's map is sorted, and the other keys sort after them).
     println!(
@@ -744,6 +898,8 @@ async fn measure(args: &Args, url: &str) -> Result<(), BoxError> {
             "cross_instance_p50_ms": round(cross_p50),
             "cross_instance_p99_ms": round(cross_p99),
             "events": latency.events,
+            "in_process_cross_p99_ms": round(latency.in_b["p99_ms"].as_f64()),
+            "in_process_same_p99_ms": round(latency.in_a["p99_ms"].as_f64()),
             "lost": latency.lost,
             "raw_append_events_per_sec": raw_append.round(),
             "same_instance_p99_ms": round(same_p99),
