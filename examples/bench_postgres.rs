@@ -27,9 +27,6 @@
 //!    events created after the signal; every subscriber checks it gets every event exactly once,
 //!    in order, to `run.completed` (`lost` counts what any of them missed).
 //!
-//! `--tcp-nodelay` (an experiment) has the instances serve `ade_server::router` themselves on a
-//! listener that sets `TCP_NODELAY`, which `ade_server::Server` does not (see BENCHMARKS.md).
-//!
 //! The last line is one JSON object: `{"append_events_per_sec", "cross_instance_p50_ms",
 //! "cross_instance_p99_ms", …}` (more keys after those three).
 
@@ -87,10 +84,6 @@ struct Args {
     /// Workers of each instance.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Experiment: the instances serve `ade_server::router` themselves with TCP_NODELAY set on
-    /// each accepted connection (`ade_server::Server` leaves Nagle's algorithm on).
-    #[arg(long)]
-    tcp_nodelay: bool,
     /// Internal: be instance A or B (child process); `--database-url` is then the schema's URL.
     #[arg(long, hide = true, value_enum)]
     serve_as: Option<Role>,
@@ -213,28 +206,9 @@ async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
         println!("listening http://{addr}");
         std::io::stdout().flush()
     };
-    if args.tcp_nodelay {
-        // What `Server::run` does, on a listener that sets TCP_NODELAY on each connection.
-        use axum::serve::ListenerExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        listening(listener.local_addr()?)?;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let state = ade::server::AppState::new(runtime.clone(), ServerConfig::new());
-        let token = state.shutdown_token().clone();
-        axum::serve(listener, ade::server::router(state).into_make_service())
-            .with_graceful_shutdown(async move {
-                parent_gone.await;
-                token.cancel();
-            })
-            .await?;
-        runtime.shutdown().await;
-    } else {
-        let server = Server::bind("127.0.0.1:0".parse()?, runtime, ServerConfig::new()).await?;
-        listening(server.local_addr())?;
-        server.run(parent_gone).await?;
-    }
+    let server = Server::bind("127.0.0.1:0".parse()?, runtime, ServerConfig::new()).await?;
+    listening(server.local_addr())?;
+    server.run(parent_gone).await?;
     Ok(())
 }
 
@@ -541,7 +515,6 @@ impl Instance {
             .arg(data_dir)
             .args(["--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
             .args(["--workers", &args.workers.to_string()])
-            .args(args.tcp_nodelay.then_some("--tcp-nodelay"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

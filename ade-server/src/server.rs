@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use ade_core::Runtime;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +110,15 @@ impl Server {
         // `into_make_service`: each connection gets a clone of the router (one `Arc`), where serving
         // the `Router` itself would rebuild its route table per connection (~8 KiB each, which
         // 10,000 idle SSE connections notice).
-        let served = axum::serve(self.listener, router(self.state).into_make_service())
+        // TCP_NODELAY: an SSE frame is small and must leave now. With Nagle's algorithm a frame
+        // waits for the ACK of the previous one, which a client that only reads delays by up to
+        // 40 ms (Linux; 200 ms elsewhere): that was the whole cross-instance p99 (BENCHMARKS.md).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, router(self.state).into_make_service())
             .with_graceful_shutdown(token.cancelled_owned())
             .await
             .map_err(|source| ServeError::Io { action: "serve", addr, source });
