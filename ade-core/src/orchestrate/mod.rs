@@ -699,9 +699,10 @@ impl Runtime {
     /// Cancels a run that another process may hold: a queued run nobody holds is claimed and
     /// ended here; otherwise its holder is asked (it stops the run, or ends it when it starts).
     async fn cancel_shared(&self, run: Run) -> Result<Run> {
-        if let Some(_in_flight) = execute::InFlight::claim(self, run.id)
-            && let Some(claimed) = self.inner.runs.claim_run(run.id, &self.inner.owner, self.inner.lease).await?
-        {
+        // The lease decides, not this process's in-flight set: a worker here may have claimed the
+        // run a moment ago, and must not find it taken in-process and drop it.
+        if let Some(claimed) = self.inner.runs.claim_run(run.id, &self.inner.owner, self.inner.lease).await? {
+            let _in_flight = execute::InFlight::claim(self, run.id);
             return execute::cancel_queued(self, claimed).await;
         }
         self.inner.runs.request_cancel(run.id).await?;
@@ -787,6 +788,12 @@ impl Runtime {
                     self.inner.work.notify_one();
                     if let Some(in_flight) = execute::InFlight::claim(self, run.id) {
                         execute::execute(self, run, in_flight).await;
+                    } else if self.inner.shared {
+                        // Something here handles it already; never leave it stranded under our
+                        // lease.
+                        if let Err(error) = self.inner.runs.release_lease(run.id, &self.inner.owner).await {
+                            tracing::warn!(run_id = %run.id, %error, "could not release a claim");
+                        }
                     }
                 }
                 Ok(None) => {
