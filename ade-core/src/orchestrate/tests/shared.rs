@@ -95,7 +95,8 @@ async fn a_run_executing_on_one_instance_is_cancelled_from_another() {
     let finished = other.get_run(None, run.id).await.expect("get").expect("exists");
     assert_well_formed(&finished, &stored);
 
-    // A queued run nobody holds is cancelled by whoever is asked.
+    // A run just created (still queued, or just claimed by a worker of either instance, maybe
+    // the asked one's) is cancelled by whoever is asked.
     let queued = b.create_run(CreateRun::new(id("blocker"))).await.expect("create").into_run();
     a.cancel(None, queued.id).await.expect("cancel");
     let events = follow(&b, queued.id).await;
