@@ -115,9 +115,21 @@ pub(crate) fn db(error: sqlx::Error) -> Error {
 
 /// Opens a pool on `url` (`postgres://user@host:port/database`).
 pub(crate) async fn connect(url: &str) -> Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).map_err(db)?;
-    PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(db)
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::Database(format!("invalid PostgreSQL URL (postgres://user@host:port/database): {e}")))?;
+    // Named without the user or password, which the URL may carry.
+    let target =
+        format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or_default());
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|e| Error::Database(format!("cannot connect to PostgreSQL at {target}: {e}")))
 }
+
+/// How long opening a pool (and later, waiting for a free connection) may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Brings the schema (in the pool's `search_path`) up to date, in one transaction.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<()> {
