@@ -4,7 +4,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use ade_core::Runtime;
-use axum::serve::ListenerExt;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +97,8 @@ impl Server {
     /// recovery at the next start.
     ///
     /// # Errors
-    /// [`ServeError::Io`] when serving fails.
+    /// None today: a failed accept is logged and retried ([`ServeError::Io`] is kept for serving
+    /// failures).
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let token = self.state.shutdown_token().clone();
         let on_signal = token.clone();
@@ -107,26 +112,65 @@ impl Server {
         let grace = self.state.config().shutdown_grace;
         let addr = self.addr;
         tracing::info!(%addr, "serving");
-        // `into_make_service`: each connection gets a clone of the router (one `Arc`), where serving
-        // the `Router` itself would rebuild its route table per connection (~8 KiB each, which
-        // 10,000 idle SSE connections notice).
-        // TCP_NODELAY: an SSE frame is small and must leave now. With Nagle's algorithm a frame
-        // waits for the ACK of the previous one, which a client that only reads delays by up to
-        // 40 ms (Linux; 200 ms elsewhere): that was the whole cross-instance p99 (BENCHMARKS.md).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, router(self.state).into_make_service())
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
-            .map_err(|source| ServeError::Io { action: "serve", addr, source });
+        serve(self.listener, router(self.state), token).await;
         tracing::info!("HTTP stopped; shutting the runtime down");
         if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
             tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
         }
         tracing::info!("stopped");
-        served
+        Ok(())
     }
+}
+
+/// Accepts connections until `token` is cancelled, serving each with HTTP/1.1; then stops
+/// accepting, lets every connection finish its in-flight request (event streams end on the same
+/// token), and returns once all are closed.
+///
+/// HTTP/1.1 only (SSE clients speak it; HTTP/2 was never built in). hyper's HTTP/1 connection
+/// itself rather than `axum::serve`, whose per-connection task (a version-detecting `auto`
+/// builder, upgrade support, its own shutdown channels) cost ~3 KiB more per connection, which
+/// 10,000 idle SSE subscribers notice (BENCHMARKS.md).
+async fn serve(listener: TcpListener, app: Router, token: CancellationToken) {
+    let http = http1::Builder::new();
+    let graceful = GracefulShutdown::new();
+    loop {
+        let tcp = tokio::select! {
+            () = token.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+        };
+        // TCP_NODELAY: an SSE frame is small and must leave now. With Nagle's algorithm a frame
+        // waits for the ACK of the previous one, which a client that only reads delays by up to
+        // 40 ms (Linux; 200 ms elsewhere): that was the whole cross-instance p99 (BENCHMARKS.md).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+        // A clone of the router is one `Arc`: its route table is built once, in `router`.
+        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::trace!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// After a failed accept: a connection that failed before it was accepted is the client's
+/// business; anything else (out of file descriptors) is logged, and accepting waits a second.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(error.kind(), ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset)
+    {
+        return;
+    }
+    tracing::error!(%error, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
