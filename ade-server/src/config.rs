@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Default page size of `GET /runs` (at most [`MAX_RUNS_LIMIT`](crate::routes::MAX_RUNS_LIMIT)).
     pub default_runs_limit: usize,
+    /// How long a client has to send a request head before its connection is closed (default
+    /// 30 s): slow or silent clients cannot hold connections forever.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             allow_open: false,
             shutdown_grace: Duration::from_secs(30),
             default_runs_limit: 50,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +97,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout) (at least 1 ms).
+    #[must_use]
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

@@ -59,6 +59,9 @@ struct Args {
     /// Seconds without data after which an SSE stream gets a keepalive comment.
     #[arg(long, env = "ADE_KEEPALIVE_SECS", default_value_t = 15)]
     keepalive_secs: u64,
+    /// Seconds a client has to send a request head before its connection is closed.
+    #[arg(long, env = "ADE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    header_timeout_secs: u64,
     /// Largest uploaded document, in bytes.
     #[arg(long, env = "ADE_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
     max_upload_bytes: u64,
@@ -168,6 +171,7 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_tokens(tokens)
         .with_allow_open(args.allow_open)
         .with_keepalive(Duration::from_secs(args.keepalive_secs.max(1)))
+        .with_header_read_timeout(Duration::from_secs(args.header_timeout_secs.max(1)))
         .with_max_upload(args.max_upload_bytes)
         .with_max_json_body(args.max_json_bytes)
         .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))

@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ade_core::Runtime;
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -112,7 +113,8 @@ impl Server {
         let grace = self.state.config().shutdown_grace;
         let addr = self.addr;
         tracing::info!(%addr, "serving");
-        serve(self.listener, router(self.state), token).await;
+        let header_read_timeout = self.state.config().header_read_timeout;
+        serve(self.listener, router(self.state), token, header_read_timeout).await;
         tracing::info!("HTTP stopped; shutting the runtime down");
         if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
             tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
@@ -130,8 +132,11 @@ impl Server {
 /// itself rather than `axum::serve`, whose per-connection task (a version-detecting `auto`
 /// builder, upgrade support, its own shutdown channels) cost ~3 KiB more per connection, which
 /// 10,000 idle SSE subscribers notice (BENCHMARKS.md).
-async fn serve(listener: TcpListener, app: Router, token: CancellationToken) {
-    let http = http1::Builder::new();
+async fn serve(listener: TcpListener, app: Router, token: CancellationToken, header_read_timeout: Duration) {
+    let mut http = http1::Builder::new();
+    // A client that does not send a request head in time loses its connection: slow or silent
+    // clients cannot hold connections open forever.
+    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
     loop {
         let tcp = tokio::select! {
@@ -172,5 +177,5 @@ async fn accept_failed(error: std::io::Error) {
         return;
     }
     tracing::error!(%error, "accept failed");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod binary;
 mod cluster;
 mod configurations;
+mod connections;
 mod documents;
 mod events;
 mod metrics;
