@@ -46,6 +46,11 @@ pub(super) async fn reap_abandoned(runtime: &Runtime) {
     loop {
         match runtime.inner.runs.claim_abandoned(&runtime.inner.owner, runtime.inner.lease).await {
             Ok(Some(run)) => {
+                if crate::sync::lock(&runtime.inner.in_flight).contains(&run.id) {
+                    // Our own run, whose renewal was late (a slow database): it goes on under the
+                    // lease this claim just renewed.
+                    continue;
+                }
                 let key = RunKey::new(run.workspace_id.clone(), run.id);
                 let outcome = match runtime.inner.dispatcher.store().tail(&key).await {
                     Ok(tail) if tail.terminal => finalize_from_log(runtime, &run).await,
