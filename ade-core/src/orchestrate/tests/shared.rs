@@ -197,3 +197,55 @@ async fn after_the_listener_reconnects_followers_miss_nothing() {
     }
     follower.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_renewal_of_its_own_run_does_not_stall_an_instances_reaper() {
+    let Some(url) = pg_testing::url() else { return };
+    let (pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A 30 s lease: renewed every 10 s, abandoned runs looked for every 7.5 s.
+    let a = instance(&schema, dir.path(), Duration::from_secs(30)).await;
+    let own = a.create_run(CreateRun::new(id("blocker"))).await.expect("create").into_run();
+    eventually("the run to start", || async {
+        a.get_run(None, own.id).await.expect("get").is_some_and(|r| r.status == RunStatus::Running)
+    })
+    .await;
+    // Its renewal is late (as with a stalled database): the lease looks expired, the oldest.
+    sqlx::query("UPDATE ade_runs SET lease_until_us = 0 WHERE id = $1")
+        .bind(own.id.to_string())
+        .execute(&pool)
+        .await
+        .expect("expire");
+    // A run a dead instance left, expired after it.
+    let runs = PgRunStore::with_pool(pool.clone()).await.expect("run store");
+    let ghost = Dispatcher::new(
+        Arc::new(PgEventStore::with_pool(pool.clone()).await.expect("store")),
+        DispatchOptions::default(),
+    );
+    let abandoned = crate::store::queued_run("default", "members");
+    runs.create_run_leased(&abandoned, None, "ghost", Duration::ZERO).await.expect("create");
+    runs.transition(abandoned.id, Transition::to(RunStatus::Building)).await.expect("building");
+    runs.transition(abandoned.id, Transition::to(RunStatus::Running)).await.expect("running");
+    sqlx::query("UPDATE ade_runs SET lease_until_us = 1 WHERE id = $1")
+        .bind(abandoned.id.to_string())
+        .execute(&pool)
+        .await
+        .expect("expire");
+    let context = RunContext::new(abandoned.workspace_id.clone(), abandoned.configuration_id.clone(), abandoned.id)
+        .with_lease_owner(Some(Arc::from("ghost")));
+    let writer = ghost.open_run(context).await.expect("ghost writer");
+    writer.emit(EventSource::Api, crate::event::RunQueued::default()).await.expect("emit");
+    writer.flush().await.expect("written before it died");
+    drop(writer);
+    // The reaper skips its own live run and ends the abandoned one, while its own goes on.
+    let events = follow(&a, abandoned.id).await;
+    assert_eq!(
+        completion(&events).failure.as_ref().map(|f| f.code.as_str()),
+        Some(crate::run::failure_code::ORCHESTRATOR_LOST)
+    );
+    let still = a.get_run(None, own.id).await.expect("get").expect("exists");
+    assert_eq!(still.status, RunStatus::Running, "its own run was not taken over");
+    a.cancel(None, own.id).await.expect("cancel");
+    assert_eq!(completion(&follow(&a, own.id).await).status, RunOutcome::Cancelled);
+    a.shutdown().await;
+}
