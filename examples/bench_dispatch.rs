@@ -9,13 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ade::dispatch::{After, DispatchOptions, Dispatcher, RunContext};
-use ade::event::{
-    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, Envelope, EventId,
-    EventPayload, EventSource, Execution, RunCompleted, RunId, StoredEvent, Timestamp, WorkspaceId,
-};
-use ade::run::RunOutcome;
+use ade::event::{Envelope, EventId, EventSource, RunId, StoredEvent, Timestamp};
 use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, RunKey};
-use ade::summary::RunSummaryBuilder;
 use futures::StreamExt;
 
 // The allocator the ade binaries ship with. glibc's malloc serializes on arena locks when one
@@ -23,37 +18,9 @@ use futures::StreamExt;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
 
-fn console(i: u64) -> EventPayload {
-    EventPayload::ConsoleLine(ConsoleLine {
-        scope: ConsoleScope::Run,
-        stream: ConsoleStream::Stdout,
-        level: ConsoleLevel::Info,
-        message: format!("Validated rows {i}..{} of members-2026.xlsx / Sheet1", i + 100),
-        phase: Some("validating".to_owned()),
-        logger: None,
-        engine_timestamp: None,
-        extra: Default::default(),
-    })
-}
-
-fn completed(run: &RunKey, configuration: &ConfigurationId, event_count: u64) -> EventPayload {
-    EventPayload::RunCompleted(Box::new(RunCompleted {
-        status: RunOutcome::Succeeded,
-        failure: None,
-        execution: Execution { exit_code: Some(0), started_at: None, completed_at: Timestamp::now(), duration_ms: 0 },
-        artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
-        summary: RunSummaryBuilder::new(run.run_id, run.workspace_id.clone(), configuration.clone(), Vec::new())
-            .summary(None),
-        event_count,
-        extra: Default::default(),
-    }))
-}
-
-fn ids() -> Result<(WorkspaceId, ConfigurationId), BoxError> {
-    Ok((WorkspaceId::new("bench")?, ConfigurationId::new("members")?))
-}
+use common::{BoxError, completed, console, ids};
 
 /// `runs` runs of `events` events each (the last one `run.completed`), each followed by
 /// `subscribers` subscribers from the start; events/s from the first emit until every subscriber

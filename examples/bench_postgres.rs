@@ -39,15 +39,9 @@ use std::time::{Duration, Instant};
 use ade::Runtime;
 use ade::config::Configuration;
 use ade::dispatch::{DispatchOptions, Dispatcher, RunContext};
-use ade::engine::{Engine, EngineContext, EngineOutcome, EventSink};
-use ade::event::{
-    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, Envelope, EventId,
-    EventPayload, EventSource, Execution, RunCompleted, RunId, StoredEvent, Timestamp, WorkspaceId,
-};
-use ade::run::RunOutcome;
+use ade::event::{Envelope, EventId, EventSource, RunId, StoredEvent, Timestamp};
 use ade::server::{Server, ServerConfig};
 use ade::store::{Durability, EventStore, EventStream, LogTail, PgEventStore, RunKey};
-use ade::summary::RunSummaryBuilder;
 use clap::Parser;
 use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -55,7 +49,9 @@ use tokio::sync::Notify;
 
 // No global allocator: the servers run with the system allocator, like the `ade-server` binary.
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::{BoxError, BusyEngine, Histogram, START, completed, console, created_at, field, find, ids};
 
 #[derive(Debug, Parser)]
 #[command(about = "Events/s appended to PostgreSQL, and cross-instance SSE delivery latency")]
@@ -116,47 +112,6 @@ fn main() -> Result<(), BoxError> {
 // ---------------------------------------------------------------------------------------------
 // The instances (child processes).
 
-/// Released by `SIGUSR1`: the run starts emitting.
-static START: Notify = Notify::const_new();
-
-/// Waits for `SIGUSR1`, then emits `rate` console lines per second for `seconds` seconds.
-#[derive(Debug)]
-struct BusyEngine {
-    rate: u64,
-    seconds: u64,
-}
-
-#[async_trait::async_trait]
-impl Engine for BusyEngine {
-    fn version(&self) -> &str {
-        "bench-postgres-1"
-    }
-
-    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
-        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "bench: waiting for SIGUSR1").await;
-        tokio::select! {
-            () = START.notified() => {}
-            () = context.cancel.cancelled() => return EngineOutcome::succeeded(Vec::new()),
-        }
-        let total = self.rate * self.seconds;
-        let started = Instant::now();
-        let mut ticks = tokio::time::interval(Duration::from_millis(5));
-        let mut emitted = 0;
-        while emitted < total {
-            ticks.tick().await;
-            let due = ((started.elapsed().as_secs_f64() * self.rate as f64) as u64).min(total);
-            while emitted < due {
-                emitted += 1;
-                let line = format!("bench: event {emitted} of {total}");
-                if sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await.is_err() {
-                    return EngineOutcome::succeeded(Vec::new());
-                }
-            }
-        }
-        EngineOutcome::succeeded(Vec::new())
-    }
-}
-
 async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
     let data_dir = args.data_dir.clone().ok_or("--serve-as needs --data-dir")?;
     let mut builder = Runtime::builder().postgres(&args.database_url).data_dir(data_dir).workers(args.workers);
@@ -164,7 +119,7 @@ async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
         let configuration: Configuration =
             serde_json::from_value(serde_json::json!({ "id": "bench", "version": "1", "engine": "bench" }))?;
         builder = builder
-            .engine("bench", Arc::new(BusyEngine { rate: args.rate, seconds: args.seconds }), None)
+            .engine("bench", Arc::new(BusyEngine { name: "bench", rate: args.rate, seconds: args.seconds }), None)
             .configuration(configuration);
     }
     let runtime = builder.build().await?;
@@ -336,36 +291,6 @@ impl EventStore for Counting {
     async fn tail(&self, run: &RunKey) -> ade::Result<LogTail> {
         self.store.tail(run).await
     }
-}
-
-fn console(i: u64) -> EventPayload {
-    EventPayload::ConsoleLine(ConsoleLine {
-        scope: ConsoleScope::Run,
-        stream: ConsoleStream::Stdout,
-        level: ConsoleLevel::Info,
-        message: format!("Validated rows {i}..{} of members-2026.xlsx / Sheet1", i + 100),
-        phase: Some("validating".to_owned()),
-        logger: None,
-        engine_timestamp: None,
-        extra: Default::default(),
-    })
-}
-
-fn completed(run: &RunKey, configuration: &ConfigurationId, event_count: u64) -> EventPayload {
-    EventPayload::RunCompleted(Box::new(RunCompleted {
-        status: RunOutcome::Succeeded,
-        failure: None,
-        execution: Execution { exit_code: Some(0), started_at: None, completed_at: Timestamp::now(), duration_ms: 0 },
-        artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
-        summary: RunSummaryBuilder::new(run.run_id, run.workspace_id.clone(), configuration.clone(), Vec::new())
-            .summary(None),
-        event_count,
-        extra: Default::default(),
-    }))
-}
-
-fn ids() -> Result<(WorkspaceId, ConfigurationId), BoxError> {
-    Ok((WorkspaceId::new("bench")?, ConfigurationId::new("members")?))
 }
 
 /// What one dispatcher round measured.
@@ -586,46 +511,6 @@ impl Drop for Instance {
     }
 }
 
-/// Latencies in a log-scale histogram: 32 buckets per doubling of microseconds (~2% wide).
-struct Histogram {
-    counts: Vec<u64>,
-}
-
-impl Histogram {
-    const PER_DOUBLING: f64 = 32.0;
-
-    fn new() -> Self {
-        Self { counts: vec![0; 64 * 32] }
-    }
-
-    fn record(&mut self, micros: u64) {
-        let index = ((micros as f64 + 1.0).log2() * Self::PER_DOUBLING) as usize;
-        let last = self.counts.len() - 1;
-        self.counts[index.min(last)] += 1;
-    }
-
-    fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The upper edge of the bucket holding quantile `q`, in milliseconds.
-    fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let total = self.total();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (index, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some((2f64.powf((index + 1) as f64 / Self::PER_DOUBLING) - 1.0) / 1000.0);
-            }
-        }
-        None
-    }
-}
-
 /// What one SSE client saw.
 struct Seen {
     /// Events received in order, without gaps or duplicates, from sequence 1.
@@ -706,24 +591,6 @@ async fn follow(
 /// A quantile for humans.
 fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of the line starting with `prefix` in an SSE frame.
-fn field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    frame.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(prefix))
-}
-
-/// The envelope's `created_at`, found without parsing the whole event.
-fn created_at(data: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
-    const KEY: &[u8] = br#""created_at":""#;
-    let at = find(data, KEY)? + KEY.len();
-    let len = data[at..].iter().position(|b| *b == b'"')?;
-    let text = std::str::from_utf8(&data[at..at + len]).ok()?;
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Creates the `bench` run on `url` and waits until it is `running` there.

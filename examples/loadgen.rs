@@ -38,7 +38,9 @@ use tokio::sync::{Notify, Semaphore};
 // No global allocator: the server side runs with the system allocator, like the `ade-server`
 // binary (see BENCHMARKS.md for why).
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::{BoxError, BusyEngine, Histogram, START, created_at, field, find};
 
 #[derive(Debug, Parser)]
 #[command(about = "N SSE subscribers on one busy run of ade-server, or HTTP runs per second")]
@@ -85,47 +87,6 @@ fn main() -> Result<(), BoxError> {
 // ---------------------------------------------------------------------------------------------
 // The server side (child process).
 
-/// Released by `SIGUSR1`: the busy run starts emitting.
-static START: Notify = Notify::const_new();
-
-/// Waits for `SIGUSR1`, then emits `rate` console lines per second for `seconds` seconds.
-#[derive(Debug)]
-struct BusyEngine {
-    rate: u64,
-    seconds: u64,
-}
-
-#[async_trait::async_trait]
-impl Engine for BusyEngine {
-    fn version(&self) -> &str {
-        "loadgen-1"
-    }
-
-    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
-        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "loadgen: waiting for SIGUSR1").await;
-        tokio::select! {
-            () = START.notified() => {}
-            () = context.cancel.cancelled() => return EngineOutcome::succeeded(Vec::new()),
-        }
-        let total = self.rate * self.seconds;
-        let started = Instant::now();
-        let mut ticks = tokio::time::interval(Duration::from_millis(5));
-        let mut emitted = 0;
-        while emitted < total {
-            ticks.tick().await;
-            let due = ((started.elapsed().as_secs_f64() * self.rate as f64) as u64).min(total);
-            while emitted < due {
-                emitted += 1;
-                let line = format!("loadgen: event {emitted} of {total}");
-                if sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await.is_err() {
-                    return EngineOutcome::succeeded(Vec::new());
-                }
-            }
-        }
-        EngineOutcome::succeeded(Vec::new())
-    }
-}
-
 /// Says one line and succeeds.
 #[derive(Debug)]
 struct TrivialEngine;
@@ -151,7 +112,7 @@ async fn serve(args: Args) -> Result<(), BoxError> {
     let mut builder = Runtime::builder()
         .data_dir(dir.path())
         .workers(args.workers)
-        .engine("loadgen", Arc::new(BusyEngine { rate: args.rate, seconds: args.seconds }), None)
+        .engine("loadgen", Arc::new(BusyEngine { name: "loadgen", rate: args.rate, seconds: args.seconds }), None)
         .engine("trivial", Arc::new(TrivialEngine), None);
     for configuration in configurations {
         builder = builder.configuration(configuration);
@@ -241,53 +202,6 @@ impl WaitTimeout for Child {
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(false)
-    }
-}
-
-/// Latencies in a log-scale histogram: 32 buckets per doubling of microseconds (~2% wide).
-#[derive(Clone)]
-struct Histogram {
-    counts: Vec<u64>,
-}
-
-impl Histogram {
-    const PER_DOUBLING: f64 = 32.0;
-
-    fn new() -> Self {
-        Self { counts: vec![0; 64 * 32] }
-    }
-
-    fn record(&mut self, micros: u64) {
-        let index = ((micros as f64 + 1.0).log2() * Self::PER_DOUBLING) as usize;
-        let last = self.counts.len() - 1;
-        self.counts[index.min(last)] += 1;
-    }
-
-    fn merge(&mut self, other: &Self) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The upper edge of the bucket holding quantile `q`, in milliseconds.
-    fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let total = self.total();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (index, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some((2f64.powf((index + 1) as f64 / Self::PER_DOUBLING) - 1.0) / 1000.0);
-            }
-        }
-        None
     }
 }
 
@@ -385,24 +299,6 @@ async fn subscriber(
         connected_changed.notify_one();
     }
     seen
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of the line starting with `prefix` in an SSE frame.
-fn field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    frame.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(prefix))
-}
-
-/// The envelope's `created_at`, found without parsing the whole event.
-fn created_at(data: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
-    const KEY: &[u8] = br#""created_at":""#;
-    let at = find(data, KEY)? + KEY.len();
-    let len = data[at..].iter().position(|b| *b == b'"')?;
-    let text = std::str::from_utf8(&data[at..at + len]).ok()?;
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
 async fn create_run(client: &reqwest::Client, args: &Args, url: &str, config: &str) -> Result<String, BoxError> {

@@ -1,0 +1,175 @@
+//! What the benchmark examples share: realistic events to write, a busy engine that starts on
+//! `SIGUSR1`, a latency histogram, and reading SSE frames without parsing whole events.
+//!
+//! Included with `mod common;` (this is `examples/common/mod.rs`, which cargo does not take for
+//! an example of its own); each example uses part of it.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use ade::engine::{Engine, EngineContext, EngineOutcome, EventSink};
+use ade::event::{
+    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, EventPayload, Execution,
+    RunCompleted, Timestamp, WorkspaceId,
+};
+use ade::run::RunOutcome;
+use ade::store::RunKey;
+use ade::summary::RunSummaryBuilder;
+use tokio::sync::Notify;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// ---------------------------------------------------------------------------------------------
+// Events.
+
+/// A realistic `console.line` (an engine's progress line).
+pub(crate) fn console(i: u64) -> EventPayload {
+    EventPayload::ConsoleLine(ConsoleLine {
+        scope: ConsoleScope::Run,
+        stream: ConsoleStream::Stdout,
+        level: ConsoleLevel::Info,
+        message: format!("Validated rows {i}..{} of members-2026.xlsx / Sheet1", i + 100),
+        phase: Some("validating".to_owned()),
+        logger: None,
+        engine_timestamp: None,
+        extra: Default::default(),
+    })
+}
+
+/// A successful `run.completed` after `event_count` events.
+pub(crate) fn completed(run: &RunKey, configuration: &ConfigurationId, event_count: u64) -> EventPayload {
+    EventPayload::RunCompleted(Box::new(RunCompleted {
+        status: RunOutcome::Succeeded,
+        failure: None,
+        execution: Execution { exit_code: Some(0), started_at: None, completed_at: Timestamp::now(), duration_ms: 0 },
+        artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
+        summary: RunSummaryBuilder::new(run.run_id, run.workspace_id.clone(), configuration.clone(), Vec::new())
+            .summary(None),
+        event_count,
+        extra: Default::default(),
+    }))
+}
+
+/// The workspace and configuration the benchmarks' runs use.
+pub(crate) fn ids() -> Result<(WorkspaceId, ConfigurationId), BoxError> {
+    Ok((WorkspaceId::new("bench")?, ConfigurationId::new("members")?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The busy engine.
+
+/// Released by `SIGUSR1`: the busy run starts emitting.
+pub(crate) static START: Notify = Notify::const_new();
+
+/// Waits for `SIGUSR1` ([`START`]), then emits `rate` console lines per second for `seconds`
+/// seconds; `name` is its version and the prefix of its lines.
+#[derive(Debug)]
+pub(crate) struct BusyEngine {
+    pub(crate) name: &'static str,
+    pub(crate) rate: u64,
+    pub(crate) seconds: u64,
+}
+
+#[async_trait::async_trait]
+impl Engine for BusyEngine {
+    fn version(&self) -> &str {
+        self.name
+    }
+
+    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
+        let name = self.name;
+        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("{name}: waiting for SIGUSR1")).await;
+        tokio::select! {
+            () = START.notified() => {}
+            () = context.cancel.cancelled() => return EngineOutcome::succeeded(Vec::new()),
+        }
+        let total = self.rate * self.seconds;
+        let started = Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_millis(5));
+        let mut emitted = 0;
+        while emitted < total {
+            ticks.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * self.rate as f64) as u64).min(total);
+            while emitted < due {
+                emitted += 1;
+                let line = format!("{name}: event {emitted} of {total}");
+                if sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await.is_err() {
+                    return EngineOutcome::succeeded(Vec::new());
+                }
+            }
+        }
+        EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latencies.
+
+/// Latencies in a log-scale histogram: 32 buckets per doubling of microseconds (~2% wide).
+#[derive(Clone)]
+pub(crate) struct Histogram {
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    const PER_DOUBLING: f64 = 32.0;
+
+    pub(crate) fn new() -> Self {
+        Self { counts: vec![0; 64 * 32] }
+    }
+
+    pub(crate) fn record(&mut self, micros: u64) {
+        let index = ((micros as f64 + 1.0).log2() * Self::PER_DOUBLING) as usize;
+        let last = self.counts.len() - 1;
+        self.counts[index.min(last)] += 1;
+    }
+
+    pub(crate) fn merge(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper edge of the bucket holding quantile `q`, in milliseconds.
+    pub(crate) fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some((2f64.powf((index + 1) as f64 / Self::PER_DOUBLING) - 1.0) / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSE frames.
+
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of the line starting with `prefix` in an SSE frame.
+pub(crate) fn field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    frame.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(prefix))
+}
+
+/// The envelope's `created_at`, found without parsing the whole event.
+pub(crate) fn created_at(data: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    const KEY: &[u8] = br#""created_at":""#;
+    let at = find(data, KEY)? + KEY.len();
+    let len = data[at..].iter().position(|b| *b == b'"')?;
+    let text = std::str::from_utf8(&data[at..at + len]).ok()?;
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
