@@ -1,9 +1,9 @@
 //! The `ade-server` binary: flags and environment, metrics, SIGTERM, the open-server guard.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 
-use crate::support::PATIENCE;
+use crate::support::{PATIENCE, announced_base};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ade-server"));
@@ -31,14 +31,7 @@ async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(PATIENCE, line).await.expect("it starts").expect("join").expect("read");
-    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    let base = announced_base(&mut child).await;
     let http = reqwest::Client::new();
     let configurations = http.get(format!("{base}/configurations")).bearer_auth("t0k3n-value").send().await;
     let configurations: serde_json::Value = configurations.expect("request").json().await.expect("json");

@@ -1,7 +1,6 @@
 //! Three `ade-server` processes on one PostgreSQL database (SPEC §6): one system. Each test has
 //! its own schema; without `ADE_TEST_PG_URL` they skip (and fail under `ADE_REQUIRE_PG=1`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::support::{Frame, PATIENCE, SseReader};
+use crate::support::{Frame, PATIENCE, SseReader, announced_base};
 
 /// How long a lease lasts in these clusters: a dead instance's run ends about this long after.
 const LEASE_SECS: &str = "1";
@@ -144,16 +143,21 @@ impl Cluster {
 
     /// The SSE stream of a run from `instance`, to its end: the events' data.
     async fn stream(&self, instance: usize, id: &str) -> Vec<Value> {
-        let response = self
+        self.stream_in_background(instance, id).await.expect("stream")
+    }
+
+    /// [`stream`](Self::stream), read by a task of its own (to follow a run while it goes on).
+    fn stream_in_background(&self, instance: usize, id: &str) -> tokio::task::JoinHandle<Vec<Value>> {
+        let request = self
             .http
             .request(Method::GET, format!("{}/runs/{id}/events", self.instances[instance].base))
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::OK);
-        let frames = SseReader::new(response).rest().await;
-        frames.iter().filter_map(Frame::data).map(|data| serde_json::from_str(data).expect("event json")).collect()
+            .header("accept", "text/event-stream");
+        tokio::spawn(async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), StatusCode::OK);
+            let frames = SseReader::new(response).rest().await;
+            frames.iter().filter_map(Frame::data).map(|data| serde_json::from_str(data).expect("event json")).collect()
+        })
     }
 
     /// The stored log of a run, as NDJSON from `instance`.
@@ -199,14 +203,7 @@ async fn start_instance(database_url: &str, data: &Path, config: &Path, log: &Pa
         .stderr(log)
         .spawn()
         .expect("start ade-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(PATIENCE, line).await.expect("it starts").expect("join").expect("read");
-    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "ade-server did not start: {line:?}");
+    let base = announced_base(&mut child).await;
     Instance { child, base }
 }
 
@@ -226,25 +223,7 @@ async fn a_run_created_on_a_runs_once_and_streams_from_c_as_logged() {
     let id = cluster.create(0, "slow").await;
     let executor = cluster.executor_of(&id).await;
     // Streamed live (the run is still going) from each instance, including ones not executing it.
-    let streams: Vec<_> = (0..3)
-        .map(|i| {
-            let (http, base, id) = (cluster.http.clone(), cluster.instances[i].base.clone(), id.clone());
-            tokio::spawn(async move {
-                let response = http
-                    .get(format!("{base}/runs/{id}/events"))
-                    .header("accept", "text/event-stream")
-                    .send()
-                    .await
-                    .expect("request");
-                let frames = SseReader::new(response).rest().await;
-                frames
-                    .iter()
-                    .filter_map(Frame::data)
-                    .map(|d| serde_json::from_str::<Value>(d).expect("json"))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
+    let streams: Vec<_> = (0..3).map(|i| cluster.stream_in_background(i, &id)).collect();
     let mut streamed = Vec::new();
     for stream in streams {
         streamed.push(stream.await.expect("stream"));
@@ -267,19 +246,7 @@ async fn kill_9_of_the_executing_instance_ends_its_run_once_within_the_lease() {
     let id = cluster.create(0, "slow").await;
     let executor = cluster.executor_of(&id).await;
     let watcher = (executor + 1) % 3;
-    let stream = {
-        let (http, base, id) = (cluster.http.clone(), cluster.instances[watcher].base.clone(), id.clone());
-        tokio::spawn(async move {
-            let response =
-                http.get(format!("{base}/runs/{id}/events")).header("accept", "text/event-stream").send().await;
-            let frames = SseReader::new(response.expect("request")).rest().await;
-            frames
-                .iter()
-                .filter_map(Frame::data)
-                .map(|d| serde_json::from_str::<Value>(d).expect("json"))
-                .collect::<Vec<_>>()
-        })
-    };
+    let stream = cluster.stream_in_background(watcher, &id);
     // Let it write a while, then kill -9 the instance executing it.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while cluster.get_run(watcher, &id).await["last_sequence"].as_u64().unwrap_or(0) < 50 {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use ade_server::ServerConfig;
-use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{Frame, PATIENCE, SseReader, TestServer, id_of};
@@ -34,13 +33,7 @@ async fn an_event_stream_outlives_the_request_head_timeout() {
     let client = server.client();
     let run = client.create_run("default", "gated", &[]).await;
     let id = id_of(&run);
-    let response = client
-        .request(Method::GET, &format!("/runs/{id}/events"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("events");
-    let mut reader = SseReader::new(response);
+    let mut reader = SseReader::new(client.sse(&id).await);
     // Keepalives every 50 ms: 20 of them span more than three request-head timeouts.
     let mut keepalives = 0;
     while keepalives < 20 {

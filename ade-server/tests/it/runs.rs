@@ -156,13 +156,7 @@ async fn cancel_is_202_then_the_run_ends_cancelled_and_a_second_cancel_is_409() 
     let run = client.create_run("default", "gated", &[]).await;
     let id = id_of(&run);
     // Wait until the engine is at its gate: its `before` lines are in the log.
-    let response = client
-        .request(Method::GET, &format!("/runs/{id}/events"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("events");
-    let mut reader = SseReader::new(response);
+    let mut reader = SseReader::new(client.sse(&id).await);
     loop {
         let frame = reader.next().await.expect("the run goes on");
         if frame.data().is_some_and(|d| d.contains("before 1")) {

@@ -1,6 +1,6 @@
 //! Shutdown during an open stream: the stream ends between two events, the server stops.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 
 use crate::support::{Frame, PATIENCE, SseReader, TestServer, id_of, problem};
 
@@ -11,13 +11,7 @@ async fn shutdown_ends_open_streams_cleanly_and_stops_the_server() {
     assert_eq!(client.get("/readyz").await.status(), StatusCode::OK);
     let run = client.create_run("default", "gated", &[]).await;
     let id = id_of(&run);
-    let response = client
-        .request(Method::GET, &format!("/runs/{id}/events"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("events");
-    let mut reader = SseReader::new(response);
+    let mut reader = SseReader::new(client.sse(&id).await);
     let mut delivered = Vec::new();
     while !delivered.last().is_some_and(|d: &String| d.contains("before 1")) {
         if let Some(Frame::Event { data, .. }) = reader.next().await {

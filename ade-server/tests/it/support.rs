@@ -218,14 +218,18 @@ impl Client<'_> {
         response.json().await.expect("json")
     }
 
-    /// Follows a run's SSE stream to its end; the frames.
-    pub(crate) async fn follow(&self, run_id: &str) -> Vec<Frame> {
-        let response = self
-            .request(Method::GET, &format!("/runs/{run_id}/events"))
+    /// `GET /runs/{id}/events` as Server-Sent Events.
+    pub(crate) async fn sse(&self, run_id: &str) -> reqwest::Response {
+        self.request(Method::GET, &format!("/runs/{run_id}/events"))
             .header("accept", "text/event-stream")
             .send()
             .await
-            .expect("request");
+            .expect("request")
+    }
+
+    /// Follows a run's SSE stream to its end; the frames.
+    pub(crate) async fn follow(&self, run_id: &str) -> Vec<Frame> {
+        let response = self.sse(run_id).await;
         match response.status() {
             StatusCode::NO_CONTENT => Vec::new(),
             StatusCode::OK => SseReader::new(response).rest().await,
@@ -247,6 +251,21 @@ impl Client<'_> {
         assert!(text.is_empty() || text.ends_with('\n'), "NDJSON ends with a newline");
         text.lines().map(str::to_owned).collect()
     }
+}
+
+/// The base URL an `ade-server` child announces on the first line of its stdout
+/// (`ade-server listening on http://<address>`).
+pub(crate) async fn announced_base(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(PATIENCE, line).await.expect("it starts").expect("join").expect("read");
+    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "ade-server did not start: {line:?}");
+    base
 }
 
 /// A header's value as text ("" when absent).
