@@ -98,11 +98,34 @@ impl PgRunStore {
         }
     }
 
-    /// The create of [`RunStore::create_run`], in the transaction `tx`, which the caller commits.
+    /// [`RunStore::create_run`], leased to `lease` = (owner, duration) when given, in one
+    /// transaction.
+    async fn create(
+        &self,
+        run: &Run,
+        idempotency: Option<&IdempotencyKey>,
+        lease: Option<(&str, Duration)>,
+    ) -> Result<CreateOutcome> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        match Self::create_in(&mut tx, run, idempotency, lease).await {
+            Ok(outcome) => {
+                tx.commit().await.map_err(db)?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                tx.rollback().await.map_err(db)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The create of [`create`](Self::create), in the transaction `tx`, which the caller commits.
     async fn create_in(
         tx: &mut sqlx::PgConnection,
         run: &Run,
         idempotency: Option<&IdempotencyKey>,
+        lease: Option<(&str, Duration)>,
     ) -> Result<CreateOutcome> {
         if let Some(key) = idempotency {
             // Creates with the same key take turns until the first commits.
@@ -140,8 +163,9 @@ impl PgRunStore {
         sqlx::query(
             "INSERT INTO ade_runs (id, workspace_id, configuration_id, configuration_version, build_id, status, mode,
                  document_ids, options, created_at, created_at_us, started_at, completed_at, exit_code, failure,
-                 last_sequence, summary, links)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                 last_sequence, summary, links, lease_owner, lease_until_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                 ade_now_us() + $20)",
         )
         .bind(run.id.to_string())
         .bind(run.workspace_id.as_str())
@@ -161,6 +185,8 @@ impl PgRunStore {
         .bind(to_i64(run.last_sequence, "last_sequence")?)
         .bind(json_opt(run.summary.as_ref())?)
         .bind(json(&run.links)?)
+        .bind(lease.map(|(owner, _)| owner))
+        .bind(lease.map(|(_, duration)| lease_us(duration)))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -189,18 +215,7 @@ impl PgRunStore {
 #[async_trait]
 impl RunStore for PgRunStore {
     async fn create_run(&self, run: &Run, idempotency: Option<&IdempotencyKey>) -> Result<CreateOutcome> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        match Self::create_in(&mut tx, run, idempotency).await {
-            Ok(outcome) => {
-                tx.commit().await.map_err(db)?;
-                Ok(outcome)
-            }
-            Err(error) => {
-                tx.rollback().await.map_err(db)?;
-                Err(error)
-            }
-        }
+        self.create(run, idempotency, None).await
     }
 
     async fn get_run(&self, workspace_id: Option<&WorkspaceId>, id: RunId) -> Result<Option<Run>> {
@@ -334,32 +349,7 @@ impl RunStore for PgRunStore {
         owner: &str,
         lease: Duration,
     ) -> Result<CreateOutcome> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        let created = async {
-            let outcome = Self::create_in(&mut tx, run, idempotency).await?;
-            if matches!(outcome, CreateOutcome::Created(_)) {
-                sqlx::query("UPDATE ade_runs SET lease_owner = $2, lease_until_us = ade_now_us() + $3 WHERE id = $1")
-                    .bind(run.id.to_string())
-                    .bind(owner)
-                    .bind(lease_us(lease))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            Ok(outcome)
-        }
-        .await;
-        match created {
-            Ok(outcome) => {
-                tx.commit().await.map_err(db)?;
-                Ok(outcome)
-            }
-            Err(error) => {
-                tx.rollback().await.map_err(db)?;
-                Err(error)
-            }
-        }
+        self.create(run, idempotency, Some((owner, lease))).await
     }
 
     async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
