@@ -276,29 +276,38 @@ impl DirBlobStore {
         }
     }
 
-    /// Creates the temporary file of a write in `dir`, creating `dir` first. A concurrent failed
-    /// write may remove `dir` in between (it removes the directory it created once empty), hence
-    /// the retries.
+    /// A new temporary file in `dir` (created if missing), and the guard that removes it. A
+    /// concurrent failed write may remove `dir` in between (it removes the directory it created
+    /// once empty), hence the retries.
+    ///
+    /// Created on a blocking thread that also makes the guard: if the writing future is dropped
+    /// while the file is being created, the guard is dropped with the thread's result, so the
+    /// file never outlives an abandoned write.
     async fn create_partial(&self, dir: &Path) -> Result<(tokio::fs::File, Partial)> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let created_dir = !tokio::fs::try_exists(dir).await.unwrap_or(false);
-            tokio::fs::create_dir_all(dir).await.map_err(|source| Error::Io {
-                action: "create",
-                path: dir.to_owned(),
-                source,
-            })?;
-            let path = dir.join(format!(".ade-{}.partial", ulid::Ulid::generate()));
-            let opened = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await;
-            match opened {
-                Ok(file) => {
-                    let dir = created_dir.then(|| dir.to_owned());
-                    return Ok((file, Partial { path: Some(path), created_dir: dir }));
-                }
-                Err(error) if error.kind() == io::ErrorKind::NotFound && attempts < 3 => {}
-                Err(source) => return Err(Error::Io { action: "create", path, source }),
+        let dir = dir.to_owned();
+        let (file, partial) = tokio::task::spawn_blocking(move || create_partial_in(&dir))
+            .await
+            .map_err(|error| Error::Task(error.to_string()))??;
+        Ok((tokio::fs::File::from_std(file), partial))
+    }
+}
+
+/// [`DirBlobStore::create_partial`], on the calling (blocking) thread.
+fn create_partial_in(dir: &Path) -> Result<(std::fs::File, Partial)> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let created_dir = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { action: "create", path: dir.to_owned(), source })?;
+        let path = dir.join(format!(".ade-{}.partial", ulid::Ulid::generate()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => {
+                let created_dir = created_dir.then(|| dir.to_owned());
+                return Ok((file, Partial { path: Some(path), created_dir }));
             }
+            // The directory was removed in between (another write's clean-up): make it again.
+            Err(error) if error.kind() == io::ErrorKind::NotFound && attempts < 3 => {}
+            Err(source) => return Err(Error::Io { action: "create", path, source }),
         }
     }
 }
@@ -607,16 +616,23 @@ mod tests {
             tokio::spawn(async move { store.put(&target, &mut receiver, 1 << 20).await })
         };
         sender.write_all(b"partial").await.expect("send");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Drop the write once its temporary file exists (mid-write, not before it began).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !files_under(dir.path()).iter().any(|name| name.ends_with(".partial")) {
+            assert!(std::time::Instant::now() < deadline, "the write never started");
+            tokio::task::yield_now().await;
+        }
         write.abort();
         let _ = write.await;
         assert!(store.open(&target).await.expect("open").is_none());
-        assert!(
-            files_under(dir.path()).iter().all(|name| !name.ends_with(".partial")),
-            "{:?}",
-            files_under(dir.path())
-        );
-        assert!(!dir.path().join("w/documents/doc_2").exists());
+        // A file being created when the write was dropped goes (with the directory the write
+        // made) once its creation returns.
+        while files_under(dir.path()).iter().any(|name| name.ends_with(".partial"))
+            || dir.path().join("w/documents/doc_2").exists()
+        {
+            assert!(std::time::Instant::now() < deadline, "{:?} left behind", files_under(dir.path()));
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]
@@ -633,8 +649,8 @@ mod tests {
         for chunk in 0..20u8 {
             let bytes = [chunk; 100];
             sender.write_all(&bytes).await.expect("send");
+            // The pipe holds 16 bytes: the store has taken in all but those.
             sent.extend_from_slice(&bytes);
-            tokio::time::sleep(Duration::from_millis(5)).await;
             assert!(store.open(&target).await.expect("open").is_none(), "visible after {} bytes", sent.len());
             assert!(store.list(&key("w/outputs")).await.expect("list").is_empty());
             assert!(store.local_path(&target).await.expect("path").is_none());
