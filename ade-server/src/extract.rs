@@ -110,3 +110,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for crate::auth::Caller 
             .ok_or_else(|| Error::Internal("a route that needs a caller has no auth layer".to_owned()))
     }
 }
+
+/// A number written as decimal digits only: `+5`, ` 5` and `5.0` are not cursors or limits, even
+/// though Rust's integer parsing takes a leading `+`.
+pub(crate) fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}

@@ -4,8 +4,11 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use ade_core::event::StoredEvent;
 use ade_core::store::EventStream;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -20,6 +23,10 @@ pub const EVENT_NAME: &str = "ade.event";
 
 /// The keepalive comment frame.
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
+
+/// Frames of events that are ready at once are sent as one body chunk of about this many bytes
+/// at most (one frame may make it larger).
+const CHUNK_BYTES: usize = 32 * 1024;
 
 struct State {
     events: EventStream,
@@ -46,7 +53,7 @@ pub(crate) fn response(
         retry: Some(Bytes::from(format!("retry: {}\n\n", retry.as_millis()))),
         done: false,
     };
-    let frames = futures::stream::unfold(state, next_frame);
+    let frames = futures::stream::unfold(state, next_chunk);
     let mut response = Response::new(Body::from_stream(frames.map(Ok::<_, Infallible>)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -56,46 +63,77 @@ pub(crate) fn response(
     response
 }
 
-async fn next_frame(mut state: State) -> Option<(Bytes, State)> {
+/// What the stream waits for next.
+enum Next {
+    Event(Option<ade_core::Result<Arc<StoredEvent>>>),
+    Quiet,
+    Shutdown,
+}
+
+async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
     if let Some(retry) = state.retry.take() {
         return Some((retry, state));
     }
     if state.done {
         return None;
     }
-    tokio::select! {
+    let next = tokio::select! {
         // Shutdown ends the stream between two frames: a client never gets half an event.
         biased;
-        () = state.shutdown.cancelled() => None,
-        item = state.events.next() => match item {
+        () = state.shutdown.cancelled() => Next::Shutdown,
+        item = state.events.next() => Next::Event(item),
+        () = state.quiet.as_mut() => Next::Quiet,
+    };
+    let mut item = match next {
+        Next::Shutdown => return None,
+        Next::Quiet => {
+            let deadline = Instant::now() + state.keepalive;
+            state.quiet.as_mut().reset(deadline);
+            return Some((Bytes::from_static(KEEPALIVE), state));
+        }
+        Next::Event(item) => item,
+    };
+    // Every event that is ready now goes into this one chunk (up to `CHUNK_BYTES`): a reader
+    // that fell behind catches up with a few large writes instead of one per event.
+    let mut chunk = BytesMut::new();
+    loop {
+        match item {
             Some(Ok(event)) => {
                 state.done = event.is_terminal();
-                let deadline = Instant::now() + state.keepalive;
-                state.quiet.as_mut().reset(deadline);
-                Some((frame(event.sequence(), event.json()), state))
+                push_frame(&mut chunk, event.sequence(), event.json());
             }
             Some(Err(error)) => {
                 // The client resumes with Last-Event-ID; the cause is the server's business.
                 tracing::warn!(%error, "an event stream ended on a store error");
-                None
+                state.done = true;
             }
-            None => None,
-        },
-        () = state.quiet.as_mut() => {
-            let deadline = Instant::now() + state.keepalive;
-            state.quiet.as_mut().reset(deadline);
-            Some((Bytes::from_static(KEEPALIVE), state))
+            None => state.done = true,
+        }
+        if state.done || chunk.len() >= CHUNK_BYTES {
+            break;
+        }
+        match futures::poll!(state.events.next()) {
+            Poll::Ready(next) => item = next,
+            Poll::Pending => break,
         }
     }
+    if chunk.is_empty() {
+        return None;
+    }
+    let deadline = Instant::now() + state.keepalive;
+    state.quiet.as_mut().reset(deadline);
+    Some((chunk.freeze(), state))
 }
 
-/// One event's frame; `json` is the stored line as it is (compact JSON never holds a newline).
-fn frame(sequence: u64, json: &Bytes) -> Bytes {
-    let mut frame = BytesMut::with_capacity(json.len() + 48);
-    frame.extend_from_slice(format!("id: {sequence}\nevent: {EVENT_NAME}\ndata: ").as_bytes());
-    frame.extend_from_slice(json);
-    frame.extend_from_slice(b"\n\n");
-    frame.freeze()
+/// Appends one event's frame; `json` is the stored line as it is (compact JSON never holds a
+/// newline).
+fn push_frame(chunk: &mut BytesMut, sequence: u64, json: &Bytes) {
+    use std::fmt::Write as _;
+    chunk.reserve(json.len() + 48);
+    // Writing into a `BytesMut` cannot fail (it grows).
+    let _ = write!(chunk, "id: {sequence}\nevent: {EVENT_NAME}\ndata: ");
+    chunk.extend_from_slice(json);
+    chunk.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -171,12 +209,65 @@ mod tests {
         assert!(terminal.is_terminal());
         sender.send(Ok(Arc::new(terminal))).expect("send");
         sender.send(Ok(event(3))).expect("send");
-        assert!(chunk(&mut body).await.is_some_and(|c| c.starts_with("id: 2\n")));
+        let last = chunk(&mut body).await.expect("the terminal frame");
+        assert!(last.starts_with("id: 2\n") && !last.contains("id: 3\n"), "{last}");
         assert_eq!(chunk(&mut body).await, None, "nothing after run.completed");
 
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some());
         sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
         assert_eq!(chunk(&mut body).await, None, "an error ends the stream; the client resumes");
+    }
+
+    /// The frames of `chunk`, as `id` numbers.
+    fn ids(chunk: &str) -> Vec<u64> {
+        chunk
+            .split("\n\n")
+            .filter(|frame| !frame.is_empty())
+            .map(|frame| {
+                let id = frame.strip_prefix("id: ").and_then(|rest| rest.split('\n').next()).expect("an id line");
+                assert!(frame.contains("\nevent: ade.event\ndata: {"), "{frame}");
+                id.parse().expect("a number")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn events_ready_at_once_share_a_chunk_of_bounded_size() {
+        let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
+        assert!(chunk(&mut body).await.is_some_and(|c| c.starts_with("retry:")));
+        for sequence in 1..=300 {
+            sender.send(Ok(event(sequence))).expect("send");
+        }
+        let frame_len = frame_len();
+        let mut seen = Vec::new();
+        let mut chunks = 0;
+        while seen.len() < 300 {
+            let text = chunk(&mut body).await.expect("a chunk");
+            assert!(text.len() <= super::CHUNK_BYTES + frame_len, "{} bytes", text.len());
+            seen.extend(ids(&text));
+            chunks += 1;
+        }
+        assert_eq!(seen, (1..=300).collect::<Vec<_>>(), "every frame once, in order");
+        // ~330 bytes a frame: 300 of them fill about three 32 KiB chunks, not 300.
+        assert!((3..=5).contains(&chunks), "{chunks} chunks");
+    }
+
+    #[tokio::test]
+    async fn frames_ready_before_an_error_are_sent_then_the_stream_ends() {
+        let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
+        assert!(chunk(&mut body).await.is_some());
+        sender.send(Ok(event(1))).expect("send");
+        sender.send(Ok(event(2))).expect("send");
+        sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
+        sender.send(Ok(event(3))).expect("send");
+        assert_eq!(ids(&chunk(&mut body).await.expect("frames")), [1, 2]);
+        assert_eq!(chunk(&mut body).await, None);
+    }
+
+    fn frame_len() -> usize {
+        let mut chunk = bytes::BytesMut::new();
+        super::push_frame(&mut chunk, 300, event(300).json());
+        chunk.len()
     }
 }

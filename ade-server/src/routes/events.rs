@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{ApiPath, ApiQuery, decimal};
 use crate::negotiate::{EventsFormat, negotiate_events};
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ pub(super) async fn get(
         EventsFormat::Json => {
             let limit = match query.get("limit") {
                 None => DEFAULT_LIMIT,
-                Some(text) => text.parse::<usize>().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                Some(text) => decimal::<usize>(text).filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
                     Error::BadRequest(format!(
                         "`limit` must be an integer from 1 to {MAX_LIMIT}, not {:?}",
                         excerpt(text)
@@ -107,7 +107,7 @@ pub(super) async fn get(
 /// The resume cursor: the larger of `after_sequence` and `Last-Event-ID`; 0 without either.
 fn cursor(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<u64> {
     let parse = |name: &str, text: &str| {
-        text.trim().parse::<u64>().map_err(|_| {
+        decimal::<u64>(text.trim()).ok_or_else(|| {
             Error::BadRequest(format!("{name} must be an integer ≥ 0 (an event sequence), not {:?}", excerpt(text)))
         })
     };

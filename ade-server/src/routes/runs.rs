@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, decimal};
 use crate::negotiate::prefers_sse;
 use crate::state::AppState;
 
@@ -187,7 +187,7 @@ pub(super) async fn list(
     }
     let limit = match &query.limit {
         None => state.config().default_runs_limit.clamp(1, MAX_RUNS_LIMIT),
-        Some(text) => text.parse::<usize>().ok().filter(|l| (1..=MAX_RUNS_LIMIT).contains(l)).ok_or_else(|| {
+        Some(text) => decimal::<usize>(text).filter(|l| (1..=MAX_RUNS_LIMIT).contains(l)).ok_or_else(|| {
             Error::BadRequest(format!("`limit` must be an integer from 1 to {MAX_RUNS_LIMIT}, not {:?}", excerpt(text)))
         })?,
     };

@@ -112,6 +112,13 @@ async fn bad_input_gets_a_problem_naming_what_is_wrong() {
         case("negative cursor", M::GET, format!("/runs/{acme_id}/events?after_sequence=-3"), S::BAD_REQUEST)
             .detail("after_sequence"),
         case("garbage cursor", M::GET, format!("/runs/{acme_id}/events?after_sequence=ten"), S::BAD_REQUEST),
+        case("signed cursor", M::GET, format!("/runs/{acme_id}/events?after_sequence=%2B5"), S::BAD_REQUEST)
+            .detail("after_sequence"),
+        case("signed Last-Event-ID", M::GET, format!("/runs/{acme_id}/events"), S::BAD_REQUEST)
+            .header("accept", "text/event-stream")
+            .header("last-event-id", "+2")
+            .detail("Last-Event-ID"),
+        case("signed page limit", M::GET, format!("/runs/{acme_id}/events?limit=%2B5"), S::BAD_REQUEST).detail("limit"),
         case("garbage Last-Event-ID", M::GET, format!("/runs/{acme_id}/events"), S::BAD_REQUEST)
             .header("accept", "text/event-stream")
             .header("last-event-id", "abc")
@@ -121,6 +128,7 @@ async fn bad_input_gets_a_problem_naming_what_is_wrong() {
         case("page limit too big", M::GET, format!("/runs/{acme_id}/events?limit=10001"), S::BAD_REQUEST)
             .detail("10000"),
         case("runs limit too big", M::GET, "/runs?limit=500", S::BAD_REQUEST).detail("200"),
+        case("signed runs limit", M::GET, "/runs?limit=%2B5", S::BAD_REQUEST).detail("limit"),
         case("bad runs cursor", M::GET, "/runs?cursor=%7B%7D", S::BAD_REQUEST).detail("cursor"),
         case("bad Accept", M::GET, format!("/runs/{acme_id}/events"), S::NOT_ACCEPTABLE).header("accept", "image/png"),
         case(
