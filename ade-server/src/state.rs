@@ -19,12 +19,20 @@ struct Inner {
     runtime: Runtime,
     config: ServerConfig,
     shutdown: CancellationToken,
+    configuration_writes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
     /// State for a router over `runtime`.
     pub fn new(runtime: Runtime, config: ServerConfig) -> Self {
-        Self { inner: Arc::new(Inner { runtime, config, shutdown: CancellationToken::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                config,
+                shutdown: CancellationToken::new(),
+                configuration_writes: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     /// The hosted runtime.
@@ -41,5 +49,11 @@ impl AppState {
     /// `/readyz` answers 503.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// Held while `PUT /configurations/{id}` checks and changes a configuration, so that two of
+    /// them never interleave.
+    pub(crate) fn configuration_writes(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.configuration_writes
     }
 }

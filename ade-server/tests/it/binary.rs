@@ -75,3 +75,54 @@ async fn the_binary_refuses_to_serve_open_on_a_public_address() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to serve"), "{stderr}");
 }
+
+/// Starts the binary on a free port over `data_dir` and the sample configuration directory; the
+/// child and its base URL.
+async fn start(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
+    let mut child = binary()
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--config-dir")
+        .arg(examples)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let base = announced_base(&mut child).await;
+    (child, base)
+}
+
+/// Stops the binary with SIGTERM and waits for it.
+async fn stop(child: std::process::Child) {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    assert!(wait(child).await.success());
+}
+
+#[tokio::test]
+async fn a_configuration_put_over_http_survives_a_restart_and_one_of_the_directory_is_refused() {
+    use reqwest::StatusCode;
+    let dir = tempfile::tempdir().expect("dir");
+    let http = reqwest::Client::new();
+    let body = |version: &str| serde_json::json!({ "version": version, "engine": "extract", "fields": [{ "name": "email", "type": "email" }] });
+    let (child, base) = start(dir.path()).await;
+    let put = http.put(format!("{base}/configurations/contacts")).json(&body("1")).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    // `members` comes from --config-dir, which wins at the next start: refused, not lost later.
+    let put = http.put(format!("{base}/configurations/members")).json(&body("9")).send().await.expect("put");
+    let detail = crate::support::problem(put, StatusCode::CONFLICT).await;
+    assert!(detail.contains("configuration directory"), "{detail}");
+    stop(child).await;
+
+    let (child, base) = start(dir.path()).await;
+    let contacts: serde_json::Value =
+        http.get(format!("{base}/configurations/contacts")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(contacts["version"], "1", "kept across the restart");
+    let put = http.put(format!("{base}/configurations/contacts")).json(&body("2")).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::OK, "a configuration put before the restart can be replaced");
+    let members: serde_json::Value =
+        http.get(format!("{base}/configurations/members")).send().await.expect("get").json().await.expect("json");
+    assert_ne!(members["version"], "9");
+    stop(child).await;
+}
