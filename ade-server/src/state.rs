@@ -23,8 +23,12 @@ struct Inner {
 }
 
 impl AppState {
-    /// State for a router over `runtime`.
+    /// State for a router over `runtime`. With a metrics handle, the SPEC §11 metrics are
+    /// described to the installed recorder (the label-free ones registered at zero).
     pub fn new(runtime: Runtime, config: ServerConfig) -> Self {
+        if config.metrics.is_some() {
+            crate::http_metrics::register();
+        }
         Self {
             inner: Arc::new(Inner {
                 runtime,

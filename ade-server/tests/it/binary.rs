@@ -36,6 +36,11 @@ async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm
         .expect("start the binary");
     let base = announced_base(&mut child).await;
     let http = reqwest::Client::new();
+    // A fresh process: every SPEC §11 name is exported before anything happened.
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("request").text().await.expect("text");
+    for name in crate::metrics::SPEC_NAMES {
+        assert!(metrics.contains(&format!("# TYPE {name} ")), "{name} is not exported:\n{metrics}");
+    }
     let configurations = http.get(format!("{base}/configurations")).bearer_auth("t0k3n-value").send().await;
     let configurations: serde_json::Value = configurations.expect("request").json().await.expect("json");
     assert_eq!(configurations["configurations"].as_array().map(Vec::len), Some(2), "{configurations}");
