@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub allow_open: bool,
     /// How long shutdown waits for executing runs before leaving them to recovery (default 30 s).
     pub shutdown_grace: Duration,
+    /// How long shutdown lets open connections finish (a download, an upload, an event stream
+    /// whose reader stopped reading) before closing them (default 10 s): a client must not keep
+    /// the server, and the runs' grace period after it, from ever being reached.
+    pub shutdown_drain: Duration,
     /// Default page size of `GET /runs` (at most [`MAX_RUNS_LIMIT`](crate::routes::MAX_RUNS_LIMIT)).
     pub default_runs_limit: usize,
     /// How long a client has to send a request head before its connection is closed (default
@@ -46,6 +50,7 @@ impl Default for ServerConfig {
             metrics: None,
             allow_open: false,
             shutdown_grace: Duration::from_secs(30),
+            shutdown_drain: Duration::from_secs(10),
             default_runs_limit: 50,
             header_read_timeout: Duration::from_secs(30),
         }
@@ -97,6 +102,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`shutdown_drain`](Self::shutdown_drain).
+    #[must_use]
+    pub fn with_shutdown_drain(mut self, drain: Duration) -> Self {
+        self.shutdown_drain = drain;
         self
     }
 

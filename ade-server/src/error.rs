@@ -11,6 +11,7 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Everything a request can fail with.
@@ -96,13 +97,17 @@ impl Error {
     }
 }
 
-/// The body of an error response (RFC 9457).
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Problem<'a> {
+    /// A URN naming the kind of problem, such as `urn:ade:problem:not-found`.
     #[serde(rename = "type")]
     type_: String,
+    /// The HTTP status's reason phrase.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What was wrong, naming the field or limit.
     detail: String,
 }
 

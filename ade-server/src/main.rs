@@ -71,6 +71,10 @@ struct Args {
     /// Seconds shutdown waits for executing runs before leaving them to recovery.
     #[arg(long, env = "ADE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Seconds shutdown lets open connections (downloads, uploads, event streams whose reader
+    /// stopped reading) finish before closing them; the runs' grace period comes after.
+    #[arg(long, env = "ADE_SHUTDOWN_DRAIN_SECS", default_value_t = 10)]
+    shutdown_drain_secs: u64,
 }
 
 /// A lease of 0.1 s to one day.
@@ -175,6 +179,7 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_max_upload(args.max_upload_bytes)
         .with_max_json_body(args.max_json_bytes)
         .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
+        .with_shutdown_drain(Duration::from_secs(args.shutdown_drain_secs))
         .with_metrics(metrics);
     let server = Server::bind(args.bind, runtime, config).await.map_err(|e| e.to_string())?;
     println!("ade-server listening on http://{}", server.local_addr());

@@ -8,58 +8,11 @@
 //! a description here is caught by the test that compares the two.
 
 use ade_core::config::Configuration;
-use ade_core::event::{ConfigurationId, DocumentId, WorkspaceId};
-use ade_core::run::{RunMode, RunOptions};
 use ade_core::store::Document;
-use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
-/// The body of `POST /runs` (for the description; the handler reads the same fields).
-#[derive(JsonSchema)]
-#[schemars(deny_unknown_fields)]
-#[expect(dead_code, reason = "only described, never built")]
-struct CreateRunRequest {
-    /// The run's workspace; default `default`.
-    workspace_id: Option<WorkspaceId>,
-    /// The configuration to run.
-    configuration_id: ConfigurationId,
-    /// The uploaded input files (`POST /documents`).
-    document_ids: Vec<DocumentId>,
-    /// `execute` (default), `validate_only` or `dry_run`.
-    #[serde(default)]
-    mode: RunMode,
-    /// Run options.
-    options: Option<RunOptions>,
-}
-
-/// An RFC 9457 problem: every error answer.
-#[derive(JsonSchema)]
-#[expect(dead_code, reason = "only described, never built")]
-struct Problem {
-    /// A URN naming the kind of problem, such as `urn:ade:problem:not-found`.
-    #[serde(rename = "type")]
-    type_: String,
-    /// The HTTP status's reason phrase.
-    title: String,
-    /// The HTTP status.
-    status: u16,
-    /// What was wrong, naming the field or limit.
-    detail: String,
-}
-
-/// One output file of a run.
-#[derive(JsonSchema)]
-#[expect(dead_code, reason = "only described, never built")]
-struct Output {
-    /// The file's name in the run's `outputs/` directory.
-    name: String,
-    /// Its size.
-    byte_size: u64,
-    /// Its media type, from its extension.
-    content_type: String,
-    /// Where to download it.
-    href: String,
-}
+use crate::error::Problem;
+use crate::routes::{CreateRunBody, Output};
 
 /// The OpenAPI document, as served and committed.
 pub fn document() -> Value {
@@ -103,8 +56,8 @@ fn components() -> Map<String, Value> {
         ("Configuration", ade_core::schema::output_schema_for::<Configuration>("Configuration")),
         ("ConfigurationInput", ade_core::schema::input_schema_for::<Configuration>("ConfigurationInput")),
         ("Document", ade_core::schema::output_schema_for::<Document>("Document")),
-        ("CreateRunRequest", ade_core::schema::input_schema_for::<CreateRunRequest>("CreateRunRequest")),
-        ("Problem", ade_core::schema::output_schema_for::<Problem>("Problem")),
+        ("CreateRunRequest", ade_core::schema::input_schema_for::<CreateRunBody>("CreateRunRequest")),
+        ("Problem", ade_core::schema::output_schema_for::<Problem<'static>>("Problem")),
         ("Output", ade_core::schema::output_schema_for::<Output>("Output")),
     ];
     for (name, schema) in owned {
@@ -218,6 +171,15 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
 }
 
+/// A public part of the run viewer (a page for people; its data comes through the API).
+fn page(summary: &str, media_type: &str) -> Value {
+    json!({
+        "summary": summary,
+        "security": [],
+        "responses": { "200": { "description": summary, "content": { media_type: { "schema": { "type": "string" } } } } },
+    })
+}
+
 const AUTH: [(&str, &str); 1] = [("401", "No token, or an unknown one.")];
 
 fn paths() -> Value {
@@ -271,7 +233,7 @@ fn paths() -> Value {
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema("ConfigurationInput") } } },
                 "responses": responses(
                     &[("200", json_body("Configuration", "Replaced.")), ("201", json_body("Configuration", "Created."))],
-                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A `process` configuration cannot be replaced."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field.")],
+                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A configuration of the server's configuration directory (any `process` one included) cannot be replaced over HTTP."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field (also fields the `extract` engine could not compile).")],
                 ),
             },
         },
@@ -371,6 +333,9 @@ fn paths() -> Value {
                 "responses": responses(&[("200", json!({ "description": "Prometheus text format.", "content": { "text/plain": { "schema": { "type": "string" } } } }))], &[("404", "The host installed no metrics recorder.")]),
             },
         },
+        "/": { "get": page("The run viewer", "text/html") },
+        "/viewer.js": { "get": page("The run viewer's script", "text/javascript") },
+        "/viewer.css": { "get": page("The run viewer's style sheet", "text/css") },
         "/openapi.json": {
             "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1.", "content": { "application/json": { "schema": { "type": "object" } } } } } },
         },

@@ -93,9 +93,10 @@ impl Server {
     }
 
     /// Serves until [`ShutdownHandle::shutdown`] or `signal` (whichever comes first); then open
-    /// streams end, in-flight requests complete, and the runtime shuts down: executing runs get
-    /// [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which they are left to
-    /// recovery at the next start.
+    /// streams end, in-flight requests get [`shutdown_drain`](ServerConfig::shutdown_drain) to
+    /// complete (connections still open after it are closed), and the runtime shuts down:
+    /// executing runs get [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which
+    /// they are left to recovery at the next start.
     ///
     /// # Errors
     /// None today: a failed accept is logged and retried ([`ServeError::Io`] is kept for serving
@@ -114,7 +115,8 @@ impl Server {
         let addr = self.addr;
         tracing::info!(%addr, "serving");
         let header_read_timeout = self.state.config().header_read_timeout;
-        serve(self.listener, router(self.state), token, header_read_timeout).await;
+        let drain = self.state.config().shutdown_drain;
+        serve(self.listener, router(self.state), token, header_read_timeout, drain).await;
         tracing::info!("HTTP stopped; shutting the runtime down");
         if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
             tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
@@ -126,18 +128,30 @@ impl Server {
 
 /// Accepts connections until `token` is cancelled, serving each with HTTP/1.1; then stops
 /// accepting, lets every connection finish its in-flight request (event streams end on the same
-/// token), and returns once all are closed.
+/// token) for at most `drain`, closes those still open, and returns.
+///
+/// The bound matters: hyper polls a response body only while the socket takes data, so a client
+/// that stopped reading an event stream (or reads a download slowly) would otherwise keep its
+/// connection, and the server, from ever closing.
 ///
 /// HTTP/1.1 only (SSE clients speak it; HTTP/2 was never built in). hyper's HTTP/1 connection
 /// itself rather than `axum::serve`, whose per-connection task (a version-detecting `auto`
 /// builder, upgrade support, its own shutdown channels) cost ~3 KiB more per connection, which
 /// 10,000 idle SSE subscribers notice (BENCHMARKS.md).
-async fn serve(listener: TcpListener, app: Router, token: CancellationToken, header_read_timeout: Duration) {
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    token: CancellationToken,
+    header_read_timeout: Duration,
+    drain: Duration,
+) {
     let mut http = http1::Builder::new();
     // A client that does not send a request head in time loses its connection: slow or silent
     // clients cannot hold connections open forever.
     http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
+    // Cancelled when the drain period is over: every connection still open is dropped (closed).
+    let close = CancellationToken::new();
     loop {
         let tcp = tokio::select! {
             () = token.cancelled() => break,
@@ -158,14 +172,21 @@ async fn serve(listener: TcpListener, app: Router, token: CancellationToken, hea
         // A clone of the router is one `Arc`: its route table is built once, in `router`.
         let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
+        let closed = close.clone().cancelled_owned();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::trace!(%error, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(error) = ended {
+                    tracing::trace!(%error, "connection ended with an error");
+                },
+                () = closed => tracing::debug!("connection closed at the end of the shutdown drain"),
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?drain, "connections still open after the shutdown drain are closed");
+        close.cancel();
+    }
 }
 
 /// After a failed accept: a connection that failed before it was accepted is the client's

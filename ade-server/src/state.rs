@@ -19,12 +19,24 @@ struct Inner {
     runtime: Runtime,
     config: ServerConfig,
     shutdown: CancellationToken,
+    configuration_writes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
-    /// State for a router over `runtime`.
+    /// State for a router over `runtime`. With a metrics handle, the SPEC §11 metrics are
+    /// described to the installed recorder (the label-free ones registered at zero).
     pub fn new(runtime: Runtime, config: ServerConfig) -> Self {
-        Self { inner: Arc::new(Inner { runtime, config, shutdown: CancellationToken::new() }) }
+        if config.metrics.is_some() {
+            crate::http_metrics::register();
+        }
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                config,
+                shutdown: CancellationToken::new(),
+                configuration_writes: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     /// The hosted runtime.
@@ -41,5 +53,11 @@ impl AppState {
     /// `/readyz` answers 503.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// Held while `PUT /configurations/{id}` checks and changes a configuration, so that two of
+    /// them never interleave.
+    pub(crate) fn configuration_writes(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.configuration_writes
     }
 }

@@ -1,6 +1,7 @@
 //! `GET /configurations`, `GET /configurations/{id}`, `PUT /configurations/{id}` (SPEC §8.3).
 
 use ade_core::config::{Configuration, EngineSpec};
+use ade_core::engine::extract::CompiledFields;
 use ade_core::event::ConfigurationId;
 use axum::Json;
 use axum::extract::State;
@@ -30,7 +31,9 @@ pub(super) async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<Stri
 }
 
 /// Creates or replaces a data-only (`extract`) configuration. Configurations are shared by every
-/// workspace, so only a token allowed in all of them (`*`) may change them.
+/// workspace, so only a token allowed in all of them (`*`) may change them. Only configurations
+/// created by a `PUT` may be replaced by one: at start the configuration directory wins over a
+/// stored configuration, so replacing one of its configurations here would be lost silently.
 pub(super) async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,27 +59,52 @@ pub(super) async fn put(
     }
     let configuration: Configuration = serde_json::from_value(Value::Object(object))
         .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
-    if !matches!(configuration.engine, EngineSpec::Extract(_)) {
+    let EngineSpec::Extract(spec) = &configuration.engine else {
         return Err(Error::Unprocessable(format!(
             "only `extract` configurations can be created over HTTP (this one is {:?}); \
              `process` configurations come from the server's configuration directory",
             configuration.engine.engine_name()
         )));
-    }
+    };
+    // What the engine would refuse when building a run is refused now, naming the field.
+    CompiledFields::compile(spec).map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
+    // One change at a time: the check below compares the live configuration with its file.
+    let _writing = state.configuration_writes().lock().await;
     let existing = state.runtime().configuration(&id);
-    if let Some(existing) = &existing
-        && !matches!(existing.engine, EngineSpec::Extract(_))
-    {
-        return Err(Error::Conflict(format!(
-            "configuration {id} is a {:?} configuration from the server's configuration directory; it cannot be replaced over HTTP",
-            existing.engine.engine_name()
-        )));
+    if let Some(existing) = &existing {
+        if !matches!(existing.engine, EngineSpec::Extract(_)) {
+            return Err(Error::Conflict(format!(
+                "configuration {id} is a {:?} configuration from the server's configuration directory; it cannot be replaced over HTTP",
+                existing.engine.engine_name()
+            )));
+        }
+        if !is_stored(&state, existing).await? {
+            return Err(Error::Conflict(format!(
+                "configuration {id} comes from the server's configuration directory: change it there \
+                 (a configuration stored over HTTP would be shadowed by it at the next start)"
+            )));
+        }
     }
     // Registered first (it names an engine the runtime has), then kept, so it survives a restart.
     state.runtime().put_configuration(configuration.clone())?;
     persist(&state, &configuration).await?;
     let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(configuration)))
+}
+
+/// Where a `PUT` keeps configuration `id`.
+fn stored_path(state: &AppState, id: &ConfigurationId) -> std::path::PathBuf {
+    super::stored_configurations_dir(state.runtime().data_dir()).join(format!("{id}.json"))
+}
+
+/// Whether `current` is the configuration a `PUT` stored: if not (no file, or another
+/// configuration than the live one), it came from the host, which loads it again at every start.
+async fn is_stored(state: &AppState, current: &Configuration) -> Result<bool> {
+    match tokio::fs::read(stored_path(state, &current.id)).await {
+        Ok(bytes) => Ok(serde_json::from_slice::<Configuration>(&bytes).is_ok_and(|stored| stored == *current)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(Error::Internal(format!("reading stored configuration {}: {error}", current.id))),
+    }
 }
 
 /// Writes the configuration to `<data_dir>/configurations/<id>.json` (atomically: a temporary
@@ -86,7 +114,7 @@ async fn persist(state: &AppState, configuration: &Configuration) -> Result<()> 
     let failed = |e: std::io::Error| Error::Internal(format!("storing configuration {}: {e}", configuration.id));
     tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
     let json = serde_json::to_vec_pretty(configuration).map_err(|e| Error::Internal(e.to_string()))?;
-    let path = dir.join(format!("{}.json", configuration.id));
+    let path = stored_path(state, &configuration.id);
     let temporary = dir.join(format!(".{}.json.tmp", configuration.id));
     tokio::fs::write(&temporary, json).await.map_err(failed)?;
     tokio::fs::rename(&temporary, &path).await.map_err(failed)

@@ -17,18 +17,24 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{self, Caller, EVENTS_ROUTE};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+pub(crate) use outputs::Output;
+pub(crate) use runs::CreateRunBody;
 pub use runs::MAX_RUNS_LIMIT;
 
 /// The routes that need a caller (SPEC §4.2).
 pub fn api_routes(state: &AppState) -> Router<AppState> {
-    Router::new()
+    api_table().router.route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+}
+
+fn api_table() -> Routes {
+    Routes::default()
         .route("/documents", post(documents::upload))
         .route("/documents/{id}", get(documents::get))
         .route("/configurations", get(configurations::list))
@@ -39,13 +45,16 @@ pub fn api_routes(state: &AppState) -> Router<AppState> {
         .route(EVENTS_ROUTE, get(events::get))
         .route("/runs/{id}/outputs", get(outputs::list))
         .route("/runs/{id}/outputs/{name}", get(outputs::download))
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
 }
 
 /// The routes anyone may call: probes, metrics, the API's description and the run viewer (a page
 /// with no data of its own: it reads everything through the authenticated API).
 pub fn public_routes() -> Router<AppState> {
-    Router::new()
+    public_table().router
+}
+
+fn public_table() -> Routes {
+    Routes::default()
         .route("/", get(crate::viewer::index))
         .route("/viewer.js", get(crate::viewer::script))
         .route("/viewer.css", get(crate::viewer::style))
@@ -53,6 +62,29 @@ pub fn public_routes() -> Router<AppState> {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(openapi))
+}
+
+/// Every path [`router`] routes, as written in the router (`/runs/{id}`): the OpenAPI test checks
+/// that the document describes each, with each of its methods.
+pub fn routed_paths() -> Vec<&'static str> {
+    let mut paths = api_table().paths;
+    paths.extend(public_table().paths);
+    paths
+}
+
+/// A router that remembers the paths it routes (axum's cannot list them).
+#[derive(Default)]
+struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, methods);
+        self.paths.push(path);
+        self
+    }
 }
 
 /// `GET /openapi.json`: the document of [`crate::openapi`], built once.

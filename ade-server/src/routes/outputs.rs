@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio_util::io::ReaderStream;
 
@@ -17,12 +18,16 @@ use crate::error::{Error, Result};
 use crate::extract::ApiPath;
 use crate::state::AppState;
 
-/// One output file.
-#[derive(Debug, Serialize)]
-struct Output {
+/// One output file of a run.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Output {
+    /// The file's name in the run's `outputs/` directory.
     name: String,
+    /// Its size.
     byte_size: u64,
+    /// Its media type, from its extension.
     content_type: &'static str,
+    /// Where to download it.
     href: String,
 }
 

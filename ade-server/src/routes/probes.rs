@@ -28,14 +28,17 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>>
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// Prometheus text exposition of the recorder the host installed.
+/// Prometheus text exposition of the recorder the host installed; every SPEC §11 name is in it,
+/// those without a series yet as `# HELP` and `# TYPE` lines.
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response> {
     let handle = state
         .config()
         .metrics
         .as_ref()
         .ok_or_else(|| Error::NotFound("metrics are not enabled on this server".to_owned()))?;
-    let mut response = handle.render().into_response();
+    let mut text = handle.render();
+    text += &crate::http_metrics::missing_families(&text);
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -27,16 +28,21 @@ pub const MAX_RUNS_LIMIT: usize = 200;
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+// Also the OpenAPI document's `CreateRunRequest`: what is described is what is read.
 /// The body of `POST /runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateRunBody {
+pub(crate) struct CreateRunBody {
+    /// The run's workspace; default `default`.
     workspace_id: Option<WorkspaceId>,
+    /// The configuration to run.
     configuration_id: ConfigurationId,
+    /// The uploaded input files (`POST /documents`).
     document_ids: Vec<DocumentId>,
+    /// `execute` (default), `validate_only` or `dry_run`.
     #[serde(default)]
     mode: RunMode,
-    #[serde(default)]
+    /// Run options.
     options: Option<RunOptions>,
 }
 

@@ -22,6 +22,9 @@ async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm
     let dir = tempfile::tempdir().expect("dir");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
     let mut child = binary()
+        // Every request is logged at this level (tower-http's `started processing request`), so
+        // the check that the token is not in the logs below can fail.
+        .env("RUST_LOG", "trace")
         .args(["--bind", "127.0.0.1:0", "--keepalive-secs", "1", "--data-dir"])
         .arg(dir.path())
         .arg("--config-dir")
@@ -33,6 +36,11 @@ async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm
         .expect("start the binary");
     let base = announced_base(&mut child).await;
     let http = reqwest::Client::new();
+    // A fresh process: every SPEC §11 name is exported before anything happened.
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("request").text().await.expect("text");
+    for name in crate::metrics::SPEC_NAMES {
+        assert!(metrics.contains(&format!("# TYPE {name} ")), "{name} is not exported:\n{metrics}");
+    }
     let configurations = http.get(format!("{base}/configurations")).bearer_auth("t0k3n-value").send().await;
     let configurations: serde_json::Value = configurations.expect("request").json().await.expect("json");
     assert_eq!(configurations["configurations"].as_array().map(Vec::len), Some(2), "{configurations}");
@@ -56,6 +64,10 @@ async fn the_binary_serves_with_tokens_from_the_environment_and_stops_on_sigterm
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut logs).expect("logs");
     assert!(logs.contains("SIGTERM"), "{logs}");
+    let logged = logs.lines().any(|line| {
+        line.contains("path=/runs/run_01M8C4DS2PH0887ZPTJ9T85312/events") && line.contains("processing request")
+    });
+    assert!(logged, "the request with the token is logged, without its query:\n{logs}");
     assert!(!logs.contains("t0k3n-value"), "tokens are never logged:\n{logs}");
 }
 
@@ -74,4 +86,55 @@ async fn the_binary_refuses_to_serve_open_on_a_public_address() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to serve"), "{stderr}");
+}
+
+/// Starts the binary on a free port over `data_dir` and the sample configuration directory; the
+/// child and its base URL.
+async fn start(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
+    let mut child = binary()
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--config-dir")
+        .arg(examples)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let base = announced_base(&mut child).await;
+    (child, base)
+}
+
+/// Stops the binary with SIGTERM and waits for it.
+async fn stop(child: std::process::Child) {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    assert!(wait(child).await.success());
+}
+
+#[tokio::test]
+async fn a_configuration_put_over_http_survives_a_restart_and_one_of_the_directory_is_refused() {
+    use reqwest::StatusCode;
+    let dir = tempfile::tempdir().expect("dir");
+    let http = reqwest::Client::new();
+    let body = |version: &str| serde_json::json!({ "version": version, "engine": "extract", "fields": [{ "name": "email", "type": "email" }] });
+    let (child, base) = start(dir.path()).await;
+    let put = http.put(format!("{base}/configurations/contacts")).json(&body("1")).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    // `members` comes from --config-dir, which wins at the next start: refused, not lost later.
+    let put = http.put(format!("{base}/configurations/members")).json(&body("9")).send().await.expect("put");
+    let detail = crate::support::problem(put, StatusCode::CONFLICT).await;
+    assert!(detail.contains("configuration directory"), "{detail}");
+    stop(child).await;
+
+    let (child, base) = start(dir.path()).await;
+    let contacts: serde_json::Value =
+        http.get(format!("{base}/configurations/contacts")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(contacts["version"], "1", "kept across the restart");
+    let put = http.put(format!("{base}/configurations/contacts")).json(&body("2")).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::OK, "a configuration put before the restart can be replaced");
+    let members: serde_json::Value =
+        http.get(format!("{base}/configurations/members")).send().await.expect("get").json().await.expect("json");
+    assert_ne!(members["version"], "9");
+    stop(child).await;
 }

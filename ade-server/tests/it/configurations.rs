@@ -70,3 +70,39 @@ async fn put_refuses_process_configurations_mismatched_ids_and_bad_shapes() {
     problem(client.get("/configurations/mine").await, StatusCode::NOT_FOUND).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn put_refuses_to_replace_a_configuration_of_the_configuration_directory() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let before = client.get_json("/configurations/members").await;
+    let response = client.request(Method::PUT, "/configurations/members").json(&extract_body()).send().await;
+    let detail = problem(response.expect("put"), StatusCode::CONFLICT).await;
+    assert!(detail.contains("configuration directory") && detail.contains("change it there"), "{detail}");
+    assert_eq!(client.get_json("/configurations/members").await, before, "unchanged");
+    assert!(!server.dir.path().join("configurations/members.json").exists(), "nothing stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn put_refuses_extract_fields_the_engine_could_not_compile_naming_the_field() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let put = |body: serde_json::Value| client.request(Method::PUT, "/configurations/broken").json(&body).send();
+    let cases = [
+        (json!({ "name": "code", "pattern": "([a-z" }), "pattern"),
+        (json!({ "name": "age", "type": "integer", "min": 10, "max": 1 }), "min"),
+        (json!({ "name": "kind", "allowed_values": [] }), "allowed_values"),
+    ];
+    for (field, what) in cases {
+        let body = json!({ "version": "1", "engine": "extract", "fields": [field] });
+        let detail = problem(put(body).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let name = field["name"].as_str().expect("name");
+        assert!(detail.contains(&format!("'{name}'")) && detail.contains(what), "{detail}");
+    }
+    let no_fields = json!({ "version": "1", "engine": "extract", "fields": [] });
+    problem(put(no_fields).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(client.get("/configurations/broken").await, StatusCode::NOT_FOUND).await;
+    assert!(!server.dir.path().join("configurations/broken.json").exists(), "nothing stored");
+    server.stop().await;
+}

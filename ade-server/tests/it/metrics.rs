@@ -27,8 +27,32 @@ async fn metrics_expose_the_spec_names() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
     assert!(!text.contains(&id_of(&run)), "ids never become label values");
+    for name in SPEC_NAMES {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not exported:\n{text}");
+    }
+    // The ones without labels have a series (at zero until something happens).
+    for series in ["ade_event_store_errors_total ", "ade_subscriber_catchups_total ", "ade_event_append_seconds_count "]
+    {
+        assert!(text.lines().any(|line| line.starts_with(series)), "no {series}series in\n{text}");
+    }
     server.stop().await;
 }
+
+/// Every name of SPEC §11, as the spec writes them.
+pub(crate) const SPEC_NAMES: [&str; 12] = [
+    "ade_events_total",
+    "ade_event_append_seconds",
+    "ade_event_store_errors_total",
+    "ade_subscribers",
+    "ade_subscriber_catchups_total",
+    "ade_runs_total",
+    "ade_runs_active",
+    "ade_run_duration_seconds",
+    "ade_builds_total",
+    "ade_engine_rejected_events_total",
+    "ade_http_requests_total",
+    "ade_http_request_seconds",
+];
 
 #[tokio::test]
 async fn metrics_are_404_when_the_host_installed_no_recorder() {

@@ -1,4 +1,5 @@
-//! `GET /openapi.json`: the committed document, and every route it describes exists.
+//! `GET /openapi.json`: the committed document; every route it describes exists, and every route
+//! the router serves is described, with each of its methods.
 
 use reqwest::{Method, StatusCode};
 
@@ -43,6 +44,35 @@ async fn the_served_document_is_the_generated_one_and_names_only_real_routes() {
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is described but not routed");
             assert!(!body.contains("no route"), "{method} {path} is described but not routed: {body}");
         }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_routed_path_and_method_is_described() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let document = ade_server::openapi::document();
+    let described = document["paths"].as_object().expect("paths");
+    let routed = ade_server::routes::routed_paths();
+    let mut routed_sorted = routed.clone();
+    routed_sorted.sort_unstable();
+    let mut described_sorted: Vec<&str> = described.keys().map(String::as_str).collect();
+    described_sorted.sort_unstable();
+    assert_eq!(routed_sorted, described_sorted, "the router's paths and the document's");
+    // A method no route has: the 405 answer's `Allow` names the path's methods.
+    let probe = Method::from_bytes(b"PROBE").expect("method");
+    for path in routed {
+        let concrete = path.replace("{id}", "x").replace("{name}", "x");
+        let response = client.request(probe.clone(), &concrete).send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        let allow = crate::support::header(&response, "allow");
+        let mut methods: Vec<String> =
+            allow.split(',').map(|m| m.trim().to_lowercase()).filter(|m| !m.is_empty() && m != "head").collect();
+        methods.sort();
+        let mut documented: Vec<String> = described[path].as_object().expect("operations").keys().cloned().collect();
+        documented.sort();
+        assert_eq!(methods, documented, "methods of {path} (Allow: {allow})");
     }
     server.stop().await;
 }

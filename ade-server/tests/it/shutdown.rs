@@ -58,3 +58,46 @@ async fn readyz_is_503_once_shutdown_has_begun() {
     serving.abort();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_a_stream_whose_reader_stopped_reading_after_the_drain_period() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let drain = std::time::Duration::from_millis(300);
+    let mut server = TestServer::start_with(ade_server::ServerConfig::new().with_shutdown_drain(drain)).await;
+    let client = server.client();
+    // Several MiB of SSE: far more than the stalled reader's socket buffers hold, so the server's
+    // write blocks and hyper stops polling the body (it never sees the shutdown token).
+    let configuration = serde_json::json!({
+        "id": "busy", "version": "1", "engine": "gated", "before": 0, "gated": 1, "after": 40000,
+    });
+    server.runtime.put_configuration(serde_json::from_value(configuration).expect("valid")).expect("registered");
+    let id = id_of(&client.create_run("default", "busy", &[]).await);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    let mut stalled =
+        socket.connect(server.base.trim_start_matches("http://").parse().expect("address")).await.expect("connect");
+    let request = format!("GET /runs/{id}/events HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.expect("request");
+    // Read up to the stream's first frame (the subscription exists), then stop reading.
+    let mut head = Vec::new();
+    while !head.windows(11).any(|w| w == b"retry: 2000") {
+        let mut chunk = [0; 512];
+        let read = tokio::time::timeout(PATIENCE, stalled.read(&mut chunk)).await.expect("the head").expect("read");
+        assert!(read > 0, "the server closed the stream: {}", String::from_utf8_lossy(&head));
+        head.extend_from_slice(&chunk[..read]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    // The whole run happens while the stalled reader reads nothing.
+    server.gate.add_permits(1);
+    let frames = client.follow(&id).await;
+    assert!(frames.len() > 40000);
+    server.shutdown.shutdown();
+    let task = server.task.take().expect("serving");
+    let stopped = tokio::time::timeout(drain + PATIENCE, task).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "the server stops after the drain period: {stopped:?}");
+    // The stalled connection was closed: what was sent can still be read, then the end.
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(PATIENCE, stalled.read_to_end(&mut rest)).await;
+    assert!(end.is_ok(), "the stalled connection is closed");
+}
