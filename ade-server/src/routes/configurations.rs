@@ -85,9 +85,22 @@ pub(super) async fn put(
             )));
         }
     }
-    // Registered first (it names an engine the runtime has), then kept, so it survives a restart.
-    state.runtime().put_configuration(configuration.clone())?;
+    // Kept first, then registered: a write that fails changes nothing, so the live configuration
+    // and its file always agree (and a later `PUT` is not refused as a directory configuration).
     persist(&state, &configuration).await?;
+    if let Err(error) = state.runtime().put_configuration(configuration.clone()) {
+        // The runtime has no engine for it: put the file back as it was.
+        let restored = match &existing {
+            Some(previous) => persist(&state, previous).await,
+            None => tokio::fs::remove_file(stored_path(&state, &id))
+                .await
+                .map_err(|e| Error::Internal(format!("removing configuration {id}: {e}"))),
+        };
+        if let Err(restore_error) = restored {
+            tracing::error!(%id, %restore_error, "could not undo a stored configuration the runtime refused");
+        }
+        return Err(error.into());
+    }
     let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(configuration)))
 }
