@@ -13,7 +13,7 @@ use ade::event::{Envelope, EventId, EventSource, RunId, StoredEvent, Timestamp};
 use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, RunKey};
 use futures::StreamExt;
 
-// The allocator the ade binaries ship with. glibc's malloc serializes on arena locks when one
+// The benchmarks run on mimalloc (the library does not choose an allocator). glibc's malloc serializes on arena locks when one
 // thread frees what another allocated, which a fan-out does for every event (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

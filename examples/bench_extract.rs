@@ -20,7 +20,8 @@ use calamine::{Data, Reader, Xlsx, open_workbook};
 use futures::StreamExt;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
-// The allocator the ade binaries ship with (see BENCHMARKS.md).
+// The benchmarks run on mimalloc; the library does not choose an allocator and `ade-server`
+// keeps the system one (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

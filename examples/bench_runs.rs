@@ -15,7 +15,8 @@ use ade::event::{ConsoleLevel, ConsoleStream};
 use ade::{CreateRun, Runtime};
 use futures::StreamExt;
 
-// The allocator the ade binaries ship with (see BENCHMARKS.md).
+// The benchmarks run on mimalloc; the library does not choose an allocator and `ade-server`
+// keeps the system one (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
