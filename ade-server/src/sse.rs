@@ -26,7 +26,7 @@ const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// Frames of events that are ready at once are sent as one body chunk of about this many bytes
 /// at most (one frame may make it larger).
-const CHUNK_BYTES: usize = 32 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 
 struct State {
     events: EventStream,

@@ -69,19 +69,11 @@ pub(super) async fn get(
         EventsFormat::Ndjson => {
             // Every event that exists now, read from the store as it is sent: constant memory.
             let last = store.tail(&key).await?.last_sequence;
-            let lines = store
+            let events = store
                 .read_after(&key, cursor)
                 .await?
-                .try_take_while(move |event| std::future::ready(Ok(event.sequence() <= last)))
-                .map_ok(|event| {
-                    let json = event.json();
-                    let mut line = Vec::with_capacity(json.len() + 1);
-                    line.extend_from_slice(json);
-                    line.push(b'\n');
-                    Bytes::from(line)
-                })
-                // An error cuts the response short (no final newline): a reader sees the truncation.
-                .map_err(|error| std::io::Error::other(error.to_string()));
+                .try_take_while(move |event| std::future::ready(Ok(event.sequence() <= last)));
+            let lines = ndjson_chunks(events);
             let mut response = Response::new(Body::from_stream(lines));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
             Ok(response)
@@ -123,4 +115,109 @@ fn cursor(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<u64> {
         }
     }
     Ok(cursor)
+}
+
+/// NDJSON lines of `events`: those read at once go out as one chunk of about
+/// [`CHUNK_BYTES`](crate::sse::CHUNK_BYTES), so a long log takes a few large writes, not one per
+/// event. A store error after some lines sends those lines, then cuts the response short (no
+/// final newline): a reader sees the truncation.
+fn ndjson_chunks<S>(events: S) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static
+where
+    S: futures::Stream<Item = ade_core::Result<std::sync::Arc<ade_core::event::StoredEvent>>> + Send + 'static,
+{
+    /// What comes after the chunk just sent.
+    enum Then {
+        More,
+        Fail(std::io::Error),
+        End,
+    }
+    let events = Box::pin(events);
+    futures::stream::unfold((events, Then::More), |(mut events, then)| async move {
+        match then {
+            Then::More => {}
+            Then::Fail(error) => return Some((Err(error), (events, Then::End))),
+            Then::End => return None,
+        }
+        let mut item = events.next().await?;
+        let mut chunk = bytes::BytesMut::new();
+        loop {
+            match item {
+                Ok(event) => {
+                    chunk.extend_from_slice(event.json());
+                    chunk.extend_from_slice(b"\n");
+                }
+                Err(error) => {
+                    let error = std::io::Error::other(error.to_string());
+                    if chunk.is_empty() {
+                        return Some((Err(error), (events, Then::End)));
+                    }
+                    return Some((Ok(chunk.freeze()), (events, Then::Fail(error))));
+                }
+            }
+            if chunk.len() >= crate::sse::CHUNK_BYTES {
+                break;
+            }
+            match futures::poll!(events.next()) {
+                std::task::Poll::Ready(Some(next)) => item = next,
+                std::task::Poll::Ready(None) => return Some((Ok(chunk.freeze()), (events, Then::End))),
+                std::task::Poll::Pending => break,
+            }
+        }
+        Some((Ok(chunk.freeze()), (events, Then::More)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ade_core::event::StoredEvent;
+    use axum::body::Bytes;
+    use futures::StreamExt;
+
+    fn event(sequence: u64) -> ade_core::Result<Arc<StoredEvent>> {
+        let json = format!(
+            r#"{{"type":"console.line","event_id":"evt_01JK3J0YRKJ7Q2M5XW8T4V6B9N","created_at":"2026-11-26T18:52:57.802612Z","sequence":{sequence},"source":"engine","workspace_id":"acme","configuration_id":"members","run_id":"run_01JK3HXPQKZ4P6RZ3BET8ESZ1T","payload":{{"scope":"run","stream":"stdout","level":"info","message":"{}"}}}}"#,
+            "x".repeat(200)
+        );
+        Ok(Arc::new(StoredEvent::from_json(Bytes::from(json)).expect("an envelope")))
+    }
+
+    fn sequences(chunk: &[u8]) -> Vec<u64> {
+        let text = std::str::from_utf8(chunk).expect("utf-8");
+        assert!(text.ends_with('\n'), "a chunk holds whole lines");
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line")["sequence"].as_u64())
+            .map(|sequence| sequence.expect("a sequence"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lines_read_at_once_share_chunks_of_bounded_size() {
+        // Not fused, like the store's streams: polling it after its end panics.
+        let events = futures::stream::unfold(1, |sequence| async move {
+            (sequence <= 1000).then(|| (event(sequence), sequence + 1))
+        });
+        let chunks: Vec<_> = Box::pin(super::ndjson_chunks(events)).collect().await;
+        let line = event(1).expect("event").json().len() + 1;
+        let mut seen = Vec::new();
+        for chunk in &chunks {
+            let chunk = chunk.as_ref().expect("no error");
+            assert!(chunk.len() < crate::sse::CHUNK_BYTES + line, "{} bytes", chunk.len());
+            seen.extend(sequences(chunk));
+        }
+        assert_eq!(seen, (1..=1000).collect::<Vec<_>>(), "every line once, in order");
+        // ~450 bytes a line: about 14 chunks of 32 KiB, not 1,000.
+        assert!((10..=20).contains(&chunks.len()), "{} chunks", chunks.len());
+    }
+
+    #[tokio::test]
+    async fn lines_read_before_a_store_error_are_sent_then_the_error() {
+        let items = vec![event(1), event(2), Err(ade_core::Error::Task("the disk broke".to_owned())), event(3)];
+        let mut chunks = Box::pin(super::ndjson_chunks(futures::stream::iter(items)));
+        assert_eq!(sequences(&chunks.next().await.expect("a chunk").expect("lines")), [1, 2]);
+        let error = chunks.next().await.expect("the error").expect_err("an error");
+        assert!(error.to_string().contains("the disk broke"), "{error}");
+        assert!(chunks.next().await.is_none(), "nothing after the error");
+    }
 }
