@@ -1480,9 +1480,19 @@ mod tests {
         let h = harness().await;
         // An empty workbook is an input error, like an empty CSV file.
         let empty = xlsx(&[("Sheet1", (0, 0), Vec::new())]);
-        let cases: [(&str, Vec<u8>, &str); 3] = [
+        let cases: [(&str, Vec<u8>, &str); 5] = [
             ("garbage.xlsx", b"this is not a zip file".to_vec(), "garbage.xlsx is not a readable XLSX workbook: "),
             ("old.xls", b"nor an OLE file".to_vec(), "old.xls is not a readable XLS workbook: "),
+            (
+                "corrupt.ods",
+                b"PK\x03\x04 but not a zip archive".to_vec(),
+                "corrupt.ods is not a readable ODS workbook: ",
+            ),
+            (
+                "secret.ods",
+                test_support::encrypted_ods(),
+                "secret.ods is password-protected (encrypted): save it without a password",
+            ),
             ("empty.xlsx", empty, "empty.xlsx is empty"),
         ];
         for (filename, bytes, message) in cases {
@@ -1502,6 +1512,18 @@ mod tests {
             assert_eq!(done.status, RunOutcome::Failed, "{filename}");
             assert_eq!(run_phases(&events), vec![("extracting".to_owned(), PhaseStatus::Failed)]);
         }
+
+        // A readable workbook whose only sheet holds notes, no table: the run succeeds with a
+        // warning naming the sheet, like a CSV file without a table.
+        use W::S;
+        let notes = vec![vec![S("Notes")], vec![S("call the members back")], vec![], vec![S("see the 2023 list")]];
+        let document = upload(&h.runtime, "notes.xlsx", &xlsx(&[("Todo", (0, 0), notes)])).await;
+        let (_, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
+        assert_eq!(completion(&events).status, RunOutcome::Succeeded);
+        assert!(!types(&events).contains(&"run.table.summary") && !types(&events).contains(&"run.error"));
+        let warnings: Vec<String> =
+            consoles(&events).into_iter().filter(|(level, _)| *level == ConsoleLevel::Warn).map(|(_, m)| m).collect();
+        assert_eq!(warnings, ["notes.xlsx sheet 'Todo': no table found (no header row names the configured fields)"]);
         h.runtime.shutdown().await;
     }
 
@@ -1819,5 +1841,182 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(plural(1, "row", "rows"), "1 row");
         assert_eq!(ExtractEngine::default().version(), env!("CARGO_PKG_VERSION"));
+    }
+
+    /// Every event of a long run, followed with a longer hang guard than `run_to_end`'s.
+    async fn run_to_end_slowly(runtime: &Runtime, request: CreateRun) -> (crate::run::Run, Vec<Envelope>) {
+        use futures::StreamExt;
+        let run = runtime.create_run(request).await.expect("create").into_run();
+        let mut stream = runtime.subscribe(None, run.id, crate::dispatch::After(0)).await.expect("subscribe");
+        let mut events = Vec::new();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+            while let Some(event) = stream.next().await {
+                events.push(event.expect("event").envelope().expect("typed").clone());
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the run must end");
+        (run, events)
+    }
+
+    #[tokio::test]
+    async fn more_issues_than_the_cap_are_counted_summarized_and_all_written() {
+        let h = harness().await;
+        // 100 good rows (so the columns map by their values too), then 3,400 rows with three
+        // issues each: 10,200 issues, 200 beyond the cap of 10,000 published.
+        let mut csv = String::from("Member #,Full name,E-mail,Joined\n");
+        for n in 0..100 {
+            csv.push_str(&format!("{n},Member {n},m{n}@example.org,2024-01-02\n"));
+        }
+        for n in 0..3_400 {
+            csv.push_str(&format!("x{n},Member {n},not-an-email,soon\n"));
+        }
+        let document = upload(&h.runtime, "bad.csv", csv.as_bytes()).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        assert_eq!(issues(&events).len(), 10_000);
+        let warnings: Vec<String> =
+            consoles(&events).into_iter().filter(|(level, _)| *level == ConsoleLevel::Warn).map(|(_, m)| m).collect();
+        assert_eq!(warnings, ["200 more validation issues were counted but not published (limit 10000)"]);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        let table = &tables[0].validation;
+        assert_eq!((tables[0].row_count, table.issues_total), (3_500, 10_200));
+        assert_eq!(table.issues_by_code.get("invalid_type"), Some(&6_800));
+        assert_eq!(table.issues_by_code.get("invalid_email"), Some(&3_400));
+        assert!(table.is_consistent());
+        let summary = events.iter().find_map(|e| match &e.payload {
+            EventPayload::RunValidationSummary(summary) => Some(summary),
+            _ => None,
+        });
+        assert_eq!(summary, Some(table));
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let issues_csv = std::fs::read_to_string(outputs.join("issues.csv")).expect("issues.csv");
+        let mut reader = csv::Reader::from_reader(issues_csv.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+        assert_eq!(records.len(), 10_200);
+        let last = records.last().expect("a last issue");
+        assert_eq!((last.get(3), last.get(4), last.get(7)), (Some("3501"), Some("joined"), Some("invalid_type")));
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn two_tables_in_one_sheet_end_to_end() {
+        use W::{N, S};
+        let h = harness().await;
+        let rows = vec![
+            vec![S("Members")],
+            vec![S("Member #"), S("Full name"), S("E-mail"), S("Notes")],
+            vec![N(1.0), S("Ada"), S("ada@example.org"), S("first")],
+            vec![N(2.0), S("Bob"), S("bob@"), S("")],
+            vec![],
+            vec![],
+            // Another order, two other unmapped columns, and no `Joined` either.
+            vec![S("E-mail"), S("Region"), S("Member #"), S("Full name"), S("Comment")],
+            vec![S("cy@example.org"), S("North"), N(10.0), S("Cy"), S("late")],
+            vec![S("dee@example.org"), S("South"), S(""), S("Dee"), S("")],
+            vec![S("eve@example.org"), S(""), N(12.0), S("Eve"), S("paid")],
+        ];
+        let document = upload(&h.runtime, "two.xlsx", &xlsx(&[("Lists", (0, 0), rows)])).await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members-xlsx")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let seen: Vec<_> = summaries(&events)
+            .iter()
+            .map(|t| {
+                (
+                    t.table_id.as_str(),
+                    (t.file_index, t.sheet_index, t.table_index),
+                    (t.row_count, t.column_count, t.mapped_field_count, t.unmapped_column_count),
+                    (t.metadata.header_row, t.metadata.first_data_row, t.metadata.last_data_row),
+                    t.mapping.mapped_columns.iter().map(|c| c.source_column_index).collect::<Vec<_>>(),
+                    t.mapping
+                        .unmapped_columns
+                        .iter()
+                        .map(|c| (c.header.as_str(), c.source_column_index, c.output_header.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("tbl_0_0_0", (0, 0, 0), (2, 4, 3, 1), (2, 3, 4), vec![0, 1, 2, -1], vec![("Notes", 3, "raw_1")]),
+                (
+                    "tbl_0_0_1",
+                    (0, 0, 1),
+                    (3, 5, 3, 2),
+                    (7, 8, 10),
+                    vec![2, 3, 0, -1],
+                    vec![("Region", 1, "raw_1"), ("Comment", 4, "raw_2")]
+                ),
+            ]
+        );
+        let found = issue_rows(&events);
+        let want = [("tbl_0_0_0", 4, "invalid_email"), ("tbl_0_0_1", 9, "missing_required_value")];
+        assert_eq!(found, want.map(|(t, r, c)| (t.to_owned(), Some(r), c.to_owned())).to_vec());
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let sheets = read_back(&outputs.join("normalized.xlsx"));
+        let header =
+            ["member_id", "name", "email", "joined", "raw_1", "raw_2", "source_file", "source_sheet", "source_row"];
+        assert_eq!(
+            sheets[0].1,
+            strings(&[
+                header,
+                ["1", "Ada", "ada@example.org", "", "first", "", "two.xlsx", "Lists", "3"],
+                ["2", "Bob", "bob@", "", "", "", "two.xlsx", "Lists", "4"],
+                ["10", "Cy", "cy@example.org", "", "North", "late", "two.xlsx", "Lists", "8"],
+                ["", "Dee", "dee@example.org", "", "South", "", "two.xlsx", "Lists", "9"],
+                ["12", "Eve", "eve@example.org", "", "", "paid", "two.xlsx", "Lists", "10"],
+            ])
+        );
+        let issue_tables: Vec<&str> = sheets[1].1.iter().skip(1).map(|r| r[0].as_str()).collect();
+        assert_eq!(issue_tables, ["tbl_0_0_0", "tbl_0_0_1"]);
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn dry_run_validates_everything_and_writes_nothing() {
+        let h = harness().await;
+        let document = upload(&h.runtime, "members.csv", MEMBERS_CSV.as_bytes()).await;
+        for configuration in ["members", "members-xlsx"] {
+            let request = CreateRun::new(id(configuration)).document(document).mode(RunMode::DryRun);
+            let (run, events) = run_to_end(&h.runtime, request).await;
+            let done = completion(&events);
+            assert_eq!(done.status, RunOutcome::Succeeded, "{configuration}: {:?}", done.failure);
+            assert!(done.artifacts.output_paths.is_empty(), "{configuration}");
+            assert_eq!(run_phases(&events).last(), Some(&("writing_output".to_owned(), PhaseStatus::Skipped)));
+            assert_eq!(issues(&events).len(), 3, "{configuration}");
+            assert_eq!(summaries(&events).len(), 1, "{configuration}");
+            let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+            let written: Vec<_> = std::fs::read_dir(&outputs).map(|d| d.flatten().collect()).unwrap_or_default();
+            assert!(written.is_empty(), "{configuration}: {written:?}");
+        }
+        h.runtime.shutdown().await;
+    }
+
+    /// About 20 s in a debug build on its own (15 s of it reading the CSV and finding the table),
+    /// more beside other tests: over the time a test of the default suite may take.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "about 20 s in a debug build; run with `cargo test -p ade-core --lib a_million -- --ignored`"]
+    async fn a_million_row_csv_validates_to_the_end() {
+        let h = harness().await;
+        let mut csv = String::with_capacity(40 << 20);
+        csv.push_str("Member #,Full name,E-mail\n");
+        for n in 0..1_000_000 {
+            csv.push_str(&format!("{n},M{n},m{n}@example.org\n"));
+        }
+        let document = upload(&h.runtime, "million.csv", csv.as_bytes()).await;
+        drop(csv);
+        let request = CreateRun::new(id("members")).document(document).mode(RunMode::ValidateOnly);
+        let (_, events) = run_to_end_slowly(&h.runtime, request).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        assert_eq!((tables[0].row_count, tables[0].metadata.last_data_row), (1_000_000, 1_000_001));
+        assert_eq!(tables[0].validation.issues_total, 0);
+        h.runtime.shutdown().await;
     }
 }
