@@ -15,7 +15,8 @@
 //!    An unsupported extension, an unreadable file (bytes that are not UTF-8 CSV; a corrupt,
 //!    encrypted or mis-named workbook), `input_sheet_names` naming none of a workbook's
 //!    worksheets, or an input whose sheets are all empty fail the run with `input_error` naming
-//!    the file; a sheet without a table is a console warning.
+//!    the file; a sheet without a table is a console warning, and so is a table whose header
+//!    row has no data rows (the run goes on; its summary has `row_count: 0`).
 //! 2. `mapping`: maps each table's columns to the fields ([`map_columns`]) from the header row's
 //!    texts and up to 100 sampled non-blank data rows. `source_column_index` is the column in
 //!    the sheet (0-based).
@@ -454,6 +455,16 @@ impl Engine for ExtractEngine {
                     (ConsoleLevel::Info, format!("{label}: {count} ({})", details.join("; ")))
                 };
                 let _ = sink.console(level, ConsoleStream::Stdout, message).await;
+                for table in tables.iter().filter(|t| t.row_count == 0) {
+                    // A header row alone is most likely a template or an export that went wrong:
+                    // worth a person's attention, though the run goes on.
+                    let message = format!(
+                        "{label} table {}: the header on row {} has no data rows",
+                        table.table_index + 1,
+                        table.region.header_row + 1
+                    );
+                    let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stdout, message).await;
+                }
                 sheets.push(Sheet {
                     file_index,
                     sheet_index,
@@ -1973,6 +1984,29 @@ mod tests {
         );
         let issue_tables: Vec<&str> = sheets[1].1.iter().skip(1).map(|r| r[0].as_str()).collect();
         assert_eq!(issue_tables, ["tbl_0_0_0", "tbl_0_0_1"]);
+        h.runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_header_without_data_rows_is_a_warning_and_an_empty_table() {
+        let h = harness().await;
+        let document = upload(&h.runtime, "template.csv", b"Member #,Full name,E-mail\n").await;
+        let (run, events) = run_to_end(&h.runtime, CreateRun::new(id("members")).document(document)).await;
+        let done = completion(&events);
+        assert_eq!(done.status, RunOutcome::Succeeded, "{:?}", done.failure);
+        let warnings: Vec<String> =
+            consoles(&events).into_iter().filter(|(level, _)| *level == ConsoleLevel::Warn).map(|(_, m)| m).collect();
+        assert_eq!(warnings, ["template.csv table 1: the header on row 1 has no data rows"]);
+        let tables = summaries(&events);
+        assert_eq!(tables.len(), 1);
+        assert_eq!(
+            (tables[0].table_id.as_str(), tables[0].row_count, tables[0].validation.issues_total),
+            ("tbl_0_0_0", 0, 0)
+        );
+        assert_eq!(tables[0].metadata.header_row, 1);
+        let outputs = h.runtime.run_dir(&run.workspace_id, run.id).join("outputs");
+        let normalized = std::fs::read_to_string(outputs.join("normalized.csv")).expect("normalized.csv");
+        assert_eq!(normalized, "member_id,name,email,joined,source_file,source_sheet,source_row\n");
         h.runtime.shutdown().await;
     }
 
