@@ -35,8 +35,11 @@
 //!
 //! Reading and table detection, validation and writing run on blocking threads
 //! (`spawn_blocking`), so the runtime's async threads stay free. Cancellation is checked before
-//! each input, every 1,000 rows while validating and while writing, and before the output
-//! workbook is saved; reading one input file is not interrupted.
+//! each input, every 1,000 rows while validating and while writing (normalized rows and issues
+//! alike), and before the output workbook is saved; reading one input file is not interrupted.
+//! Each phase says what it did in a console line; validating and writing also send an info line
+//! on how far they got (`validated 400,000 of 1,000,000 rows`, `wrote 200,000 of 1,000,000
+//! rows`) at most every 2 s, so a small run's console is the same as without them.
 //!
 //! Large and odd inputs: a sheet may have at most [`MAX_SHEET_CELLS`](super::MAX_SHEET_CELLS)
 //! cells (40,000,000: memory stays around 32 bytes per cell plus its text, plus the output
@@ -50,11 +53,13 @@
 //! rows per sheet (beyond that, writing fails with `engine_error`). The output sheets are written in
 //! rust_xlsxwriter's constant-memory mode: rows stream to temporary files in the run's directory
 //! (removed when the workbook is saved or dropped), so the output costs no memory per row.
+//! Reading an input sends no progress line (in a debug build a million-row CSV takes about 15 s to
+//! read and search for tables).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -76,10 +81,14 @@ use crate::event::{
 };
 use crate::run::{Extra, RunMode};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
 /// Rows between two cancellation checks.
-const CANCEL_CHECK_ROWS: usize = 1_000;
+const CANCEL_CHECK_ROWS: u64 = 1_000;
+/// The least time between two progress lines of one long loop (validating, writing): a person
+/// watching a million-row run sees it move, without a line per row.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// Data rows sampled per column for type fit when mapping.
 const SAMPLE_ROWS: usize = 100;
 
@@ -196,12 +205,67 @@ struct IssueRecord {
 /// of its issues in the list.
 type Validated = (Vec<Sheet>, Vec<IssueRecord>, Vec<(TableSummary, usize)>);
 
-/// Validates every table's data rows (CPU work, for a blocking thread). `None` when `cancel`
-/// fired (checked every [`CANCEL_CHECK_ROWS`] rows).
-fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, cancel: &CancellationToken) -> Option<Validated> {
+/// Counts what a long loop on a blocking thread has done (rows validated, rows or issues
+/// written): checks cancellation every [`CANCEL_CHECK_ROWS`] steps and, at most once per
+/// `interval`, sends a progress line ("validated 400,000 of 1,000,000 rows") that the engine
+/// forwards as a `console.line` (see [`forward_progress`]). Short loops send nothing: the first
+/// line can only come after `interval`, and never for the last step (the phase's own line says
+/// it is done).
+#[derive(Debug)]
+struct Progress {
+    cancel: CancellationToken,
+    lines: UnboundedSender<String>,
+    interval: Duration,
+    verb: &'static str,
+    noun: &'static str,
+    total: u64,
+    done: u64,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(cancel: CancellationToken, lines: UnboundedSender<String>, interval: Duration) -> Self {
+        Progress { cancel, lines, interval, verb: "", noun: "", total: 0, done: 0, last: Instant::now() }
+    }
+
+    /// Starts counting a loop over `total` `noun`s: lines read "`verb` n of `total` `noun`".
+    fn start(&mut self, verb: &'static str, noun: &'static str, total: u64) {
+        (self.verb, self.noun, self.total, self.done, self.last) = (verb, noun, total, 0, Instant::now());
+    }
+
+    /// One more step done. `false` when the run was cancelled: the loop must stop.
+    fn step(&mut self) -> bool {
+        self.done += 1;
+        if !self.done.is_multiple_of(CANCEL_CHECK_ROWS) {
+            return true;
+        }
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if self.done < self.total && self.last.elapsed() >= self.interval {
+            self.last = Instant::now();
+            let line = format!("{} {} of {} {}", self.verb, thousands(self.done), thousands(self.total), self.noun);
+            // The receiver is gone only when the engine stopped listening: nothing to tell.
+            let _ = self.lines.send(line);
+        }
+        true
+    }
+}
+
+/// Publishes each progress line of a blocking loop as an info `console.line` until the loop
+/// ends (drops its [`Progress`]).
+async fn forward_progress(sink: &EventSink, mut lines: UnboundedReceiver<String>) {
+    while let Some(line) = lines.recv().await {
+        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await;
+    }
+}
+
+/// Validates every table's data rows (CPU work, for a blocking thread), counting them in
+/// `progress`. `None` when the run was cancelled.
+fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, progress: &mut Progress) -> Option<Validated> {
     let mut issues = Vec::new();
     let mut summaries = Vec::new();
-    let mut seen_rows = 0usize;
+    progress.start("validated", "rows", record_count(&sheets));
     for (position, sheet) in sheets.iter_mut().enumerate() {
         let rows = &sheet.rows;
         for table in &mut sheet.tables {
@@ -218,8 +282,7 @@ fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, cancel: &Can
                 })
                 .collect();
             for (index, row) in data_rows(rows, &region) {
-                seen_rows += 1;
-                if seen_rows.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
+                if !progress.step() {
                     return None;
                 }
                 for &(source, field, header) in &checks {
@@ -555,9 +618,11 @@ impl Engine for ExtractEngine {
         // 3. validating
         let start = Instant::now();
         let _ = sink.phase_started("validating", None).await;
-        let cancel = context.cancel.clone();
+        let (lines, progress_lines) = unbounded_channel();
+        let mut progress = Progress::new(context.cancel.clone(), lines, PROGRESS_INTERVAL);
         let blocking_fields = Arc::clone(&fields);
-        let validated = tokio::task::spawn_blocking(move || validate_sheets(sheets, &blocking_fields, &cancel)).await;
+        let validating = tokio::task::spawn_blocking(move || validate_sheets(sheets, &blocking_fields, &mut progress));
+        let (validated, ()) = tokio::join!(validating, forward_progress(&sink, progress_lines));
         let (sheets, issues, summaries) = match validated {
             Ok(Some(validated)) => validated,
             Ok(None) => return cancelled(),
@@ -575,7 +640,7 @@ impl Engine for ExtractEngine {
             for record in issues.get(published..issues_end).unwrap_or_default() {
                 let _ = sink.issue(record.issue.clone()).await;
                 published += 1;
-                if published.is_multiple_of(CANCEL_CHECK_ROWS) {
+                if to_u64(published).is_multiple_of(CANCEL_CHECK_ROWS) {
                     if context.cancel.is_cancelled() {
                         return cancelled();
                     }
@@ -597,11 +662,13 @@ impl Engine for ExtractEngine {
         if context.mode == RunMode::Execute {
             let xlsx = spec.output_format == OutputFormat::Xlsx;
             let issue_count = to_u64(issues.len());
-            let cancel = context.cancel.clone();
-            let written = write_outputs(&context.output_dir, sheets, fields, issues, xlsx, cancel).await;
+            let (lines, progress_lines) = unbounded_channel();
+            let progress = Progress::new(context.cancel.clone(), lines, PROGRESS_INTERVAL);
+            let writing = write_outputs(&context.output_dir, sheets, fields, issues, xlsx, progress);
+            let (written, ()) = tokio::join!(writing, forward_progress(&sink, progress_lines));
             match written {
                 Ok(None) => return cancelled(),
-                Ok(Some((paths, cut))) => {
+                Ok(Some((paths, Written { cut }))) => {
                     let files = to_u64(paths.len());
                     let message = format!(
                         "wrote {} ({}, {})",
@@ -641,41 +708,49 @@ impl Engine for ExtractEngine {
 const ISSUE_COLUMNS: [&str; 10] =
     ["table_id", "source_file", "source_sheet", "row", "field", "column", "severity", "code", "value", "message"];
 
+/// What writing the outputs did, beyond the files themselves.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Written {
+    /// Texts cut to Excel's limit of [`MAX_XLSX_TEXT`] characters in `normalized.xlsx`.
+    cut: u64,
+}
+
 /// Writes the outputs into `output_dir`: `normalized.xlsx` (sheets `normalized` and `issues`)
 /// when `xlsx`, else `normalized.csv` and `issues.csv`, on a blocking thread, straight from the
-/// sheets' cells (no copy of the records). Returns their paths relative to the run's directory
-/// and how many texts were cut to fit a cell, or `None` when `cancel` fired (checked every
-/// [`CANCEL_CHECK_ROWS`] records).
+/// sheets' cells (no copy of the records), counting records and issues in `progress`. Returns
+/// their paths relative to the run's directory and what [`Written`] says, or `None` when the run
+/// was cancelled.
 async fn write_outputs(
     output_dir: &Path,
     sheets: Vec<Sheet>,
     fields: Arc<CompiledFields>,
     issues: Vec<IssueRecord>,
     xlsx: bool,
-    cancel: CancellationToken,
-) -> Result<Option<(Vec<String>, u64)>, String> {
+    mut progress: Progress,
+) -> Result<Option<(Vec<String>, Written)>, String> {
     tokio::fs::create_dir_all(output_dir).await.map_err(|error| format!("{}: {error}", output_dir.display()))?;
     let dir = output_dir.to_owned();
     let names: &[&str] = if xlsx { &["normalized.xlsx"] } else { &["normalized.csv", "issues.csv"] };
     let written = tokio::task::spawn_blocking(move || {
         if xlsx {
             let path = dir.join("normalized.xlsx");
-            write_xlsx(&path, &sheets, &fields, &issues, &cancel).map_err(|error| format!("normalized.xlsx: {error}"))
+            write_xlsx(&path, &sheets, &fields, &issues, &mut progress)
+                .map_err(|error| format!("normalized.xlsx: {error}"))
         } else {
             let path = dir.join("normalized.csv");
-            let written = write_normalized_csv(&path, &sheets, &fields, &cancel)
+            let written = write_normalized_csv(&path, &sheets, &fields, &mut progress)
                 .map_err(|error| format!("normalized.csv: {error}"))?;
             if written.is_none() {
                 return Ok(None);
             }
-            write_issues_csv(&dir.join("issues.csv"), &sheets, &issues)
-                .map(|()| Some(0))
+            write_issues_csv(&dir.join("issues.csv"), &sheets, &issues, &mut progress)
+                .map(|finished| finished.map(|()| Written::default()))
                 .map_err(|error| format!("issues.csv: {error}"))
         }
     })
     .await
     .map_err(|error| format!("writing the output failed: {error}"))??;
-    Ok(written.map(|cut| (names.iter().map(|name| format!("outputs/{name}")).collect(), cut)))
+    Ok(written.map(|written| (names.iter().map(|name| format!("outputs/{name}")).collect(), written)))
 }
 
 /// A cell that holds nothing, to point at.
@@ -692,17 +767,22 @@ fn normalized_header(sheets: &[Sheet], fields: &CompiledFields) -> (Vec<String>,
     (header, raw_count)
 }
 
+/// The number of normalized records: one per non-blank data row of every table.
+fn record_count(sheets: &[Sheet]) -> u64 {
+    sheets.iter().flat_map(|s| &s.tables).map(|t| t.row_count).sum()
+}
+
 /// Calls `write` with every normalized record (one per non-blank data row, under
-/// [`normalized_header`]), borrowing the sheets' cells. Stops with `Ok(false)` when `cancel`
-/// fired (checked every [`CANCEL_CHECK_ROWS`] records), or at `write`'s first error.
+/// [`normalized_header`]), borrowing the sheets' cells, and counts them in `progress`. Stops
+/// with `Ok(false)` when the run was cancelled, or at `write`'s first error.
 fn for_each_record<E>(
     sheets: &[Sheet],
     fields: &CompiledFields,
     raw_count: usize,
-    cancel: &CancellationToken,
+    progress: &mut Progress,
     mut write: impl FnMut(&[&Cell]) -> Result<(), E>,
 ) -> Result<bool, E> {
-    let mut count = 0usize;
+    progress.start("wrote", "rows", record_count(sheets));
     for sheet in sheets {
         let source_file = Cell::Text(sheet.source_file.clone());
         let source_sheet = Cell::Text(sheet.source_sheet.clone());
@@ -720,8 +800,7 @@ fn for_each_record<E>(
             });
             let columns: Vec<Option<usize>> = field_columns.chain(raw_columns).collect();
             for (index, row) in data_rows(&sheet.rows, &table.region) {
-                count += 1;
-                if count.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
+                if !progress.step() {
                     return Ok(false);
                 }
                 let source_row = Cell::Int(i64::try_from(index + 1).unwrap_or(i64::MAX));
@@ -767,27 +846,37 @@ fn write_normalized_csv(
     path: &Path,
     sheets: &[Sheet],
     fields: &CompiledFields,
-    cancel: &CancellationToken,
+    progress: &mut Progress,
 ) -> Result<Option<()>, csv::Error> {
     let (header, raw_count) = normalized_header(sheets, fields);
     let mut writer = csv::WriterBuilder::new().flexible(false).from_path(path)?;
     writer.write_record(&header)?;
-    let finished = for_each_record(sheets, fields, raw_count, cancel, |record| write_csv_record(&mut writer, record))?;
+    let finished =
+        for_each_record(sheets, fields, raw_count, progress, |record| write_csv_record(&mut writer, record))?;
     writer.flush()?;
     Ok(finished.then_some(()))
 }
 
-/// `issues.csv`.
-fn write_issues_csv(path: &Path, sheets: &[Sheet], issues: &[IssueRecord]) -> Result<(), csv::Error> {
+/// `issues.csv`: every issue (CSV has no row limit); `None` when cancelled.
+fn write_issues_csv(
+    path: &Path,
+    sheets: &[Sheet],
+    issues: &[IssueRecord],
+    progress: &mut Progress,
+) -> Result<Option<()>, csv::Error> {
     let mut writer = csv::WriterBuilder::new().flexible(false).from_path(path)?;
     writer.write_record(ISSUE_COLUMNS)?;
+    progress.start("wrote", "issues", to_u64(issues.len()));
     for record in issues {
+        if !progress.step() {
+            return Ok(None);
+        }
         let cells = issue_record(sheets, record);
         let cells: Vec<&Cell> = cells.iter().collect();
         write_csv_record(&mut writer, &cells)?;
     }
     writer.flush()?;
-    Ok(())
+    Ok(Some(()))
 }
 
 /// The number formats of the output workbook.
@@ -884,15 +973,14 @@ fn write_xlsx_row(
 
 /// `normalized.xlsx`: sheets `normalized` and `issues`, each with a bold header row, then the
 /// records with their types kept. Zip compression level 1: the fastest, for files ~10–20%
-/// larger than the default level. Returns how many texts were cut to Excel's limit; `None` when
-/// cancelled.
+/// larger than the default level. `None` when cancelled.
 fn write_xlsx(
     path: &Path,
     sheets: &[Sheet],
     fields: &CompiledFields,
     issues: &[IssueRecord],
-    cancel: &CancellationToken,
-) -> Result<Option<u64>, XlsxError> {
+    progress: &mut Progress,
+) -> Result<Option<Written>, XlsxError> {
     let mut workbook = Workbook::new();
     workbook.set_zip_compression_level(1);
     // The run's directory (the parent of `outputs/`): temporary files never show as outputs.
@@ -907,7 +995,7 @@ fn write_xlsx(
     let (header, raw_count) = normalized_header(sheets, fields);
     let worksheet = add_sheet(&mut workbook, "normalized", &header, &formats)?;
     let (mut row, mut cut) = (0u32, 0u64);
-    let finished = for_each_record(sheets, fields, raw_count, cancel, |record| {
+    let finished = for_each_record(sheets, fields, raw_count, progress, |record| {
         row = row.checked_add(1).ok_or(XlsxError::RowColumnLimitError)?;
         write_xlsx_row(worksheet, row, record, &formats, &mut cut)
     })?;
@@ -915,17 +1003,21 @@ fn write_xlsx(
         return Ok(None);
     }
     let worksheet = add_sheet(&mut workbook, "issues", &ISSUE_COLUMNS.map(str::to_owned), &formats)?;
+    progress.start("wrote", "issues", to_u64(issues.len()));
     for (index, record) in issues.iter().enumerate() {
+        if !progress.step() {
+            return Ok(None);
+        }
         let row = u32::try_from(index + 1).map_err(|_| XlsxError::RowColumnLimitError)?;
         let cells = issue_record(sheets, record);
         let cells: Vec<&Cell> = cells.iter().collect();
         write_xlsx_row(worksheet, row, &cells, &formats, &mut cut)?;
     }
-    if cancel.is_cancelled() {
+    if progress.cancel.is_cancelled() {
         return Ok(None);
     }
     workbook.save(path)?;
-    Ok(Some(cut))
+    Ok(Some(Written { cut }))
 }
 
 fn column_number(column: usize) -> Result<u16, XlsxError> {
@@ -2052,5 +2144,36 @@ mod tests {
         assert_eq!((tables[0].row_count, tables[0].metadata.last_data_row), (1_000_000, 1_000_001));
         assert_eq!(tables[0].validation.issues_total, 0);
         h.runtime.shutdown().await;
+    }
+
+    /// A progress counter with a fresh token, sending its lines to the returned receiver.
+    fn progress(interval: Duration) -> (Progress, UnboundedReceiver<String>) {
+        let (lines, receiver) = unbounded_channel();
+        (Progress::new(CancellationToken::new(), lines, interval), receiver)
+    }
+
+    fn received(receiver: &mut UnboundedReceiver<String>) -> Vec<String> {
+        std::iter::from_fn(|| receiver.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn progress_lines_are_rate_limited_and_cancellation_stops_the_loop() {
+        // No wait between lines: one every CANCEL_CHECK_ROWS steps, none for the last step.
+        let (mut counter, mut lines) = progress(Duration::ZERO);
+        counter.start("validated", "rows", 3_000);
+        assert!((0..3_000).all(|_| counter.step()));
+        assert_eq!(received(&mut lines), ["validated 1,000 of 3,000 rows", "validated 2,000 of 3,000 rows"]);
+        // The engine's interval: a loop that ends sooner says nothing.
+        let (mut counter, mut lines) = progress(PROGRESS_INTERVAL);
+        counter.start("wrote", "rows", 50_000);
+        assert!((0..50_000).all(|_| counter.step()));
+        assert!(received(&mut lines).is_empty());
+        // A cancelled run stops the loop at the next check.
+        let (mut counter, mut lines) = progress(Duration::ZERO);
+        counter.cancel.cancel();
+        counter.start("wrote", "issues", 5_000);
+        let steps = (0..5_000).take_while(|_| counter.step()).count();
+        assert_eq!(steps, 999);
+        assert!(received(&mut lines).is_empty());
     }
 }
