@@ -49,12 +49,16 @@
 //! are cut to 256 characters. Formula error values (`#DIV/0!`, `#N/A`, …) are `invalid_type`
 //! issues. Password-protected (encrypted) workbooks are an `input_error` saying so.
 //!
-//! Known gaps: `.xlsb` inputs are not accepted; XLSX output is limited to Excel's 1,048,575 data
-//! rows per sheet (beyond that, writing fails with `engine_error`). The output sheets are written in
+//! XLSX output holds at most Excel's 1,048,575 data rows per sheet. More normalized rows fail the
+//! run with `engine_error` before anything is written, with a message naming the limit and
+//! suggesting `output_format: csv` (cutting rows would lose data silently). More issues fill the
+//! `issues` sheet and a console warning says how many were left out (the summaries count them;
+//! `issues.csv`, with `output_format: csv`, lists them all). The output sheets are written in
 //! rust_xlsxwriter's constant-memory mode: rows stream to temporary files in the run's directory
 //! (removed when the workbook is saved or dropped), so the output costs no memory per row.
-//! Reading an input sends no progress line (in a debug build a million-row CSV takes about 15 s to
-//! read and search for tables).
+//!
+//! Known gaps: `.xlsb` inputs are not accepted; reading an input sends no progress line (in a debug
+//! build a million-row CSV takes about 15 s to read and search for tables).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,6 +93,8 @@ const CANCEL_CHECK_ROWS: u64 = 1_000;
 /// The least time between two progress lines of one long loop (validating, writing): a person
 /// watching a million-row run sees it move, without a line per row.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Excel's last row is 1,048,576 and the header row takes the first.
+const XLSX_MAX_DATA_ROWS: u32 = 1_048_575;
 /// Data rows sampled per column for type fit when mapping.
 const SAMPLE_ROWS: usize = 100;
 
@@ -668,7 +674,7 @@ impl Engine for ExtractEngine {
             let (written, ()) = tokio::join!(writing, forward_progress(&sink, progress_lines));
             match written {
                 Ok(None) => return cancelled(),
-                Ok(Some((paths, Written { cut }))) => {
+                Ok(Some((paths, Written { cut, issues_left_out }))) => {
                     let files = to_u64(paths.len());
                     let message = format!(
                         "wrote {} ({}, {})",
@@ -683,6 +689,15 @@ impl Engine for ExtractEngine {
                             "{} cut to Excel's limit of {} characters in normalized.xlsx",
                             plural(cut, "text", "texts"),
                             thousands(to_u64(MAX_XLSX_TEXT))
+                        );
+                        let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stdout, message).await;
+                    }
+                    if issues_left_out > 0 {
+                        let message = format!(
+                            "{} left out of the issues sheet of normalized.xlsx (Excel's limit of {} rows per sheet); \
+                             output_format: csv writes them all",
+                            plural(issues_left_out, "issue", "issues"),
+                            thousands(u64::from(XLSX_MAX_DATA_ROWS))
                         );
                         let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stdout, message).await;
                     }
@@ -713,6 +728,8 @@ const ISSUE_COLUMNS: [&str; 10] =
 struct Written {
     /// Texts cut to Excel's limit of [`MAX_XLSX_TEXT`] characters in `normalized.xlsx`.
     cut: u64,
+    /// Issues beyond Excel's row limit, left out of the `issues` sheet of `normalized.xlsx`.
+    issues_left_out: u64,
 }
 
 /// Writes the outputs into `output_dir`: `normalized.xlsx` (sheets `normalized` and `issues`)
@@ -734,7 +751,7 @@ async fn write_outputs(
     let written = tokio::task::spawn_blocking(move || {
         if xlsx {
             let path = dir.join("normalized.xlsx");
-            write_xlsx(&path, &sheets, &fields, &issues, &mut progress)
+            write_xlsx(&path, &sheets, &fields, &issues, &mut progress, XLSX_MAX_DATA_ROWS)
                 .map_err(|error| format!("normalized.xlsx: {error}"))
         } else {
             let path = dir.join("normalized.csv");
@@ -971,16 +988,40 @@ fn write_xlsx_row(
     Ok(())
 }
 
+/// Why `normalized.xlsx` could not be written.
+#[derive(Debug, thiserror::Error)]
+enum XlsxWriteError {
+    /// More records than a sheet holds. Cutting them would lose data silently, so the run fails
+    /// before anything is written and says what to do instead.
+    #[error(
+        "{} rows do not fit in the 'normalized' sheet: Excel allows {} data rows per sheet; use output_format: csv for larger outputs",
+        thousands(*rows),
+        thousands(u64::from(*limit))
+    )]
+    TooManyRows { rows: u64, limit: u32 },
+    #[error(transparent)]
+    Xlsx(#[from] XlsxError),
+}
+
 /// `normalized.xlsx`: sheets `normalized` and `issues`, each with a bold header row, then the
-/// records with their types kept. Zip compression level 1: the fastest, for files ~10–20%
-/// larger than the default level. `None` when cancelled.
+/// records with their types kept, at most `max_rows` data rows per sheet (Excel's limit,
+/// [`XLSX_MAX_DATA_ROWS`], outside tests). More records than that fail before anything is
+/// written ([`XlsxWriteError::TooManyRows`]); more issues than that fill the `issues` sheet and
+/// the rest are counted in [`Written::issues_left_out`] (the summaries count them;
+/// `output_format: csv` writes them all). Zip compression level 1: the fastest, for files
+/// ~10–20% larger than the default level. `None` when cancelled.
 fn write_xlsx(
     path: &Path,
     sheets: &[Sheet],
     fields: &CompiledFields,
     issues: &[IssueRecord],
     progress: &mut Progress,
-) -> Result<Option<Written>, XlsxError> {
+    max_rows: u32,
+) -> Result<Option<Written>, XlsxWriteError> {
+    let rows = record_count(sheets);
+    if rows > u64::from(max_rows) {
+        return Err(XlsxWriteError::TooManyRows { rows, limit: max_rows });
+    }
     let mut workbook = Workbook::new();
     workbook.set_zip_compression_level(1);
     // The run's directory (the parent of `outputs/`): temporary files never show as outputs.
@@ -1003,12 +1044,12 @@ fn write_xlsx(
         return Ok(None);
     }
     let worksheet = add_sheet(&mut workbook, "issues", &ISSUE_COLUMNS.map(str::to_owned), &formats)?;
-    progress.start("wrote", "issues", to_u64(issues.len()));
-    for (index, record) in issues.iter().enumerate() {
+    let fitting = issues.len().min(usize::try_from(max_rows).unwrap_or(usize::MAX));
+    progress.start("wrote", "issues", to_u64(fitting));
+    for (row, record) in (1..=max_rows).zip(issues) {
         if !progress.step() {
             return Ok(None);
         }
-        let row = u32::try_from(index + 1).map_err(|_| XlsxError::RowColumnLimitError)?;
         let cells = issue_record(sheets, record);
         let cells: Vec<&Cell> = cells.iter().collect();
         write_xlsx_row(worksheet, row, &cells, &formats, &mut cut)?;
@@ -1017,7 +1058,7 @@ fn write_xlsx(
         return Ok(None);
     }
     workbook.save(path)?;
-    Ok(Some(Written { cut }))
+    Ok(Some(Written { cut, issues_left_out: to_u64(issues.len().saturating_sub(fitting)) }))
 }
 
 fn column_number(column: usize) -> Result<u16, XlsxError> {
@@ -2175,5 +2216,88 @@ mod tests {
         let steps = (0..5_000).take_while(|_| counter.step()).count();
         assert_eq!(steps, 999);
         assert!(received(&mut lines).is_empty());
+    }
+
+    /// A sheet with one table of `values` under a `Name` header, whose mapping is left empty
+    /// (so its records hold only the source columns): enough for the writers.
+    fn plain_sheet(values: &[&str]) -> Sheet {
+        let rows: Vec<Vec<Cell>> =
+            std::iter::once("Name").chain(values.iter().copied()).map(|v| vec![Cell::Text(v.to_owned())]).collect();
+        let region = TableRegion {
+            header_row: 0,
+            first_data_row: 1,
+            last_data_row: values.len(),
+            first_column: 0,
+            last_column: 0,
+        };
+        Sheet {
+            file_index: 0,
+            sheet_index: 0,
+            label: "names.csv".to_owned(),
+            source_file: "names.csv".to_owned(),
+            source_sheet: "names".to_owned(),
+            rows,
+            tables: vec![Table {
+                region,
+                table_index: 0,
+                table_id: "tbl_0_0_0".to_owned(),
+                headers: vec!["Name".to_owned()],
+                mapping: TableMapping::default(),
+                row_count: to_u64(values.len()),
+                validation: ValidationAggregate::default(),
+            }],
+        }
+    }
+
+    fn issue_on_row(row: u64) -> IssueRecord {
+        let issue = ValidationIssue {
+            table_id: "tbl_0_0_0".to_owned(),
+            severity: Severity::Error,
+            code: "invalid_type".to_owned(),
+            field: Some("member_id".to_owned()),
+            row: Some(row),
+            column: Some("Name".to_owned()),
+            value: Some(format!("v{row}")),
+            message: "expected an integer".to_owned(),
+            extra: Extra::new(),
+        };
+        IssueRecord { sheet: 0, issue }
+    }
+
+    #[test]
+    fn issues_beyond_the_xlsx_row_limit_are_left_out_of_the_sheet_and_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("normalized.xlsx");
+        let fields = test_support::members();
+        let sheets = [plain_sheet(&["Ada", "Bob"])];
+        let issues: Vec<IssueRecord> = (2..2_502).map(issue_on_row).collect();
+        let (mut counter, mut lines) = progress(Duration::ZERO);
+        let written = write_xlsx(&path, &sheets, &fields, &issues, &mut counter, 2_000).expect("written");
+        assert_eq!(written, Some(Written { cut: 0, issues_left_out: 500 }));
+        assert_eq!(received(&mut lines), ["wrote 1,000 of 2,000 issues"], "the issues loop is counted");
+        let back = read_back(&path);
+        assert_eq!(back[0].1.len(), 3, "header and two rows");
+        let issues_sheet = &back[1].1;
+        assert_eq!(issues_sheet.len(), 2_001, "header and 2,000 issues");
+        assert_eq!(issues_sheet[2_000][3], "2001");
+    }
+
+    #[test]
+    fn more_rows_than_an_xlsx_sheet_holds_fail_before_writing_with_a_clear_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("normalized.xlsx");
+        let fields = test_support::members();
+        let sheets = [plain_sheet(&["Ada", "Bob", "Cy", "Dee"])];
+        let (mut counter, _lines) = progress(Duration::ZERO);
+        let error = write_xlsx(&path, &sheets, &fields, &[], &mut counter, 3).expect_err("too many rows");
+        assert_eq!(
+            error.to_string(),
+            "4 rows do not fit in the 'normalized' sheet: Excel allows 3 data rows per sheet; \
+             use output_format: csv for larger outputs"
+        );
+        assert!(!path.exists());
+        let (mut counter, _lines) = progress(Duration::ZERO);
+        assert!(write_xlsx(&path, &sheets, &fields, &[], &mut counter, 4).expect("fits").is_some());
+        assert_eq!(read_back(&path)[0].1.len(), 5);
     }
 }
