@@ -106,6 +106,9 @@ pub(crate) fn stored_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// The `mimetype` entry every ODS package starts with.
+const ODS_MIMETYPE: &[u8] = b"application/vnd.oasis.opendocument.spreadsheet";
+
 /// An ODS workbook with one sheet `name`: each cell a number (when it parses as one), text, or
 /// empty (`""`).
 pub(crate) fn ods(name: &str, rows: &[&[&str]]) -> Vec<u8> {
@@ -133,9 +136,21 @@ pub(crate) fn ods(name: &str, rows: &[&[&str]]) -> Vec<u8> {
     content.push_str("</table:table></office:spreadsheet></office:body></office:document-content>");
     let manifest = r#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
     stored_zip(&[
-        ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet"),
+        ("mimetype", ODS_MIMETYPE),
         ("META-INF/manifest.xml", manifest.as_bytes()),
         ("content.xml", content.as_bytes()),
+    ])
+}
+
+/// What LibreOffice writes for a password-protected spreadsheet, reduced to its shape: an ODS
+/// package whose manifest gives `content.xml` a `manifest:encryption-data` element (the cipher's
+/// parameters) and whose `content.xml` is ciphertext (arbitrary bytes here).
+pub(crate) fn encrypted_ods() -> Vec<u8> {
+    let manifest = r#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml" manifest:size="1024"><manifest:encryption-data manifest:checksum-type="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0#sha256-1k" manifest:checksum="AAAA"><manifest:algorithm manifest:algorithm-name="http://www.w3.org/2001/04/xmlenc#aes256-cbc" manifest:initialisation-vector="AAAA"/><manifest:key-derivation manifest:key-derivation-name="PBKDF2" manifest:key-size="32" manifest:iteration-count="100000" manifest:salt="AAAA"/></manifest:encryption-data></manifest:file-entry></manifest:manifest>"#;
+    stored_zip(&[
+        ("mimetype", ODS_MIMETYPE),
+        ("META-INF/manifest.xml", manifest.as_bytes()),
+        ("content.xml", &[0x5A; 64]),
     ])
 }
 
