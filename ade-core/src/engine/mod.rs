@@ -4,7 +4,12 @@
 //! a [`Builder`] does the same for builds and returns a cacheable [`BuildArtifact`] keyed by a
 //! fingerprint (configuration content + engine version). Engines never stamp events: everything
 //! they emit goes through the sink to the dispatcher.
+//!
+//! The reference spreadsheet engine, [`extract`], is compiled only with the cargo feature `extract`
+//! (on by default), so that embedders who need only `process` or their own engines skip its
+//! spreadsheet crates.
 
+#[cfg(feature = "extract")]
 pub mod extract;
 mod process;
 mod sink;

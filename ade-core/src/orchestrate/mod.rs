@@ -168,6 +168,7 @@ impl Default for RuntimeBuilder {
                 builder: Some(Arc::new(ProcessBuilder::default())),
             },
         );
+        #[cfg(feature = "extract")]
         engines.insert(
             "extract".to_owned(),
             EngineEntry {

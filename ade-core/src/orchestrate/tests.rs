@@ -539,3 +539,24 @@ echo '{"type":"engine.completed","payload":{"output_paths":["outputs/out.txt"]}}
     assert_well_formed(&run, &events);
     runtime.shutdown().await;
 }
+
+/// Without the `extract` feature an `extract` configuration still loads, and its runs fail
+/// cleanly, naming the feature.
+#[cfg(not(feature = "extract"))]
+#[tokio::test]
+async fn without_the_extract_feature_an_extract_run_fails_naming_the_feature() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let configuration: Configuration = serde_json::from_value(json!({
+        "id": "members", "version": "1", "engine": "extract",
+        "fields": [{ "name": "email", "type": "email" }],
+    }))
+    .expect("configuration");
+    let runtime = Runtime::builder().data_dir(dir.path()).configuration(configuration).build().await.expect("runtime");
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("members"))).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let failure = completion(&events).failure.clone().expect("a failure");
+    assert_eq!((failure.stage, failure.code.as_str()), (Stage::Run, "config_error"));
+    assert!(failure.message.contains("cargo feature `extract`"), "{}", failure.message);
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}
