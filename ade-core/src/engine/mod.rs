@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub use process::{ProcessBuilder, ProcessEngine};
-pub use sink::{EventSink, MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, SinkError};
+pub use sink::{EventSink, MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkError, SinkLimits};
 
 use crate::config::Configuration;
 use crate::event::{BuildId, ConfigurationId, DocumentId, RunId, WorkspaceId};

@@ -265,7 +265,8 @@ impl RunExecution<'_> {
             let message = missing_engine_message(&name, cfg!(feature = "extract"));
             return self.fail(Stage::Run, failure_code::CONFIG_ERROR, message).await;
         };
-        let run_sink = EventSink::new(self.writer.clone(), ConsoleScope::Run);
+        let run_sink =
+            EventSink::new(self.writer.clone(), ConsoleScope::Run).with_limits(self.runtime.inner.sink_limits);
         let mut env = None;
         let mut build = None;
         if let Some(builder) = entry.builder.as_ref().filter(|b| b.needs_build(&configuration)) {
@@ -326,7 +327,7 @@ impl RunExecution<'_> {
         if unpublished > 0 {
             let message = format!(
                 "{unpublished} more validation issues were counted but not published (limit {})",
-                crate::engine::MAX_PUBLISHED_ISSUES
+                run_sink.limits().max_published_issues
             );
             self.console_warn(ConsoleScope::Run, message).await?;
         }
