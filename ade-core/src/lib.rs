@@ -23,6 +23,15 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 //!
+//! # Cargo features
+//!
+//! Both are on by default:
+//! - `postgres`: the PostgreSQL event and run stores (`RuntimeBuilder::postgres`), for several
+//!   instances on one database.
+//! - `extract`: the reference spreadsheet engine (`engine::extract`, SPEC §10) and the crates it
+//!   alone needs (calamine, rust_xlsxwriter, csv, regex). Without it, `"engine": "extract"`
+//!   configurations still load, and their runs fail with `config_error` naming the feature.
+//!
 //! # Forward compatibility
 //!
 //! Readers never fail on what a newer writer adds: an unknown `type` becomes

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ade_core::Runtime;
 use ade_core::config::{Configuration, EngineSpec};
+use ade_core::engine::{MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkLimits};
 use ade_core::store::Durability;
 use ade_server::{Server, ServerConfig, Tokens};
 use clap::{Parser, ValueEnum};
@@ -68,6 +69,13 @@ struct Args {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "ADE_MAX_JSON_BYTES", default_value_t = 1024 * 1024)]
     max_json_bytes: usize,
+    /// Longest `console.line` message an engine may emit, in bytes (at least 64); longer ones are
+    /// cut and marked `…[truncated N bytes]`.
+    #[arg(long, env = "ADE_MAX_CONSOLE_MESSAGE_BYTES", default_value_t = MAX_CONSOLE_MESSAGE, value_parser = parse_console_limit)]
+    max_console_message_bytes: usize,
+    /// `run.validation.issue` events published per run; the rest are counted in one warning.
+    #[arg(long, env = "ADE_MAX_VALIDATION_ISSUES", default_value_t = MAX_PUBLISHED_ISSUES)]
+    max_validation_issues: u64,
     /// Seconds shutdown waits for executing runs before leaving them to recovery.
     #[arg(long, env = "ADE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -82,6 +90,14 @@ fn parse_lease(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if (0.1..=86_400.0).contains(&secs) => Ok(secs),
         _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 86400")),
+    }
+}
+
+/// A console message limit with room for the `…[truncated N bytes]` marker.
+fn parse_console_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(bytes) if bytes >= MIN_CONSOLE_MESSAGE => Ok(bytes),
+        _ => Err(format!("{text:?} is not a number of bytes of at least {MIN_CONSOLE_MESSAGE}")),
     }
 }
 
@@ -138,6 +154,11 @@ async fn serve(args: Args) -> Result<(), String> {
         .data_dir(&args.data_dir)
         .workers(args.workers)
         .lease(Duration::from_secs_f64(args.lease_secs))
+        .sink_limits(
+            SinkLimits::default()
+                .with_max_console_message(args.max_console_message_bytes)
+                .with_max_published_issues(args.max_validation_issues),
+        )
         .durability(match args.durability {
             DurabilityArg::Buffered => Durability::Buffered,
             DurabilityArg::Fsync => Durability::Fsync,
@@ -211,5 +232,24 @@ async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => tracing::info!("SIGINT: shutting down"),
         () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn engine_limits_default_to_the_spec_and_refuse_a_console_limit_without_room_for_the_marker() {
+        let args = Args::try_parse_from(["ade-server"]).expect("defaults");
+        assert_eq!((args.max_console_message_bytes, args.max_validation_issues), (16 * 1024, 10_000));
+        let args =
+            Args::try_parse_from(["ade-server", "--max-console-message-bytes", "64", "--max-validation-issues", "0"])
+                .expect("settings");
+        assert_eq!((args.max_console_message_bytes, args.max_validation_issues), (64, 0));
+        let error = Args::try_parse_from(["ade-server", "--max-console-message-bytes", "63"]).expect_err("too small");
+        assert!(error.to_string().contains("at least 64"), "{error}");
     }
 }

@@ -4,7 +4,12 @@
 //! a [`Builder`] does the same for builds and returns a cacheable [`BuildArtifact`] keyed by a
 //! fingerprint (configuration content + engine version). Engines never stamp events: everything
 //! they emit goes through the sink to the dispatcher.
+//!
+//! The reference spreadsheet engine, [`extract`], is compiled only with the cargo feature `extract`
+//! (on by default), so that embedders who need only `process` or their own engines skip its
+//! spreadsheet crates.
 
+#[cfg(feature = "extract")]
 pub mod extract;
 mod process;
 mod sink;
@@ -18,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub use process::{ProcessBuilder, ProcessEngine};
-pub use sink::{EventSink, MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, SinkError};
+pub use sink::{EventSink, MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkError, SinkLimits};
 
 use crate::config::Configuration;
 use crate::event::{BuildId, ConfigurationId, DocumentId, RunId, WorkspaceId};

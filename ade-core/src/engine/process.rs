@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
-    MAX_CONSOLE_MESSAGE, SinkError,
+    SinkError,
 };
 use crate::config::{Configuration, EngineSpec, ProcessSpec};
 use crate::event::{ConsoleLevel, ConsoleStream, EventPayload, PhaseStatus};
@@ -500,7 +500,7 @@ async fn forward_line(bytes: &[u8], dropped: usize, stream: ConsoleStream, sink:
             );
             reject(sink, state, Rejection::TooLarge, message).await;
         } else {
-            let message = cut_message(&text, dropped);
+            let message = cut_message(&text, dropped, sink.limits().max_console_message);
             let result = sink.console(level, stream, message).await;
             note(state, result);
         }
@@ -624,11 +624,12 @@ fn note(state: &mut PumpState, result: Result<u64, SinkError>) {
     }
 }
 
-/// A console message for a line that was cut: at most [`MAX_CONSOLE_MESSAGE`] bytes, marked like
-/// the sink marks its own cuts, counting every byte that was dropped.
-fn cut_message(text: &str, dropped: usize) -> String {
+/// A console message for a line that was cut: at most `max` bytes (the sink's console limit, so
+/// the sink does not cut it again), marked like the sink marks its own cuts, counting every byte
+/// that was dropped.
+fn cut_message(text: &str, dropped: usize, max: usize) -> String {
     let worst = format!("…[truncated {} bytes]", text.len() + dropped);
-    let mut keep = MAX_CONSOLE_MESSAGE.saturating_sub(worst.len()).min(text.len());
+    let mut keep = max.saturating_sub(worst.len()).min(text.len());
     while !text.is_char_boundary(keep) {
         keep -= 1;
     }
@@ -721,7 +722,7 @@ mod tests {
 
     use super::*;
     use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter};
-    use crate::engine::InputDocument;
+    use crate::engine::{InputDocument, MAX_CONSOLE_MESSAGE, MIN_CONSOLE_MESSAGE};
     use crate::event::{BuildId, ConfigurationId, ConsoleScope, DocumentId, EventSource, TableSummary};
     use crate::run::RunOptions;
     use crate::store::{MemoryEventStore, RunKey};
@@ -1411,10 +1412,16 @@ wait $pid
     #[test]
     fn cut_messages_fit_the_console_limit_and_count_everything_dropped() {
         let text = "é".repeat(MAX_CONSOLE_MESSAGE);
-        let message = cut_message(&text, 1000);
+        let message = cut_message(&text, 1000, MAX_CONSOLE_MESSAGE);
         assert!(message.len() <= MAX_CONSOLE_MESSAGE);
         let kept = message.find('…').expect("marked");
         assert_eq!(message[kept..], format!("…[truncated {} bytes]", text.len() - kept + 1000));
+        // The smallest limit still holds the marker and some text.
+        let message = cut_message(&"z".repeat(100), 5, MIN_CONSOLE_MESSAGE);
+        assert!(message.len() <= MIN_CONSOLE_MESSAGE, "{message}");
+        let kept = message.find('…').expect("marked");
+        assert!(kept > 0, "{message}");
+        assert_eq!(message[kept..], format!("…[truncated {} bytes]", 105 - kept));
     }
 
     #[test]

@@ -12,12 +12,53 @@ use crate::event::{
 };
 use crate::run::{Extra, Stage};
 
-/// Longest `console.line` message; longer ones are cut and marked `…[truncated N bytes]`.
+/// Longest `console.line` message by default; longer ones are cut and marked
+/// `…[truncated N bytes]` (see [`SinkLimits::max_console_message`]).
 pub const MAX_CONSOLE_MESSAGE: usize = 16 * 1024;
-/// `run.validation.issue` events published per run; further issues are counted, not published.
+/// `run.validation.issue` events published per run by default; further issues are counted, not
+/// published (see [`SinkLimits::max_published_issues`]).
 pub const MAX_PUBLISHED_ISSUES: u64 = 10_000;
+/// The smallest console message limit: room for `…[truncated N bytes]` with any N, so that a
+/// subprocess line cut to the limit is not cut again.
+pub const MIN_CONSOLE_MESSAGE: usize = 64;
 /// Longest `run.validation.issue.value`, in characters.
 const MAX_ISSUE_VALUE_CHARS: usize = 256;
+
+/// The per-run limits of SPEC §9 that the sink applies to what engines emit. Every limit has a
+/// default (the constants above) and a setting ([`RuntimeBuilder::sink_limits`](crate::RuntimeBuilder::sink_limits)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkLimits {
+    /// Longest `console.line` message, in bytes (default [`MAX_CONSOLE_MESSAGE`]); a longer one is
+    /// cut on a character boundary and marked `…[truncated N bytes]`.
+    pub max_console_message: usize,
+    /// `run.validation.issue` events published per run (default [`MAX_PUBLISHED_ISSUES`]); the
+    /// rest are counted and reported by one warning when the engine returns.
+    pub max_published_issues: u64,
+}
+
+impl Default for SinkLimits {
+    fn default() -> Self {
+        Self { max_console_message: MAX_CONSOLE_MESSAGE, max_published_issues: MAX_PUBLISHED_ISSUES }
+    }
+}
+
+impl SinkLimits {
+    /// Sets [`max_console_message`](Self::max_console_message) (at least
+    /// [`MIN_CONSOLE_MESSAGE`] bytes, so that a cut line's marker fits).
+    #[must_use]
+    pub fn with_max_console_message(mut self, bytes: usize) -> Self {
+        self.max_console_message = bytes.max(MIN_CONSOLE_MESSAGE);
+        self
+    }
+
+    /// Sets [`max_published_issues`](Self::max_published_issues) (0 publishes none, counts all).
+    #[must_use]
+    pub fn with_max_published_issues(mut self, issues: u64) -> Self {
+        self.max_published_issues = issues;
+        self
+    }
+}
 
 /// Why the sink refused an event.
 #[derive(Debug, thiserror::Error)]
@@ -38,17 +79,30 @@ pub struct EventSink {
     scope: ConsoleScope,
     phase: Option<Arc<str>>,
     issues: Arc<AtomicU64>,
+    limits: SinkLimits,
 }
 
 impl EventSink {
-    /// A sink writing to `writer` for the build or the run (`scope`).
+    /// A sink writing to `writer` for the build or the run (`scope`), with the default limits.
     pub fn new(writer: Arc<RunWriter>, scope: ConsoleScope) -> Self {
-        Self { writer, scope, phase: None, issues: Arc::new(AtomicU64::new(0)) }
+        Self { writer, scope, phase: None, issues: Arc::new(AtomicU64::new(0)), limits: SinkLimits::default() }
+    }
+
+    /// With `limits` instead of the defaults; set it before cloning, since clones copy the limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: SinkLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this sink applies.
+    pub fn limits(&self) -> SinkLimits {
+        self.limits
     }
 
     /// A sink for another scope of the same run, sharing its limits (the validation issue cap).
     pub fn for_scope(&self, scope: ConsoleScope) -> Self {
-        Self { writer: self.writer.clone(), scope, phase: None, issues: self.issues.clone() }
+        Self { writer: self.writer.clone(), scope, phase: None, issues: self.issues.clone(), limits: self.limits }
     }
 
     /// Whether this sink belongs to the build or the run.
@@ -68,11 +122,11 @@ impl EventSink {
         }
         let payload = match payload {
             EventPayload::ConsoleLine(mut line) => {
-                truncate_message(&mut line.message);
+                truncate_message(&mut line.message, self.limits.max_console_message);
                 EventPayload::ConsoleLine(line)
             }
             EventPayload::RunValidationIssue(mut issue) => {
-                if self.issues.fetch_add(1, Ordering::Relaxed) >= MAX_PUBLISHED_ISSUES {
+                if self.issues.fetch_add(1, Ordering::Relaxed) >= self.limits.max_published_issues {
                     return Ok(0); // counted, not published; see `unpublished_issues`
                 }
                 if let Some(value) = &mut issue.value
@@ -122,7 +176,7 @@ impl EventSink {
         }
     }
 
-    /// One `console.line` (cut to [`MAX_CONSOLE_MESSAGE`]), tagged with the current phase.
+    /// One `console.line` (cut to [`SinkLimits::max_console_message`]), tagged with the current phase.
     ///
     /// # Errors
     /// As [`emit`](Self::emit).
@@ -189,18 +243,18 @@ impl EventSink {
         .await
     }
 
-    /// Validation issues counted beyond [`MAX_PUBLISHED_ISSUES`] and so not published.
+    /// Validation issues counted beyond [`SinkLimits::max_published_issues`] and so not published.
     pub fn unpublished_issues(&self) -> u64 {
-        self.issues.load(Ordering::Relaxed).saturating_sub(MAX_PUBLISHED_ISSUES)
+        self.issues.load(Ordering::Relaxed).saturating_sub(self.limits.max_published_issues)
     }
 }
 
-/// Cuts a console message to [`MAX_CONSOLE_MESSAGE`] bytes (on a character boundary) and says so.
-pub(crate) fn truncate_message(message: &mut String) {
-    if message.len() <= MAX_CONSOLE_MESSAGE {
+/// Cuts a console message to `max` bytes (on a character boundary) and says so.
+pub(crate) fn truncate_message(message: &mut String, max: usize) {
+    if message.len() <= max {
         return;
     }
-    let mut cut = MAX_CONSOLE_MESSAGE;
+    let mut cut = max;
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -216,11 +270,14 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_character_boundary_and_marked() {
         let mut short = "fine".to_owned();
-        truncate_message(&mut short);
+        truncate_message(&mut short, MAX_CONSOLE_MESSAGE);
         assert_eq!(short, "fine");
         let mut long = "é".repeat(MAX_CONSOLE_MESSAGE); // 2 bytes each
-        truncate_message(&mut long);
+        truncate_message(&mut long, MAX_CONSOLE_MESSAGE);
         assert!(long.ends_with(&format!("…[truncated {MAX_CONSOLE_MESSAGE} bytes]")));
         assert!(long.len() < MAX_CONSOLE_MESSAGE + 40);
+        let mut small = "aéb".to_owned(); // the cut at 2 falls inside `é`
+        truncate_message(&mut small, 2);
+        assert_eq!(small, "a…[truncated 3 bytes]");
     }
 }

@@ -262,10 +262,11 @@ impl RunExecution<'_> {
         }
         let name = configuration.engine.engine_name().to_owned();
         let Some(entry) = self.runtime.inner.engines.get(&name).cloned() else {
-            let message = format!("no engine named {name:?} is registered");
+            let message = missing_engine_message(&name, cfg!(feature = "extract"));
             return self.fail(Stage::Run, failure_code::CONFIG_ERROR, message).await;
         };
-        let run_sink = EventSink::new(self.writer.clone(), ConsoleScope::Run);
+        let run_sink =
+            EventSink::new(self.writer.clone(), ConsoleScope::Run).with_limits(self.runtime.inner.sink_limits);
         let mut env = None;
         let mut build = None;
         if let Some(builder) = entry.builder.as_ref().filter(|b| b.needs_build(&configuration)) {
@@ -326,7 +327,7 @@ impl RunExecution<'_> {
         if unpublished > 0 {
             let message = format!(
                 "{unpublished} more validation issues were counted but not published (limit {})",
-                crate::engine::MAX_PUBLISHED_ISSUES
+                run_sink.limits().max_published_issues
             );
             self.console_warn(ConsoleScope::Run, message).await?;
         }
@@ -546,6 +547,17 @@ impl Ending {
 
 /// Stops the run (reason `TimedOut`) when `timeout` passes, unless the returned token is cancelled
 /// first.
+/// Why no engine named `name` can run. A built-in engine left out of this build (`extract` without
+/// its cargo feature) says which feature brings it back, so the failure is not a mystery.
+fn missing_engine_message(name: &str, extract_compiled: bool) -> String {
+    if name == "extract" && !extract_compiled {
+        return "engine \"extract\" is not compiled into this build: ade-core's cargo feature `extract` \
+                (on by default) is off"
+            .to_owned();
+    }
+    format!("no engine named {name:?} is registered")
+}
+
 fn spawn_timeout(
     timeout: std::time::Duration,
     cancel: CancellationToken,
@@ -642,4 +654,17 @@ pub(super) async fn finalize(
         .record(completed_at.millis_since(run.created_at) as f64 / 1000.0);
     metrics::gauge_move(run.status.as_str(), "");
     Ok(finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_engine_message;
+
+    #[test]
+    fn a_missing_extract_engine_names_its_cargo_feature() {
+        let message = missing_engine_message("extract", false);
+        assert!(message.contains("cargo feature `extract`"), "{message}");
+        assert_eq!(missing_engine_message("extract", true), "no engine named \"extract\" is registered");
+        assert_eq!(missing_engine_message("mine", false), "no engine named \"mine\" is registered");
+    }
 }

@@ -24,7 +24,7 @@ pub use documents::{content_type_for, sanitize_filename};
 use crate::blob::{BlobStore, DirBlobStore};
 use crate::config::Configuration;
 use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter, lock};
-use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, configuration_version};
+use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, SinkLimits, configuration_version};
 use crate::error::{Error, Result};
 use crate::event::{ConfigurationId, DocumentId, EventSource, QueuedBy, RunId, RunQueued, Timestamp, WorkspaceId};
 use crate::run::{Run, RunLinks, RunMode, RunOptions, RunStatus};
@@ -156,6 +156,7 @@ pub struct RuntimeBuilder {
     cancel_grace: Duration,
     database_url: Option<String>,
     blob_store: Option<Arc<dyn BlobStore>>,
+    sink_limits: SinkLimits,
 }
 
 impl Default for RuntimeBuilder {
@@ -168,6 +169,7 @@ impl Default for RuntimeBuilder {
                 builder: Some(Arc::new(ProcessBuilder::default())),
             },
         );
+        #[cfg(feature = "extract")]
         engines.insert(
             "extract".to_owned(),
             EngineEntry {
@@ -188,6 +190,7 @@ impl Default for RuntimeBuilder {
             cancel_grace: Duration::from_secs(10),
             database_url: None,
             blob_store: None,
+            sink_limits: SinkLimits::default(),
         }
     }
 }
@@ -282,6 +285,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The limits every run's [`EventSink`](crate::engine::EventSink) applies to what its engine
+    /// emits: console message length, validation issues published (SPEC §9; defaults
+    /// [`SinkLimits::default`]).
+    pub fn sink_limits(mut self, limits: SinkLimits) -> Self {
+        self.sink_limits = limits;
+        self
+    }
+
     /// Opens the stores, recovers runs a previous process left active, and starts the workers.
     ///
     /// # Errors
@@ -338,6 +349,7 @@ impl RuntimeBuilder {
             shared: announcements.is_some(),
             lease: self.lease,
             cancel_grace: self.cancel_grace,
+            sink_limits: self.sink_limits,
         });
         let runtime = Runtime { inner };
         match announcements {
@@ -475,6 +487,8 @@ struct Inner {
     shared: bool,
     lease: Duration,
     cancel_grace: Duration,
+    /// Handed to every run's sink.
+    sink_limits: SinkLimits,
 }
 
 /// The embedded ade: create runs, follow their events, cancel them. Cheap to clone.

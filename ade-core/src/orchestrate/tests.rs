@@ -11,6 +11,7 @@ use super::*;
 use crate::config::{Configuration, EngineSpec};
 use crate::engine::{
     BuildArtifact, BuildContext, BuildOutcome, EngineContext, EngineFailure, EngineOutcome, EventSink,
+    MIN_CONSOLE_MESSAGE, SinkLimits,
 };
 use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
 use crate::run::{RunOutcome, Stage};
@@ -536,6 +537,118 @@ echo '{"type":"engine.completed","payload":{"output_paths":["outputs/out.txt"]}}
     );
     assert_eq!(completion(&events).artifacts.output_paths, ["outputs/out.txt"]);
     assert_eq!(completion(&events).execution.exit_code, Some(0));
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}
+
+/// Without the `extract` feature an `extract` configuration still loads, and its runs fail
+/// cleanly, naming the feature.
+#[cfg(not(feature = "extract"))]
+#[tokio::test]
+async fn without_the_extract_feature_an_extract_run_fails_naming_the_feature() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let configuration: Configuration = serde_json::from_value(json!({
+        "id": "members", "version": "1", "engine": "extract",
+        "fields": [{ "name": "email", "type": "email" }],
+    }))
+    .expect("configuration");
+    let runtime = Runtime::builder().data_dir(dir.path()).configuration(configuration).build().await.expect("runtime");
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("members"))).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let failure = completion(&events).failure.clone().expect("a failure");
+    assert_eq!((failure.stage, failure.code.as_str()), (Stage::Run, "config_error"));
+    assert!(failure.message.contains("cargo feature `extract`"), "{}", failure.message);
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}
+
+/// Emits five validation issues and one 100-byte console line, then succeeds.
+#[derive(Debug)]
+struct NoisyEngine;
+
+#[async_trait]
+impl Engine for NoisyEngine {
+    fn version(&self) -> &str {
+        "noisy-1"
+    }
+
+    async fn run(&self, _context: EngineContext, sink: EventSink) -> EngineOutcome {
+        for row in 1..=5 {
+            let issue = crate::event::ValidationIssue {
+                table_id: "tbl_0_0_0".to_owned(),
+                severity: crate::event::Severity::Error,
+                code: "invalid_email".to_owned(),
+                field: Some("email".to_owned()),
+                row: Some(row),
+                column: None,
+                value: None,
+                message: format!("row {row}: not an email"),
+                extra: crate::run::Extra::new(),
+            };
+            if let Err(e) = sink.issue(issue).await {
+                return EngineOutcome::failed(EngineFailure::new("engine_error", e.to_string()));
+            }
+        }
+        let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "x".repeat(100)).await;
+        EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+/// A runtime running `noisy` configurations with `limits`.
+async fn noisy_runtime(dir: &std::path::Path, limits: SinkLimits) -> Runtime {
+    Runtime::builder()
+        .data_dir(dir)
+        .sink_limits(limits)
+        .engine("noisy", Arc::new(NoisyEngine), None)
+        .configuration(
+            serde_json::from_value(json!({ "id": "noisy", "version": "1", "engine": "noisy" })).expect("cfg"),
+        )
+        .build()
+        .await
+        .expect("runtime")
+}
+
+fn console_messages(events: &[Envelope]) -> Vec<(ConsoleLevel, &str)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::ConsoleLine(line) => Some((line.level, line.message.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_validation_issue_cap_is_a_setting_and_the_rest_are_counted_in_one_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = noisy_runtime(dir.path(), SinkLimits::default().with_max_published_issues(3)).await;
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("noisy"))).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let rows: Vec<Option<u64>> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::RunValidationIssue(issue) => Some(issue.row),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, [Some(1), Some(2), Some(3)], "the first three are published");
+    let warnings: Vec<&str> =
+        console_messages(&events).into_iter().filter(|(l, _)| *l == ConsoleLevel::Warn).map(|(_, m)| m).collect();
+    assert_eq!(warnings, ["2 more validation issues were counted but not published (limit 3)"]);
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_console_message_limit_is_a_setting_and_longer_lines_are_cut_and_marked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = SinkLimits::default().with_max_console_message(MIN_CONSOLE_MESSAGE);
+    let runtime = noisy_runtime(dir.path(), limits).await;
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("noisy"))).await;
+    let cut = format!("{}…[truncated {} bytes]", "x".repeat(MIN_CONSOLE_MESSAGE), 100 - MIN_CONSOLE_MESSAGE);
+    assert_eq!(console_messages(&events), [(ConsoleLevel::Info, cut.as_str())]);
+    let published = types(&events).iter().filter(|t| **t == "run.validation.issue").count();
+    assert_eq!(published, 5, "the issue cap is still the default");
     assert_well_formed(&run, &events);
     runtime.shutdown().await;
 }

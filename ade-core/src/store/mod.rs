@@ -29,7 +29,7 @@ pub(crate) use postgres::testing as pg_testing;
 pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
 #[cfg(feature = "postgres")]
 pub use runs::PgRunStore;
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 pub(crate) use runs::conformance::queued_run;
 pub use runs::{
     CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
