@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, completed, console, created_at, field, find, ids};
+use common::{BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids};
 
 #[derive(Debug, Parser)]
 #[command(about = "Events/s appended to PostgreSQL, and cross-instance SSE delivery latency")]
@@ -556,31 +556,21 @@ async fn follow(
     let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), max_ms: 0.0 };
     let response = client.get(&url).header("accept", "text/event-stream").send().await?.error_for_status()?;
     let mut body = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
+    let mut frames = SseFrames::default();
     let mut first = true;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         let received = chrono::Utc::now();
-        buffer.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = find(&buffer[start..], b"\n\n").map(|at| start + at) {
-            let frame = &buffer[start..end];
-            start = end + 2;
-            let Some(sequence) = field(frame, b"id: ").and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok())
-            else {
-                continue; // retry: or a keepalive comment
-            };
+        frames.push(&chunk, |frame| {
             if first {
                 first = false;
                 connected.notify_one();
             }
-            let data = field(frame, b"data: ").unwrap_or_default();
-            seen.count(sequence, received, data, started.get());
-            if find(data, br#""type":"run.completed""#).is_some() {
-                seen.completed_at = Some(sequence);
+            seen.count(frame.sequence, received, frame.data, started.get());
+            if frame.is_completed() {
+                seen.completed_at = Some(frame.sequence);
             }
-        }
-        buffer.drain(..start);
+        });
     }
     if first {
         connected.notify_one();

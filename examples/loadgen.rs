@@ -40,7 +40,7 @@ use tokio::sync::{Notify, Semaphore};
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, created_at, field, find};
+use common::{BoxError, BusyEngine, Histogram, START, SseFrames, created_at, find};
 
 #[derive(Debug, Parser)]
 #[command(about = "N SSE subscribers on one busy run of ade-server, or HTTP runs per second")]
@@ -254,7 +254,7 @@ async fn subscriber(
     };
     let mut permit = permit;
     let mut body = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
+    let mut frames = SseFrames::default();
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
@@ -264,35 +264,25 @@ async fn subscriber(
             }
         };
         let received = chrono::Utc::now();
-        buffer.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = find(&buffer[start..], b"\n\n").map(|at| start + at) {
-            let frame = &buffer[start..end];
-            start = end + 2;
-            let Some(sequence) = field(frame, b"id: ").and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok())
-            else {
-                continue; // retry: or a keepalive comment
-            };
+        frames.push(&chunk, |frame| {
             if permit.take().is_some() {
                 connected.fetch_add(1, Ordering::SeqCst);
                 connected_changed.notify_one();
             }
-            if sequence == seen.in_order + 1 && seen.wrong == 0 {
-                seen.in_order = sequence;
+            if frame.sequence == seen.in_order + 1 && seen.wrong == 0 {
+                seen.in_order = frame.sequence;
             } else {
                 seen.wrong += 1;
             }
-            let data = field(frame, b"data: ").unwrap_or_default();
             // Only live events count: those replayed to a subscriber connecting late are old.
-            if let Some(created_at) = created_at(data).filter(|t| started.get().is_some_and(|start| t >= start)) {
+            if let Some(created_at) = created_at(frame.data).filter(|t| started.get().is_some_and(|start| t >= start)) {
                 let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
                 seen.latencies.record(micros as u64);
             }
-            if find(data, br#""type":"run.completed""#).is_some() {
-                seen.completed_at = Some(sequence);
+            if frame.is_completed() {
+                seen.completed_at = Some(frame.sequence);
             }
-        }
-        buffer.drain(..start);
+        });
     }
     if permit.is_some() {
         connected.fetch_add(1, Ordering::SeqCst);

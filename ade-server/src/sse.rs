@@ -113,7 +113,15 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
             break;
         }
         match futures::poll!(state.events.next()) {
-            Poll::Ready(next) => item = next,
+            Poll::Ready(next) => {
+                // More than one frame: room for a whole chunk at once instead of growing it
+                // frame by frame (a lone frame, the usual case of a live reader, gets only its
+                // own size).
+                if chunk.capacity() < CHUNK_BYTES {
+                    chunk.reserve(CHUNK_BYTES);
+                }
+                item = next;
+            }
             Poll::Pending => break,
         }
     }

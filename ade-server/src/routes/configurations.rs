@@ -1,7 +1,6 @@
 //! `GET /configurations`, `GET /configurations/{id}`, `PUT /configurations/{id}` (SPEC §8.3).
 
 use ade_core::config::{Configuration, EngineSpec};
-use ade_core::engine::extract::CompiledFields;
 use ade_core::event::ConfigurationId;
 use axum::Json;
 use axum::extract::State;
@@ -67,7 +66,16 @@ pub(super) async fn put(
         )));
     };
     // What the engine would refuse when building a run is refused now, naming the field.
-    CompiledFields::compile(spec).map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
+    #[cfg(feature = "extract")]
+    ade_core::engine::extract::CompiledFields::compile(spec)
+        .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
+    #[cfg(not(feature = "extract"))]
+    {
+        let _ = spec;
+        return Err(Error::Unprocessable(
+            "this server is built without the `extract` engine (cargo feature `extract`)".to_owned(),
+        ));
+    }
     // One change at a time: the check below compares the live configuration with its file.
     let _writing = state.configuration_writes().lock().await;
     let existing = state.runtime().configuration(&id);

@@ -158,7 +158,13 @@ where
                 break;
             }
             match futures::poll!(events.next()) {
-                std::task::Poll::Ready(Some(next)) => item = next,
+                std::task::Poll::Ready(Some(next)) => {
+                    // Room for a whole chunk at once, not growth line by line.
+                    if chunk.capacity() < crate::sse::CHUNK_BYTES {
+                        chunk.reserve(crate::sse::CHUNK_BYTES);
+                    }
+                    item = next;
+                }
                 std::task::Poll::Ready(None) => return Some((Ok(chunk.freeze()), (events, Then::End))),
                 std::task::Poll::Pending => break,
             }
