@@ -65,17 +65,7 @@ pub(super) async fn put(
             configuration.engine.engine_name()
         )));
     };
-    // What the engine would refuse when building a run is refused now, naming the field.
-    #[cfg(feature = "extract")]
-    ade_core::engine::extract::CompiledFields::compile(spec)
-        .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
-    #[cfg(not(feature = "extract"))]
-    {
-        let _ = spec;
-        return Err(Error::Unprocessable(
-            "this server is built without the `extract` engine (cargo feature `extract`)".to_owned(),
-        ));
-    }
+    check_fields(spec)?;
     // One change at a time: the check below compares the live configuration with its file.
     let _writing = state.configuration_writes().lock().await;
     let existing = state.runtime().configuration(&id);
@@ -111,6 +101,20 @@ pub(super) async fn put(
     }
     let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(configuration)))
+}
+
+/// What the engine would refuse when building a run is refused now, naming the field.
+#[cfg(feature = "extract")]
+fn check_fields(spec: &ade_core::config::ExtractSpec) -> Result<()> {
+    ade_core::engine::extract::CompiledFields::compile(spec)
+        .map(drop)
+        .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))
+}
+
+/// Without the engine, no `extract` configuration can run here.
+#[cfg(not(feature = "extract"))]
+fn check_fields(_spec: &ade_core::config::ExtractSpec) -> Result<()> {
+    Err(Error::Unprocessable("this server is built without the `extract` engine (cargo feature `extract`)".to_owned()))
 }
 
 /// Where a `PUT` keeps configuration `id`.
