@@ -38,4 +38,6 @@ pub use validate::{
     ABOVE_MAXIMUM, BELOW_MINIMUM, INVALID_EMAIL, INVALID_TYPE, MISSING_REQUIRED_VALUE, NOT_ALLOWED_VALUE,
     PATTERN_MISMATCH, validate,
 };
-pub use workbook_input::{WorkbookError, WorkbookFormat, WorkbookSheet, read_workbook};
+pub use workbook_input::{
+    ROWS_PER_REPORT, WorkbookError, WorkbookFormat, WorkbookSheet, read_workbook, read_workbook_with,
+};

@@ -69,6 +69,9 @@ pub struct WorkbookSheet {
 #[error("{0}")]
 pub struct WorkbookError(String);
 
+/// Rows of an XLSX sheet between two calls of [`read_workbook_with`]'s `on_rows`.
+pub const ROWS_PER_REPORT: usize = 1_000;
+
 /// Reads the worksheets of `bytes` as a workbook of `format` (see the module docs). When
 /// `sheet_names` is given, only the worksheets with those names are read, in workbook order.
 ///
@@ -80,6 +83,24 @@ pub fn read_workbook(
     format: WorkbookFormat,
     sheet_names: Option<&[String]>,
 ) -> Result<Vec<WorkbookSheet>, WorkbookError> {
+    // `None` only when `on_rows` says stop, which this one never does.
+    read_workbook_with(bytes, format, sheet_names, &mut |_, _| true).map(Option::unwrap_or_default)
+}
+
+/// [`read_workbook`], telling `on_rows` how far it got: the sheet's name and its rows so far,
+/// every [`ROWS_PER_REPORT`] rows of an XLSX sheet (streamed), once per XLS or ODS sheet (read
+/// whole). When `on_rows` returns `false` (the run was cancelled, say), reading stops and the
+/// answer is `Ok(None)`: a large workbook takes seconds to read, and a person watching should
+/// see it move and be able to stop it.
+///
+/// # Errors
+/// As [`read_workbook`].
+pub fn read_workbook_with(
+    bytes: Vec<u8>,
+    format: WorkbookFormat,
+    sheet_names: Option<&[String]>,
+    on_rows: &mut dyn FnMut(&str, usize) -> bool,
+) -> Result<Option<Vec<WorkbookSheet>>, WorkbookError> {
     let not_readable =
         |error: &dyn std::fmt::Display| WorkbookError(format!("is not a readable {} workbook: {error}", format.name()));
     let protected = || WorkbookError("is password-protected (encrypted): save it without a password".to_owned());
@@ -93,26 +114,33 @@ pub fn read_workbook(
             let wanted = worksheets(&workbook, sheet_names)?;
             let mut sheets = Vec::with_capacity(wanted.len());
             for (index, name) in wanted {
-                let rows = xlsx_grid(&mut workbook, &name)
-                    .map_err(|error| WorkbookError(format!("sheet '{name}' cannot be read: {error}")))?
-                    .map_err(|message| WorkbookError(format!("sheet '{name}' {message}")))?;
+                let rows = match xlsx_grid(&mut workbook, &name, &mut |rows| on_rows(&name, rows)) {
+                    Ok(rows) => rows,
+                    Err(GridStop::Stopped) => return Ok(None),
+                    Err(GridStop::TooManyCells) => {
+                        return Err(WorkbookError(format!("sheet '{name}' {}", too_many_cells())));
+                    }
+                    Err(GridStop::Unreadable(error)) => {
+                        return Err(WorkbookError(format!("sheet '{name}' cannot be read: {error}")));
+                    }
+                };
                 sheets.push(WorkbookSheet { index, name, rows });
             }
-            Ok(sheets)
+            Ok(Some(sheets))
         }
         WorkbookFormat::Xls => {
             let workbook = open_workbook_from_rs::<Xls<_>, _>(cursor).map_err(|e| match e {
                 XlsError::Password => protected(),
                 e => not_readable(&e),
             })?;
-            read_sheets(workbook, sheet_names)
+            read_sheets(workbook, sheet_names, on_rows)
         }
         WorkbookFormat::Ods => {
             let workbook = open_workbook_from_rs::<Ods<_>, _>(cursor).map_err(|e| match e {
                 OdsError::Password => protected(),
                 e => not_readable(&e),
             })?;
-            read_sheets(workbook, sheet_names)
+            read_sheets(workbook, sheet_names, on_rows)
         }
     }
 }
@@ -141,7 +169,11 @@ where
     Ok(wanted)
 }
 
-fn read_sheets<RS, R>(mut workbook: R, sheet_names: Option<&[String]>) -> Result<Vec<WorkbookSheet>, WorkbookError>
+fn read_sheets<RS, R>(
+    mut workbook: R,
+    sheet_names: Option<&[String]>,
+    on_rows: &mut dyn FnMut(&str, usize) -> bool,
+) -> Result<Option<Vec<WorkbookSheet>>, WorkbookError>
 where
     RS: std::io::Read + std::io::Seek,
     R: Reader<RS>,
@@ -157,9 +189,13 @@ where
         if height.saturating_mul(width) > MAX_SHEET_CELLS {
             return Err(WorkbookError(format!("sheet '{name}' {}", too_many_cells())));
         }
-        sheets.push(WorkbookSheet { index, name, rows: grid(&range) });
+        let rows = grid(&range);
+        if !on_rows(&name, rows.len()) {
+            return Ok(None);
+        }
+        sheets.push(WorkbookSheet { index, name, rows });
     }
-    Ok(sheets)
+    Ok(Some(sheets))
 }
 
 /// The cells of `range`, padded so that `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`.
@@ -177,15 +213,34 @@ fn grid(range: &Range<Data>) -> Vec<Vec<Cell>> {
     rows
 }
 
+/// Why an XLSX sheet's grid stopped short.
+enum GridStop {
+    /// calamine could not read the sheet.
+    Unreadable(XlsxError),
+    /// The sheet has more than [`MAX_SHEET_CELLS`] cells.
+    TooManyCells,
+    /// `on_rows` said stop.
+    Stopped,
+}
+
+impl From<XlsxError> for GridStop {
+    fn from(error: XlsxError) -> Self {
+        GridStop::Unreadable(error)
+    }
+}
+
 /// An XLSX worksheet's cells, streamed from the sheet's XML straight into the grid (no
-/// intermediate dense range): `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`.
+/// intermediate dense range): `rows[i][j]` is spreadsheet row `i + 1`, column `j + 1`. Tells
+/// `on_rows` the row count every [`ROWS_PER_REPORT`] rows.
 fn xlsx_grid<RS: std::io::Read + std::io::Seek>(
     workbook: &mut Xlsx<RS>,
     name: &str,
-) -> Result<Result<Vec<Vec<Cell>>, String>, XlsxError> {
+    on_rows: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<Vec<Cell>>, GridStop> {
     let mut reader = workbook.worksheet_cells_reader(name)?;
     let mut rows: Vec<Vec<Cell>> = Vec::new();
     let mut cells_in_all = 0usize;
+    let mut next_report = ROWS_PER_REPORT;
     while let Some(cell) = reader.next_cell()? {
         let value = to_cell(Data::from(cell.get_value().clone()));
         if value == Cell::Empty {
@@ -198,15 +253,21 @@ fn xlsx_grid<RS: std::io::Read + std::io::Seek>(
             // empty rows.
             cells_in_all = cells_in_all.saturating_add(row.saturating_add(1) - rows.len());
             if cells_in_all > MAX_SHEET_CELLS {
-                return Ok(Err(too_many_cells()));
+                return Err(GridStop::TooManyCells);
             }
             rows.resize_with(row.saturating_add(1), Vec::new);
+            if rows.len() >= next_report {
+                if !on_rows(rows.len()) {
+                    return Err(GridStop::Stopped);
+                }
+                next_report = rows.len().saturating_add(ROWS_PER_REPORT);
+            }
         }
         let Some(cells) = rows.get_mut(row) else { continue };
         if cells.len() <= column {
             cells_in_all = cells_in_all.saturating_add(column.saturating_add(1) - cells.len());
             if cells_in_all > MAX_SHEET_CELLS {
-                return Ok(Err(too_many_cells()));
+                return Err(GridStop::TooManyCells);
             }
             cells.resize(column.saturating_add(1), Cell::Empty);
         }
@@ -214,7 +275,7 @@ fn xlsx_grid<RS: std::io::Read + std::io::Seek>(
             *slot = value;
         }
     }
-    Ok(Ok(rows))
+    Ok(rows)
 }
 
 /// A date-time, or a date when it is at midnight.
@@ -313,6 +374,57 @@ mod tests {
             sheets[0].rows,
             vec![vec![Cell::Error("#DIV/0!".to_owned()), Cell::Error("#N/A".to_owned()), Cell::Float(2.0)]]
         );
+    }
+
+    /// An XLSX workbook of one sheet, `Big`, with `rows` rows of two cells.
+    fn big_xlsx(rows: u32) -> Vec<u8> {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let worksheet = workbook.add_worksheet();
+        worksheet.set_name("Big").expect("name");
+        for row in 0..rows {
+            worksheet.write_number(row, 0, f64::from(row)).expect("write");
+            worksheet.write_string(row, 1, "x").expect("write");
+        }
+        workbook.save_to_buffer().expect("workbook")
+    }
+
+    #[test]
+    fn reading_an_xlsx_sheet_reports_every_thousand_rows_and_stops_when_told() {
+        let bytes = big_xlsx(3_500);
+        let mut calls = Vec::new();
+        let sheets = read_workbook_with(bytes.clone(), WorkbookFormat::Xlsx, None, &mut |sheet, rows| {
+            calls.push((sheet.to_owned(), rows));
+            true
+        })
+        .expect("readable")
+        .expect("not stopped");
+        assert_eq!(sheets[0].rows.len(), 3_500);
+        assert_eq!(calls, [("Big".to_owned(), 1_000), ("Big".to_owned(), 2_000), ("Big".to_owned(), 3_000)]);
+
+        // Told to stop at the second report: nothing is returned, and reading went no further.
+        let mut reports = 0;
+        let stopped = read_workbook_with(bytes, WorkbookFormat::Xlsx, None, &mut |_, _| {
+            reports += 1;
+            reports < 2
+        })
+        .expect("readable");
+        assert!(stopped.is_none());
+        assert_eq!(reports, 2);
+    }
+
+    #[test]
+    fn an_ods_sheet_is_reported_once_it_is_read() {
+        let bytes = ods("People", &[&["Name", "Age"], &["Ada", "36"]]);
+        let mut calls = Vec::new();
+        let sheets = read_workbook_with(bytes.clone(), WorkbookFormat::Ods, None, &mut |sheet, rows| {
+            calls.push((sheet.to_owned(), rows));
+            true
+        })
+        .expect("readable")
+        .expect("not stopped");
+        assert_eq!(sheets.len(), 1);
+        assert_eq!(calls, [("People".to_owned(), 2)]);
+        assert_eq!(read_workbook_with(bytes, WorkbookFormat::Ods, None, &mut |_, _| false), Ok(None));
     }
 
     /// A minimal XLSX package whose one sheet, `Sheet1`, has the cells `(reference, text)`.
