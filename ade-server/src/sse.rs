@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::BytesMut;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,7 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
         item = state.events.next() => Next::Event(item),
         () = state.quiet.as_mut() => Next::Quiet,
     };
-    let mut item = match next {
+    let item = match next {
         Next::Shutdown => return None,
         Next::Quiet => {
             let deadline = Instant::now() + state.keepalive;
@@ -93,30 +93,47 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
         }
         Next::Event(item) => item,
     };
-    // Every event that is ready now goes into this one chunk (up to `CHUNK_BYTES`): a reader
-    // that fell behind catches up with a few large writes instead of one per event.
-    let mut chunk = BytesMut::new();
-    loop {
+    // Every event that is ready now goes into this one chunk: a reader that fell behind catches
+    // up with a few large writes instead of one per event.
+    let done = &mut state.done;
+    let chunk = gather(&mut state.events, item, |chunk, item| {
         match item {
             Some(Ok(event)) => {
-                state.done = event.is_terminal();
-                push_frame(&mut chunk, event.sequence(), event.json());
+                *done = event.is_terminal();
+                push_frame(chunk, event.sequence(), event.json());
             }
             Some(Err(error)) => {
                 // The client resumes with Last-Event-ID; the cause is the server's business.
                 tracing::warn!(%error, "an event stream ended on a store error");
-                state.done = true;
+                *done = true;
             }
-            None => state.done = true,
+            None => *done = true,
         }
-        if state.done || chunk.len() >= CHUNK_BYTES {
-            break;
-        }
-        match futures::poll!(state.events.next()) {
+        !*done
+    })
+    .await;
+    if chunk.is_empty() {
+        return None;
+    }
+    let deadline = Instant::now() + state.keepalive;
+    state.quiet.as_mut().reset(deadline);
+    Some((chunk.freeze(), state))
+}
+
+/// One body chunk: `push` gets `first`, then every item `items` has ready now, until it returns
+/// `false` (the stream's end, say) or the chunk holds [`CHUNK_BYTES`]. Never waits for an item.
+pub(crate) async fn gather<S: Stream + Unpin>(
+    items: &mut S,
+    first: Option<S::Item>,
+    mut push: impl FnMut(&mut BytesMut, Option<S::Item>) -> bool,
+) -> BytesMut {
+    let mut chunk = BytesMut::new();
+    let mut item = first;
+    while push(&mut chunk, item) && chunk.len() < CHUNK_BYTES {
+        match futures::poll!(items.next()) {
             Poll::Ready(next) => {
-                // More than one frame: room for a whole chunk at once instead of growing it
-                // frame by frame (a lone frame, the usual case of a live reader, gets only its
-                // own size).
+                // More than one item: room for a whole chunk at once instead of growing it item
+                // by item (a lone item, the usual case of a live reader, gets only its own size).
                 if chunk.capacity() < CHUNK_BYTES {
                     chunk.reserve(CHUNK_BYTES);
                 }
@@ -125,12 +142,7 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
             Poll::Pending => break,
         }
     }
-    if chunk.is_empty() {
-        return None;
-    }
-    let deadline = Instant::now() + state.keepalive;
-    state.quiet.as_mut().reset(deadline);
-    Some((chunk.freeze(), state))
+    chunk
 }
 
 /// Appends one event's frame; `json` is the stored line as it is (compact JSON never holds a

@@ -138,38 +138,31 @@ where
             Then::Fail(error) => return Some((Err(error), (events, Then::End))),
             Then::End => return None,
         }
-        let mut item = events.next().await?;
-        let mut chunk = bytes::BytesMut::new();
-        loop {
-            match item {
-                Ok(event) => {
-                    chunk.extend_from_slice(event.json());
-                    chunk.extend_from_slice(b"\n");
-                }
-                Err(error) => {
-                    let error = std::io::Error::other(error.to_string());
-                    if chunk.is_empty() {
-                        return Some((Err(error), (events, Then::End)));
-                    }
-                    return Some((Ok(chunk.freeze()), (events, Then::Fail(error))));
-                }
+        let first = events.next().await?;
+        let (mut failed, mut ended) = (None, false);
+        let chunk = crate::sse::gather(&mut events, Some(first), |chunk, item| match item {
+            Some(Ok(event)) => {
+                chunk.extend_from_slice(event.json());
+                chunk.extend_from_slice(b"\n");
+                true
             }
-            if chunk.len() >= crate::sse::CHUNK_BYTES {
-                break;
+            Some(Err(error)) => {
+                failed = Some(std::io::Error::other(error.to_string()));
+                false
             }
-            match futures::poll!(events.next()) {
-                std::task::Poll::Ready(Some(next)) => {
-                    // Room for a whole chunk at once, not growth line by line.
-                    if chunk.capacity() < crate::sse::CHUNK_BYTES {
-                        chunk.reserve(crate::sse::CHUNK_BYTES);
-                    }
-                    item = next;
-                }
-                std::task::Poll::Ready(None) => return Some((Ok(chunk.freeze()), (events, Then::End))),
-                std::task::Poll::Pending => break,
+            None => {
+                ended = true;
+                false
             }
-        }
-        Some((Ok(chunk.freeze()), (events, Then::More)))
+        })
+        .await;
+        let then = match failed {
+            Some(error) if chunk.is_empty() => return Some((Err(error), (events, Then::End))),
+            Some(error) => Then::Fail(error),
+            None if ended => Then::End,
+            None => Then::More,
+        };
+        Some((Ok(chunk.freeze()), (events, then)))
     })
 }
 

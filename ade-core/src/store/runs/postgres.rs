@@ -82,6 +82,13 @@ impl PgRunStore {
         &self.pool
     }
 
+    /// Runs `claim`, an `UPDATE … RETURNING *` that leases one run to `$1` for `$2` µs (the
+    /// first of its candidates that nobody holds), and returns that run.
+    async fn claim_first(&self, claim: &'static str, owner: &str, lease: Duration) -> Result<Option<Run>> {
+        let row = sqlx::query(claim).bind(owner).bind(lease_us(lease)).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
     /// Why an update matched no row: the run is missing, or `check` refuses its current status.
     async fn refusal(&self, id: RunId, to: RunStatus, check: fn(RunId, RunStatus, RunStatus) -> Result<()>) -> Error {
         let from = sqlx::query("SELECT status FROM ade_runs WHERE id = $1")
@@ -311,7 +318,7 @@ impl RunStore for PgRunStore {
         // One statement: the run is picked and locked together, skipping runs another claimer
         // has locked; a run whose lease was just taken fails the re-check of the WHERE clause.
         // Leases are on the database's clock, which every instance shares.
-        let row = sqlx::query(
+        self.claim_first(
             "UPDATE ade_runs SET lease_owner = $1, lease_until_us = ade_now_us() + $2
              WHERE id = (
                  SELECT id FROM ade_runs
@@ -321,13 +328,10 @@ impl RunStore for PgRunStore {
                  FOR UPDATE SKIP LOCKED
              )
              RETURNING *",
+            owner,
+            lease,
         )
-        .bind(owner)
-        .bind(lease_us(lease))
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?;
-        row.as_ref().map(run_from_row).transpose()
     }
 
     async fn renew_lease(&self, id: RunId, owner: &str, lease: Duration) -> Result<bool> {
@@ -372,7 +376,7 @@ impl RunStore for PgRunStore {
     }
 
     async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        let row = sqlx::query(
+        self.claim_first(
             "UPDATE ade_runs SET lease_owner = $1, lease_until_us = ade_now_us() + $2
              WHERE id = (
                  SELECT id FROM ade_runs
@@ -383,13 +387,10 @@ impl RunStore for PgRunStore {
                  FOR UPDATE SKIP LOCKED
              )
              RETURNING *",
+            owner,
+            lease,
         )
-        .bind(owner)
-        .bind(lease_us(lease))
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?;
-        row.as_ref().map(run_from_row).transpose()
     }
 
     async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
