@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ade::dispatch::{After, DispatchOptions, Dispatcher, RunContext};
-use ade::event::{Envelope, EventId, EventSource, RunId, StoredEvent, Timestamp};
+use ade::event::{Envelope, EventId, EventSource, RunId, Timestamp};
 use ade::store::{Durability, EventStore, MemoryEventStore, NdjsonEventStore, RunKey};
 use futures::StreamExt;
 
@@ -20,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
 
-use common::{BoxError, completed, console, ids};
+use common::{BoxError, completed, console, ids, stored};
 
 /// `runs` runs of `events` events each (the last one `run.completed`), each followed by
 /// `subscribers` subscribers from the start; events/s from the first emit until every subscriber
@@ -109,17 +109,7 @@ async fn resume_at_tail(dir: &std::path::Path, len: u64, trials: usize) -> Resul
     let mut batch = Vec::with_capacity(batch_size);
     for sequence in 1..=len {
         let payload = if sequence == len { completed(&key, &configuration, len) } else { console(sequence) };
-        batch.push(Arc::new(StoredEvent::new(Envelope {
-            event_id: EventId::new(),
-            created_at: Timestamp::now(),
-            sequence,
-            source: EventSource::Engine,
-            workspace_id: workspace.clone(),
-            configuration_id: configuration.clone(),
-            run_id: key.run_id,
-            build_id: None,
-            payload,
-        })?));
+        batch.push(stored(&key, &configuration, sequence, payload)?);
         if batch.len() == batch_size || sequence == len {
             store.append(&key, &batch, Durability::Buffered).await?;
             batch.clear();

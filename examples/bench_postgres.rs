@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use ade::Runtime;
 use ade::config::Configuration;
 use ade::dispatch::{DispatchOptions, Dispatcher, RunContext};
-use ade::event::{Envelope, EventId, EventSource, RunId, StoredEvent, Timestamp};
+use ade::event::{EventSource, RunId, StoredEvent};
 use ade::server::{Server, ServerConfig};
 use ade::store::{Durability, EventStore, EventStream, LogTail, PgEventStore, RunKey};
 use clap::Parser;
@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids};
+use common::{BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids, stored};
 
 #[derive(Debug, Parser)]
 #[command(about = "Events/s appended to PostgreSQL, and cross-instance SSE delivery latency")]
@@ -347,17 +347,7 @@ async fn raw_append_round(store: &PgEventStore, runs: usize, events: u64, batch:
         let mut batches = Vec::new();
         let mut current = Vec::with_capacity(batch);
         for sequence in 1..=events {
-            current.push(Arc::new(StoredEvent::new(Envelope {
-                event_id: EventId::new(),
-                created_at: Timestamp::now(),
-                sequence,
-                source: EventSource::Engine,
-                workspace_id: workspace.clone(),
-                configuration_id: configuration.clone(),
-                run_id: key.run_id,
-                build_id: None,
-                payload: console(sequence),
-            })?));
+            current.push(stored(&key, &configuration, sequence, console(sequence))?);
             if current.len() == batch {
                 batches.push(std::mem::replace(&mut current, Vec::with_capacity(batch)));
             }

@@ -6,12 +6,13 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ade::engine::{Engine, EngineContext, EngineOutcome, EventSink};
 use ade::event::{
-    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, EventPayload, Execution,
-    RunCompleted, Timestamp, WorkspaceId,
+    Artifacts, ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, Envelope, EventId,
+    EventPayload, EventSource, Execution, RunCompleted, StoredEvent, Timestamp, WorkspaceId,
 };
 use ade::run::RunOutcome;
 use ade::store::RunKey;
@@ -22,6 +23,26 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // ---------------------------------------------------------------------------------------------
 // Events.
+
+/// Event `sequence` of `run` as a store holds it, as an engine would have emitted it now.
+pub(crate) fn stored(
+    run: &RunKey,
+    configuration: &ConfigurationId,
+    sequence: u64,
+    payload: EventPayload,
+) -> Result<Arc<StoredEvent>, BoxError> {
+    Ok(Arc::new(StoredEvent::new(Envelope {
+        event_id: EventId::new(),
+        created_at: Timestamp::now(),
+        sequence,
+        source: EventSource::Engine,
+        workspace_id: run.workspace_id.clone(),
+        configuration_id: configuration.clone(),
+        run_id: run.run_id,
+        build_id: None,
+        payload,
+    })?))
+}
 
 /// A realistic `console.line` (an engine's progress line).
 pub(crate) fn console(i: u64) -> EventPayload {
