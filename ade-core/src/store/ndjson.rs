@@ -332,9 +332,11 @@ fn complete_end(file: &mut File, path: &Path) -> Result<(u64, Option<Vec<u8>>)> 
 }
 
 /// Reads a log from a starting point, a chunk at a time.
+/// A read of one log from a cursor. It holds no file between chunks: each chunk opens the log,
+/// reads from `pos` and closes it, so thousands of readers that are behind (SSE subscribers
+/// catching up) cost neither file descriptors nor read buffers while they wait to be read.
 struct LogReader {
     path: PathBuf,
-    reader: BufReader<File>,
     /// Offset of the next line.
     pos: u64,
     /// Readers stop here (the end of the last successful append).
@@ -349,32 +351,36 @@ struct LogReader {
 
 impl LogReader {
     fn open(path: PathBuf, limit: u64, after: u64) -> Result<Self> {
-        let io_err = |source| Error::Io { action: "read", path: path.clone(), source };
-        let mut file = File::open(&path).map_err(io_err)?;
+        // A log that cannot be opened is an error of the read, not of its first chunk.
+        File::open(&path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
         let (pos, expect_first) = match File::open(index_path(&path)).and_then(|index| seek_index(&index, after + 1)) {
             Ok(Some((seq, offset))) if offset < limit => (offset, Some(seq)),
             _ => (0, None),
         };
-        file.seek(SeekFrom::Start(pos)).map_err(io_err)?;
-        Ok(Self { path, reader: BufReader::with_capacity(64 * 1024, file), pos, limit, last: 0, after, expect_first })
+        Ok(Self { path, pos, limit, last: 0, after, expect_first })
     }
 
     fn corrupt(&self, reason: String) -> Error {
         Error::CorruptLog { path: self.path.clone(), reason: format!("at byte {}: {reason}", self.pos) }
     }
 
+    fn io_error(&self, source: io::Error) -> Error {
+        Error::Io { action: "read", path: self.path.clone(), source }
+    }
+
     /// The next chunk of events; empty at the end.
     fn next_chunk(&mut self, bytes_read: &AtomicU64) -> Result<Vec<Arc<StoredEvent>>> {
         let mut events = Vec::new();
+        if self.pos >= self.limit {
+            return Ok(events);
+        }
+        let mut file = File::open(&self.path).map_err(|e| self.io_error(e))?;
+        file.seek(SeekFrom::Start(self.pos)).map_err(|e| self.io_error(e))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file.take(self.limit - self.pos));
         let mut line = Vec::new();
         while events.len() < READ_CHUNK && self.pos < self.limit {
             line.clear();
-            let max = self.limit - self.pos;
-            let n = (&mut self.reader).take(max).read_until(b'\n', &mut line).map_err(|source| Error::Io {
-                action: "read",
-                path: self.path.clone(),
-                source,
-            })?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_error(e))?;
             if n == 0 || line.last() != Some(&b'\n') {
                 break; // a line still being written, or torn: not part of the log yet
             }
@@ -405,11 +411,6 @@ impl LogReader {
     /// The index pointed at the wrong place: ignore it and scan from the start.
     fn restart_from_scratch(&mut self, bytes_read: &AtomicU64) -> Result<Vec<Arc<StoredEvent>>> {
         tracing::warn!(path = %self.path.display(), "log index does not match the log; scanning");
-        self.reader.seek(SeekFrom::Start(0)).map_err(|source| Error::Io {
-            action: "read",
-            path: self.path.clone(),
-            source,
-        })?;
         self.pos = 0;
         self.last = 0;
         self.expect_first = None;
@@ -589,6 +590,44 @@ mod tests {
         assert_eq!(sequences(&store, &run, n - 3).await, vec![n - 2, n - 1, n]);
         let from_start = store.read_after(&run, 0).await.expect("read").try_collect::<Vec<_>>().await;
         assert!(matches!(from_start, Err(Error::CorruptLog { .. })), "the head is corrupt");
+    }
+
+    /// File descriptors this process has open.
+    #[cfg(target_os = "linux")]
+    fn open_files() -> usize {
+        fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn readers_waiting_between_chunks_hold_no_file_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = run_key("acme");
+        let store = NdjsonEventStore::new(dir.path());
+        let n = 3 * READ_CHUNK as u64;
+        store.append(&run, &lines(&run, 1, n), Durability::Buffered).await.expect("append");
+        store.release(&run).await;
+        // Readers that took one event and wait (SSE subscribers behind on slow sockets).
+        let before = open_files();
+        let mut readers = Vec::new();
+        for _ in 0..500 {
+            let mut reader = store.read_after(&run, 0).await.expect("read");
+            let first = reader.next().await.expect("an event").expect("readable");
+            assert_eq!(first.sequence(), 1);
+            readers.push(reader);
+        }
+        // Other tests run in this process too: allow for their files, not for one per reader.
+        let grown = open_files().saturating_sub(before);
+        assert!(grown < 100, "500 waiting readers hold {grown} more files open");
+        for mut reader in readers.drain(..10) {
+            let mut last = 1;
+            while let Some(event) = reader.next().await {
+                let event = event.expect("readable");
+                assert_eq!(event.sequence(), last + 1);
+                last = event.sequence();
+            }
+            assert_eq!(last, n, "a reader resumed after waiting reads to the end");
+        }
     }
 
     #[tokio::test]
