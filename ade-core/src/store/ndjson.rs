@@ -331,10 +331,9 @@ fn complete_end(file: &mut File, path: &Path) -> Result<(u64, Option<Vec<u8>>)> 
     }
 }
 
-/// Reads a log from a starting point, a chunk at a time.
-/// A read of one log from a cursor. It holds no file between chunks: each chunk opens the log,
-/// reads from `pos` and closes it, so thousands of readers that are behind (SSE subscribers
-/// catching up) cost neither file descriptors nor read buffers while they wait to be read.
+/// A read of one log from a cursor, a chunk at a time. It holds no file between chunks: each
+/// chunk opens the log, reads from `pos` and closes it, so thousands of readers that are behind
+/// (SSE subscribers catching up) cost neither file descriptors nor read buffers while they wait.
 struct LogReader {
     path: PathBuf,
     /// Offset of the next line.
