@@ -31,7 +31,7 @@
 //! "cross_instance_p99_ms", …}` (more keys after those three).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -51,7 +51,9 @@ use tokio::sync::Notify;
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids, stored};
+use common::{
+    BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids, spawn_listening, stored,
+};
 
 #[derive(Debug, Parser)]
 #[command(about = "Events/s appended to PostgreSQL, and cross-instance SSE delivery latency")]
@@ -424,25 +426,16 @@ impl Instance {
             Role::A => "a",
             Role::B => "b",
         };
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--serve-as", role, "--database-url", database_url])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
-            .args(["--workers", &args.workers.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let Some(url) = line.trim().strip_prefix("listening ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("instance {role} said {line:?}").into());
-        };
-        Ok(Self { url: url.to_owned(), stdout, child })
+        let (child, stdout, url) = spawn_listening(|command| {
+            command
+                .args(["--serve-as", role, "--database-url", database_url])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
+                .args(["--workers", &args.workers.to_string()]);
+        })
+        .map_err(|e| format!("instance {role}: {e}"))?;
+        Ok(Self { url, stdout, child })
     }
 
     /// The next line the instance says that starts with `prefix`, without it.

@@ -19,8 +19,7 @@
 //! The last line is one JSON object: `{"connections", "frames", "lost", "p50_ms", "p99_ms",
 //! "mb_per_sec"}`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +31,7 @@ use tokio::sync::{Semaphore, watch};
 
 mod common;
 
-use common::{BoxError, Histogram};
+use common::{BoxError, Histogram, Schedule, spawn_listening};
 
 #[derive(Debug, Clone, Parser)]
 #[command(about = "The most this machine can fan out over loopback TCP, for comparison with loadgen")]
@@ -161,18 +160,12 @@ async fn serve(args: Args) -> Result<(), BoxError> {
     // Every connection is open: produce on the parent's go (a line on stdin).
     let mut line = String::new();
     tokio::task::spawn_blocking(move || std::io::stdin().lock().read_line(&mut line)).await??;
-    let total = args.rate * args.seconds;
-    let started = Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_millis(5));
-    let mut emitted = 0;
-    while emitted < total {
-        ticks.tick().await;
-        let due = ((started.elapsed().as_secs_f64() * args.rate as f64) as u64).min(total);
-        let mut batch = BytesMut::with_capacity((due - emitted) as usize * args.frame_bytes);
+    let mut schedule = Schedule::new(args.rate, args.seconds);
+    while let Some(due) = schedule.next().await {
+        let mut batch = BytesMut::with_capacity(due.clone().count() * args.frame_bytes);
         let created = now_micros();
-        while emitted < due {
-            emitted += 1;
-            frame(emitted, created, args.frame_bytes, &mut batch);
+        for sequence in due {
+            frame(sequence, created, args.frame_bytes, &mut batch);
         }
         if !batch.is_empty() {
             let mut batches = log.batches.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,17 +220,12 @@ async fn reader(mut socket: TcpStream, frame_bytes: usize) -> Seen {
 }
 
 async fn drive(args: Args) -> Result<(), BoxError> {
-    let mut child: Child = Command::new(std::env::current_exe()?)
-        .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
-        .args(["--connections", &args.connections.to_string(), "--frame-bytes", &args.frame_bytes.to_string()])
-        .args(["--linger-ms", &args.linger_ms.to_string(), "--workers", &args.workers.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    let addr = line.trim().strip_prefix("listening ").ok_or_else(|| format!("server said {line:?}"))?.to_owned();
+    let (mut child, _, addr) = spawn_listening(|command| {
+        command
+            .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
+            .args(["--connections", &args.connections.to_string(), "--frame-bytes", &args.frame_bytes.to_string()])
+            .args(["--linger-ms", &args.linger_ms.to_string(), "--workers", &args.workers.to_string()]);
+    })?;
     let connecting = Arc::new(Semaphore::new(256));
     let mut sockets = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {

@@ -20,8 +20,8 @@
 //! The last line is one JSON object: `{"subscribers", "events", "lost", "p50_ms", "p99_ms",
 //! "server_rss_per_sub_kib"}` (`--runs`: `{"runs", "clients", "http_runs_per_sec"}`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ use tokio::sync::{Notify, Semaphore};
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, SseFrames, created_at, find};
+use common::{BoxError, BusyEngine, Histogram, START, SseFrames, created_at, find, spawn_listening};
 
 #[derive(Debug, Parser)]
 #[command(about = "N SSE subscribers on one busy run of ade-server, or HTTP runs per second")]
@@ -148,17 +148,11 @@ struct ChildServer {
 
 impl ChildServer {
     fn start(args: &Args) -> Result<Self, BoxError> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
-            .args(["--workers", &args.workers.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let url = line.trim().strip_prefix("listening ").ok_or_else(|| format!("server said {line:?}"))?.to_owned();
+        let (child, _, url) = spawn_listening(|command| {
+            command
+                .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
+                .args(["--workers", &args.workers.to_string()]);
+        })?;
         Ok(Self { child, url })
     }
 

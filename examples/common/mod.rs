@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,15 +107,10 @@ impl Engine for BusyEngine {
             () = START.notified() => {}
             () = context.cancel.cancelled() => return EngineOutcome::succeeded(Vec::new()),
         }
-        let total = self.rate * self.seconds;
-        let started = Instant::now();
-        let mut ticks = tokio::time::interval(Duration::from_millis(5));
-        let mut emitted = 0;
-        while emitted < total {
-            ticks.tick().await;
-            let due = ((started.elapsed().as_secs_f64() * self.rate as f64) as u64).min(total);
-            while emitted < due {
-                emitted += 1;
+        let mut schedule = Schedule::new(self.rate, self.seconds);
+        let total = schedule.total();
+        while let Some(due) = schedule.next().await {
+            for emitted in due {
                 let line = format!("{name}: event {emitted} of {total}");
                 if sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, line).await.is_err() {
                     return EngineOutcome::succeeded(Vec::new());
@@ -121,6 +118,67 @@ impl Engine for BusyEngine {
             }
         }
         EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+/// `rate` items per second for `seconds` seconds, from now, made due every 5 ms: how the busy
+/// benchmark runs produce their events.
+pub(crate) struct Schedule {
+    rate: u64,
+    total: u64,
+    /// Items made due so far.
+    due: u64,
+    started: Instant,
+    ticks: tokio::time::Interval,
+}
+
+impl Schedule {
+    pub(crate) fn new(rate: u64, seconds: u64) -> Self {
+        let ticks = tokio::time::interval(Duration::from_millis(5));
+        Self { rate, total: rate * seconds, due: 0, started: Instant::now(), ticks }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// At the next tick, the numbers (from 1) of the items that became due (maybe none); `None`
+    /// once all have been.
+    pub(crate) async fn next(&mut self) -> Option<std::ops::RangeInclusive<u64>> {
+        if self.due >= self.total {
+            return None;
+        }
+        self.ticks.tick().await;
+        let due = ((self.started.elapsed().as_secs_f64() * self.rate as f64) as u64).clamp(self.due, self.total);
+        let items = self.due + 1..=due;
+        self.due = due;
+        Some(items)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes.
+
+/// This program again as a child process (`configure` adds its arguments; stdin and stdout
+/// piped), which first says `listening <address>`. Returns the child, the rest of its stdout and
+/// the address; a child that says something else is killed.
+pub(crate) fn spawn_listening(
+    configure: impl FnOnce(&mut Command),
+) -> Result<(Child, BufReader<ChildStdout>, String), BoxError> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    configure(&mut command);
+    let mut child = command.spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    match line.trim().strip_prefix("listening ") {
+        Some(address) => Ok((child, stdout, address.to_owned())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("the child process said {line:?}").into())
+        }
     }
 }
 
