@@ -1,8 +1,9 @@
 //! The SSE body of a run's events (SPEC §4.1): `retry:` first, then one
 //! `id:`/`event: ade.event`/`data:` frame per event, `: keepalive` comments after a quiet
-//! interval, and the end right after `run.completed`, or at shutdown between two frames.
+//! interval, and the end right after `run.completed`, or at shutdown between two frames. A store
+//! error cuts the response short after the frames before it (no final empty chunk), as the NDJSON
+//! body does: a client sees the stream broke rather than ended, and resumes with `Last-Event-ID`.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -34,6 +35,8 @@ struct State {
     quiet: Pin<Box<Sleep>>,
     shutdown: CancellationToken,
     retry: Option<Bytes>,
+    /// A store error, to end the body with once the frames before it are sent.
+    failed: Option<std::io::Error>,
     done: bool,
 }
 
@@ -51,10 +54,11 @@ pub(crate) fn response(
         quiet: Box::pin(tokio::time::sleep(keepalive)),
         shutdown,
         retry: Some(Bytes::from(format!("retry: {}\n\n", retry.as_millis()))),
+        failed: None,
         done: false,
     };
     let frames = futures::stream::unfold(state, next_chunk);
-    let mut response = Response::new(Body::from_stream(frames.map(Ok::<_, Infallible>)));
+    let mut response = Response::new(Body::from_stream(frames));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -70,9 +74,12 @@ enum Next {
     Shutdown,
 }
 
-async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
+async fn next_chunk(mut state: State) -> Option<(std::io::Result<Bytes>, State)> {
     if let Some(retry) = state.retry.take() {
-        return Some((retry, state));
+        return Some((Ok(retry), state));
+    }
+    if let Some(error) = state.failed.take() {
+        return Some((Err(error), state));
     }
     if state.done {
         return None;
@@ -89,13 +96,13 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
         Next::Quiet => {
             let deadline = Instant::now() + state.keepalive;
             state.quiet.as_mut().reset(deadline);
-            return Some((Bytes::from_static(KEEPALIVE), state));
+            return Some((Ok(Bytes::from_static(KEEPALIVE)), state));
         }
         Next::Event(item) => item,
     };
     // Every event that is ready now goes into this one chunk: a reader that fell behind catches
     // up with a few large writes instead of one per event.
-    let done = &mut state.done;
+    let (done, failed) = (&mut state.done, &mut state.failed);
     let chunk = gather(&mut state.events, item, |chunk, item| {
         match item {
             Some(Ok(event)) => {
@@ -104,7 +111,8 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
             }
             Some(Err(error)) => {
                 // The client resumes with Last-Event-ID; the cause is the server's business.
-                tracing::warn!(%error, "an event stream ended on a store error");
+                tracing::warn!(%error, "an event stream broke on a store error");
+                *failed = Some(std::io::Error::other("the event store failed; resume with Last-Event-ID"));
                 *done = true;
             }
             None => *done = true,
@@ -113,11 +121,11 @@ async fn next_chunk(mut state: State) -> Option<(Bytes, State)> {
     })
     .await;
     if chunk.is_empty() {
-        return None;
+        return state.failed.take().map(|error| (Err(error), state));
     }
     let deadline = Instant::now() + state.keepalive;
     state.quiet.as_mut().reset(deadline);
-    Some((chunk.freeze(), state))
+    Some((Ok(chunk.freeze()), state))
 }
 
 /// One body chunk: `push` gets `first`, then every item `items` has ready now, until it returns
@@ -236,7 +244,8 @@ mod tests {
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some());
         sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
-        assert_eq!(chunk(&mut body).await, None, "an error ends the stream; the client resumes");
+        assert!(body.next().await.is_some_and(|c| c.is_err()), "an error breaks the body; the client resumes");
+        assert!(body.next().await.is_none());
     }
 
     /// The frames of `chunk`, as `id` numbers.
@@ -274,7 +283,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frames_ready_before_an_error_are_sent_then_the_stream_ends() {
+    async fn frames_ready_before_an_error_are_sent_then_the_body_breaks() {
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some());
         sender.send(Ok(event(1))).expect("send");
@@ -282,7 +291,9 @@ mod tests {
         sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
         sender.send(Ok(event(3))).expect("send");
         assert_eq!(ids(&chunk(&mut body).await.expect("frames")), [1, 2]);
-        assert_eq!(chunk(&mut body).await, None);
+        // Not a clean end, which would look like a server going away between frames.
+        assert!(body.next().await.is_some_and(|c| c.is_err()), "the body breaks after the frames");
+        assert!(body.next().await.is_none());
     }
 
     fn frame_len() -> usize {

@@ -248,3 +248,53 @@ async fn a_reader_that_stops_reading_does_not_delay_others_and_later_gets_everyt
     assert_eq!(late, client.log(&id).await);
     server.stop().await;
 }
+
+/// A stream that breaks at a corrupt line is cut short, NDJSON and SSE alike: what comes before is
+/// sent, then the connection ends without HTTP's last chunk, so a client sees an error, not an end.
+#[tokio::test]
+async fn a_corrupt_log_breaks_the_stream_instead_of_ending_it() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (id, log) = finished_run(&client).await;
+    let path = server.dir.path().join(format!("workspaces/default/runs/{id}/logs/events.ndjson"));
+    let text = std::fs::read_to_string(&path).expect("the run's log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), log.len());
+    // Line 4 becomes garbage of the same length: the lines around it keep their offsets.
+    let garbage = "#".repeat(lines[3].len());
+    let scribbled: String =
+        lines.iter().enumerate().map(|(i, l)| format!("{}\n", if i == 3 { garbage.as_str() } else { l })).collect();
+    std::fs::write(&path, scribbled).expect("scribble");
+
+    // The body's bytes until it ends, and whether it ended with an error.
+    async fn body_of(response: reqwest::Response) -> (String, bool) {
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.bytes_stream();
+        let mut text = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(crate::support::PATIENCE, body.next()).await.expect("no hang") {
+            match chunk {
+                Ok(chunk) => text.extend_from_slice(&chunk),
+                Err(_) => return (String::from_utf8(text).expect("utf-8"), true),
+            }
+        }
+        (String::from_utf8(text).expect("utf-8"), false)
+    }
+
+    let ndjson = client
+        .request(Method::GET, &format!("/runs/{id}/events"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("events");
+    let (text, broke) = body_of(ndjson).await;
+    assert!(broke, "NDJSON ended cleanly on a corrupt log: {text:?}");
+    let sent: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert!(sent.len() <= 3 && sent == log[..sent.len()], "only lines before the corrupt one: {sent:?}");
+
+    let (text, broke) = body_of(sse(&client, &format!("/runs/{id}/events"), None).await).await;
+    assert!(broke, "SSE ended cleanly on a corrupt log: {text:?}");
+    let sent: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect();
+    assert!(sent.len() <= 3 && sent == log[..sent.len()], "only frames before the corrupt line: {sent:?}");
+    server.stop().await;
+}
