@@ -346,6 +346,8 @@ struct LogReader {
     after: u64,
     /// The sequence the first line must have when the start came from the index.
     expect_first: Option<u64>,
+    /// An error met after some events of a chunk: those are handed out, it comes next.
+    broken: Option<Error>,
 }
 
 impl LogReader {
@@ -356,7 +358,7 @@ impl LogReader {
             Ok(Some((seq, offset))) if offset < limit => (offset, Some(seq)),
             _ => (0, None),
         };
-        Ok(Self { path, pos, limit, last: 0, after, expect_first })
+        Ok(Self { path, pos, limit, last: 0, after, expect_first, broken: None })
     }
 
     fn corrupt(&self, reason: String) -> Error {
@@ -367,8 +369,20 @@ impl LogReader {
         Error::Io { action: "read", path: self.path.clone(), source }
     }
 
+    /// `events` (read before `error`) now and `error` at the next call; `error` now without any.
+    fn broken_after(&mut self, events: Vec<Arc<StoredEvent>>, error: Error) -> Result<Vec<Arc<StoredEvent>>> {
+        if events.is_empty() {
+            return Err(error);
+        }
+        self.broken = Some(error);
+        Ok(events)
+    }
+
     /// The next chunk of events; empty at the end.
     fn next_chunk(&mut self, bytes_read: &AtomicU64) -> Result<Vec<Arc<StoredEvent>>> {
+        if let Some(error) = self.broken.take() {
+            return Err(error);
+        }
         let mut events = Vec::new();
         if self.pos >= self.limit {
             return Ok(events);
@@ -379,7 +393,13 @@ impl LogReader {
         let mut line = Vec::new();
         while events.len() < READ_CHUNK && self.pos < self.limit {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_error(e))?;
+            let n = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                Err(e) => {
+                    let error = self.io_error(e);
+                    return self.broken_after(events, error);
+                }
+            };
             if n == 0 || line.last() != Some(&b'\n') {
                 break; // a line still being written, or torn: not part of the log yet
             }
@@ -388,7 +408,10 @@ impl LogReader {
             let event = match StoredEvent::from_stored_json(Bytes::copy_from_slice(&line)) {
                 Ok(event) => event,
                 Err(_) if self.expect_first.is_some() => return self.restart_from_scratch(bytes_read),
-                Err(e) => return Err(self.corrupt(e.to_string())),
+                Err(e) => {
+                    let error = self.corrupt(e.to_string());
+                    return self.broken_after(events, error);
+                }
             };
             if let Some(expected) = self.expect_first.take()
                 && event.sequence() != expected
@@ -396,7 +419,8 @@ impl LogReader {
                 return self.restart_from_scratch(bytes_read);
             }
             if self.last != 0 && event.sequence() != self.last + 1 {
-                return Err(self.corrupt(format!("sequence {} follows {}", event.sequence(), self.last)));
+                let error = self.corrupt(format!("sequence {} follows {}", event.sequence(), self.last));
+                return self.broken_after(events, error);
             }
             self.pos += n as u64;
             self.last = event.sequence();
@@ -589,6 +613,28 @@ mod tests {
         assert_eq!(sequences(&store, &run, n - 3).await, vec![n - 2, n - 1, n]);
         let from_start = store.read_after(&run, 0).await.expect("read").try_collect::<Vec<_>>().await;
         assert!(matches!(from_start, Err(Error::CorruptLog { .. })), "the head is corrupt");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_line_comes_after_the_events_before_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = run_key("acme");
+        let store = NdjsonEventStore::new(dir.path());
+        store.append(&run, &lines(&run, 1, 10), Durability::Buffered).await.expect("append");
+        store.release(&run).await;
+        let path = store.log_path(&run);
+        let text = fs::read_to_string(&path).expect("log");
+        let scribbled: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| if i == 4 { format!("{}\n", "#".repeat(line.len())) } else { format!("{line}\n") })
+            .collect();
+        fs::write(&path, scribbled).expect("scribble");
+        let items: Vec<_> = store.read_after(&run, 0).await.expect("read").collect().await;
+        let sequences: Vec<u64> = items.iter().filter_map(|item| item.as_ref().ok()).map(|e| e.sequence()).collect();
+        assert_eq!(sequences, [1, 2, 3, 4], "every event before the corrupt line");
+        assert_eq!(items.len(), 5, "then the error, then the end");
+        assert!(matches!(items[4], Err(Error::CorruptLog { .. })), "{:?}", items[4].as_ref().err());
     }
 
     /// File descriptors this process has open.
