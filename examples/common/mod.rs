@@ -1,5 +1,6 @@
 //! What the benchmark examples share: realistic events to write, a busy engine that starts on
-//! `SIGUSR1`, a latency histogram, and reading SSE frames without parsing whole events.
+//! `SIGUSR1` and the schedule it emits on, starting this program again as a listening child, a
+//! latency histogram, and reading SSE frames without parsing whole events.
 //!
 //! Included with `mod common;` (this is `examples/common/mod.rs`, which cargo does not take for
 //! an example of its own); each example uses part of it.
