@@ -93,6 +93,11 @@ fn fields_of(frame: &[u8]) -> Option<(u64, u64)> {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    // The fixed fields and the JSON around the padding.
+    let least = ID_PREFIX.len() + WIDTH + TIME_PREFIX.len() + WIDTH + 12;
+    if args.frame_bytes < least {
+        return Err(format!("--frame-bytes must be at least {least}").into());
+    }
     if args.serve {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.workers)
