@@ -120,6 +120,8 @@ fn main() -> ExitCode {
         // Colours only on a terminal: log files and collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    #[cfg(unix)]
+    raise_open_files_limit();
     // File reads (event replays, uploads) are short: a bounded blocking pool keeps thousands of
     // subscribers connecting at once from starting hundreds of threads, each with its own stack
     // and allocator arena.
@@ -205,6 +207,22 @@ async fn serve(args: Args) -> Result<(), String> {
     let server = Server::bind(args.bind, runtime, config).await.map_err(|e| e.to_string())?;
     println!("ade-server listening on http://{}", server.local_addr());
     server.run(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does for every program:
+/// each SSE subscriber is a socket (and, while it catches up, briefly its run's log), and the
+/// usual soft limit of 1,024 would stop a server at about that many subscribers.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "open files limit raised"),
+            Err(error) => tracing::warn!(%error, soft, hard, "cannot raise the open files limit"),
+        },
+        Ok((soft, _)) => tracing::info!(limit = soft, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot read the open files limit"),
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

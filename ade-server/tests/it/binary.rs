@@ -138,3 +138,34 @@ async fn a_configuration_put_over_http_survives_a_restart_and_one_of_the_directo
     assert_ne!(members["version"], "9");
     stop(child).await;
 }
+
+/// Started under a low soft limit on open files (as many systems set one of 1,024), the binary
+/// raises it to the hard limit: each subscriber is a socket.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_binary_raises_its_open_files_limit_to_the_hard_limit() {
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = text.lines().find(|l| l.starts_with("Max open files")).expect("a line for open files").to_owned();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[3].to_owned(), fields[4].to_owned())
+    };
+    let (_, hard) = limits(std::process::id());
+    let dir = tempfile::tempdir().expect("dir");
+    // The shell lowers the soft limit, then becomes the binary (same pid).
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, env!("CARGO_BIN_EXE_ade-server")])
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ADE_TOKENS")
+        .env_remove("ADE_TOKENS_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    announced_base(&mut child).await;
+    let (soft_now, hard_now) = limits(child.id());
+    assert_eq!(hard_now, hard, "the hard limit is left as it was");
+    assert_eq!(soft_now, hard, "the soft limit of 256 is raised to the hard limit");
+    stop(child).await;
+}
