@@ -79,7 +79,7 @@ async fn next_chunk(mut state: State) -> Option<(std::io::Result<Bytes>, State)>
         return Some((Ok(retry), state));
     }
     if let Some(error) = state.failed.take() {
-        return Some((Err(error), state));
+        return Some((Err(broken(error).await), state));
     }
     if state.done {
         return None;
@@ -121,7 +121,8 @@ async fn next_chunk(mut state: State) -> Option<(std::io::Result<Bytes>, State)>
     })
     .await;
     if chunk.is_empty() {
-        return state.failed.take().map(|error| (Err(error), state));
+        let error = state.failed.take()?;
+        return Some((Err(broken(error).await), state));
     }
     let deadline = Instant::now() + state.keepalive;
     state.quiet.as_mut().reset(deadline);
@@ -151,6 +152,15 @@ pub(crate) async fn gather<S: Stream + Unpin>(
         }
     }
     chunk
+}
+
+/// `error`, to break a response body with, once hyper has had the chance to send what the body
+/// gave before it. hyper flushes its buffer when the body is not ready and drops what is left when
+/// the body fails, so the body is not ready once first: the response head and the frames (or
+/// lines) before the error reach the socket, and a client resumes after the last one it got.
+pub(crate) async fn broken(error: std::io::Error) -> std::io::Error {
+    tokio::task::yield_now().await;
+    error
 }
 
 /// Appends one event's frame; `json` is the stored line as it is (compact JSON never holds a

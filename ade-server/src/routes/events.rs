@@ -135,7 +135,7 @@ where
     futures::stream::unfold((events, Then::More), |(mut events, then)| async move {
         match then {
             Then::More => {}
-            Then::Fail(error) => return Some((Err(error), (events, Then::End))),
+            Then::Fail(error) => return Some((Err(crate::sse::broken(error).await), (events, Then::End))),
             Then::End => return None,
         }
         let first = events.next().await?;
@@ -157,7 +157,9 @@ where
         })
         .await;
         let then = match failed {
-            Some(error) if chunk.is_empty() => return Some((Err(error), (events, Then::End))),
+            Some(error) if chunk.is_empty() => {
+                return Some((Err(crate::sse::broken(error).await), (events, Then::End)));
+            }
             Some(error) => Then::Fail(error),
             None if ended => Then::End,
             None => Then::More,
