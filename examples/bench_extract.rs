@@ -331,7 +331,6 @@ async fn main() -> Result<(), BoxError> {
     }
     runtime.shutdown().await;
 
-    drop(values);
     let (xlsx_read, xlsx_run, csv_read, csv_run) =
         (median(xlsx_read), median(xlsx_run), median(csv_read), median(csv_run));
     let xlsx_write = median(xlsx_write);

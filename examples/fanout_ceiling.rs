@@ -125,7 +125,6 @@ async fn serve(args: Args) -> Result<(), BoxError> {
     let log = Arc::new(Log::default());
     // The number of batches published; connections wait on it.
     let (published, _) = watch::channel(0usize);
-    let published = Arc::new(published);
     let mut accepted = 0;
     while accepted < args.connections {
         let (socket, _) = listener.accept().await?;

@@ -562,13 +562,20 @@ mod tests {
         assert_eq!(sequences(&store, &run, 650).await, (651..=700).collect::<Vec<_>>());
     }
 
-    #[tokio::test]
-    async fn a_log_torn_mid_line_opens_cleanly() {
+    /// A store in a temporary directory holding a log of `events` console lines that no writer has
+    /// open any more.
+    async fn released_log(events: u64) -> (tempfile::TempDir, RunKey, NdjsonEventStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let run = run_key("acme");
         let store = NdjsonEventStore::new(dir.path());
-        store.append(&run, &lines(&run, 1, 300), Durability::Buffered).await.expect("append");
+        store.append(&run, &lines(&run, 1, events), Durability::Buffered).await.expect("append");
         store.release(&run).await;
+        (dir, run, store)
+    }
+
+    #[tokio::test]
+    async fn a_log_torn_mid_line_opens_cleanly() {
+        let (dir, run, store) = released_log(300).await;
         let path = store.log_path(&run);
         // A crash in the middle of writing event 300: its line is cut short.
         let len = fs::metadata(&path).expect("log").len();
@@ -617,11 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_corrupt_line_comes_after_the_events_before_it() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let run = run_key("acme");
-        let store = NdjsonEventStore::new(dir.path());
-        store.append(&run, &lines(&run, 1, 10), Durability::Buffered).await.expect("append");
-        store.release(&run).await;
+        let (_dir, run, store) = released_log(10).await;
         let path = store.log_path(&run);
         let text = fs::read_to_string(&path).expect("log");
         let scribbled: String = text
@@ -646,12 +649,8 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn readers_waiting_between_chunks_hold_no_file_open() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let run = run_key("acme");
-        let store = NdjsonEventStore::new(dir.path());
         let n = 3 * READ_CHUNK as u64;
-        store.append(&run, &lines(&run, 1, n), Durability::Buffered).await.expect("append");
-        store.release(&run).await;
+        let (_dir, run, store) = released_log(n).await;
         // Readers that took one event and wait (SSE subscribers behind on slow sockets).
         let before = open_files();
         let mut readers = Vec::new();

@@ -17,6 +17,10 @@ async fn finished_run(client: &Client<'_>) -> (String, Vec<String>) {
     (id, log)
 }
 
+async fn ndjson(client: &Client<'_>, path: &str) -> reqwest::Response {
+    client.request(Method::GET, path).header("accept", "application/x-ndjson").send().await.expect("events")
+}
+
 async fn sse(client: &Client<'_>, path: &str, last_event_id: Option<&str>) -> reqwest::Response {
     let mut request = client.request(Method::GET, path).header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
@@ -74,12 +78,7 @@ async fn ndjson_resumes_after_the_cursor() {
     let client = server.client();
     let (id, log) = finished_run(&client).await;
     for cut in 0..=log.len() {
-        let response = client
-            .request(Method::GET, &format!("/runs/{id}/events?after_sequence={cut}"))
-            .header("accept", "application/x-ndjson")
-            .send()
-            .await
-            .expect("events");
+        let response = ndjson(&client, &format!("/runs/{id}/events?after_sequence={cut}")).await;
         let text = response.text().await.expect("body");
         let lines: Vec<_> = text.lines().map(str::to_owned).collect();
         assert_eq!(lines, log[cut..].to_vec(), "after {cut}");
@@ -281,13 +280,7 @@ async fn a_corrupt_log_breaks_the_stream_instead_of_ending_it() {
         (String::from_utf8(text).expect("utf-8"), false)
     }
 
-    let ndjson = client
-        .request(Method::GET, &format!("/runs/{id}/events"))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("events");
-    let (text, broke) = body_of(ndjson).await;
+    let (text, broke) = body_of(ndjson(&client, &format!("/runs/{id}/events")).await).await;
     assert!(broke, "NDJSON ended cleanly on a corrupt log: {text:?}");
     let sent: Vec<String> = text.lines().map(str::to_owned).collect();
     assert_eq!(sent, log[..3], "the lines before the corrupt one");
