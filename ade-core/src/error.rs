@@ -84,6 +84,16 @@ pub enum Error {
         first_lost: u64,
         /// The store's error.
         reason: String,
+        /// Whether the store refused for lack of space.
+        out_of_space: bool,
+    },
+    /// A store refused a write for lack of space (disk or quota full).
+    #[error("{what}: no space left: {detail}")]
+    StorageFull {
+        /// What could not be written (`the run store (ade.sqlite)`, …).
+        what: &'static str,
+        /// The store's own message.
+        detail: String,
     },
     /// The dispatcher's writer task for the run is gone (the runtime is shutting down).
     #[error("run {0}: the writer is closed")]
@@ -161,6 +171,25 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl Error {
+    /// Whether this error is a store refusing to write for lack of space (`ENOSPC`, `EDQUOT`,
+    /// SQLite's "database or disk is full"): the condition an operator fixes by freeing space,
+    /// after which writes work again.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::StorageFull { .. } | Self::WriteFailed { out_of_space: true, .. } => true,
+            Self::Io { source, .. } => io_out_of_space(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full.
+pub(crate) fn io_out_of_space(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(error.raw_os_error(), Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT)
 }
 
 /// `Result` with [`Error`] as the default error type.

@@ -136,6 +136,9 @@ pub mod failure_code {
     pub const TIMEOUT: &str = "timeout";
     /// The process that owned the run died; recovery finalized it.
     pub const ORCHESTRATOR_LOST: &str = "orchestrator_lost";
+    /// The run's events could not all be persisted (a full disk, an I/O error): its log has a
+    /// hole where they would be, so it can never succeed. Not in SPEC §2.3's list (decisions.md).
+    pub const STORE_ERROR: &str = "store_error";
 }
 
 /// Options of a run, as requested in `POST /runs`.

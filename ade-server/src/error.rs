@@ -51,6 +51,9 @@ pub enum Error {
     /// The server cannot take the request right now (shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// The server's storage is full; the request works again once the operator frees space.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Something broke on the server's side; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -74,6 +77,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +96,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable(_) => "unprocessable",
             Self::Unavailable(_) => "unavailable",
+            Self::InsufficientStorage(_) => "insufficient-storage",
             Self::Internal(_) => "internal",
         }
     }
@@ -141,6 +146,17 @@ impl IntoResponse for Error {
 impl From<ade_core::Error> for Error {
     fn from(error: ade_core::Error) -> Self {
         use ade_core::Error as Core;
+        if error.is_out_of_space() {
+            // Says what is full, not where: the store's message may name the server's files.
+            let what = match &error {
+                Core::StorageFull { what, .. } => what,
+                Core::WriteFailed { .. } => "the event log",
+                _ => "the data directory",
+            };
+            return Self::InsufficientStorage(format!(
+                "the server's storage is full ({what}); retry once space is freed"
+            ));
+        }
         match error {
             Core::InvalidId { .. } => Self::Unprocessable(error.to_string()),
             Core::RunNotFound(id) => Self::NotFound(format!("no run {id}")),

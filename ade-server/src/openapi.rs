@@ -185,6 +185,7 @@ const AUTH: [(&str, &str); 1] = [("401", "No token, or an unknown one.")];
 fn paths() -> Value {
     let run_id = path_id("id", "The run (`run_…`).");
     let not_found = ("404", "No such run in the caller's workspaces.");
+    let full = ("507", "The server's storage is full; retry once space is freed.");
     let sse = json!({ "type": "string", "description": "`retry: 2000`, then one `id:`/`event: ade.event`/`data:` frame per event; `: keepalive` comments; ends after `run.completed`." });
     json!({
         "/documents": {
@@ -204,7 +205,7 @@ fn paths() -> Value {
                 },
                 "responses": responses(
                     &[("201", json_body("Document", "Stored; `Location` names it."))],
-                    &[AUTH[0], ("400", "No file, or no file name."), ("403", "The token may not use that workspace."), ("413", "Larger than the upload limit."), ("415", "Neither multipart nor a raw body.")],
+                    &[AUTH[0], ("400", "No file, or no file name."), ("403", "The token may not use that workspace."), ("413", "Larger than the upload limit."), ("415", "Neither multipart nor a raw body."), full],
                 ),
             },
         },
@@ -233,7 +234,7 @@ fn paths() -> Value {
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema("ConfigurationInput") } } },
                 "responses": responses(
                     &[("200", json_body("Configuration", "Replaced.")), ("201", json_body("Configuration", "Created."))],
-                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A configuration of the server's configuration directory (any `process` one included) cannot be replaced over HTTP."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field (also fields the `extract` engine could not compile).")],
+                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A configuration of the server's configuration directory (any `process` one included) cannot be replaced over HTTP."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field (also fields the `extract` engine could not compile)."), full],
                 ),
             },
         },
@@ -251,7 +252,7 @@ fn paths() -> Value {
                         ("201", json!({ "description": "Created; `Location` names the run.", "content": { "application/json": { "schema": schema("Run") }, "text/event-stream": { "schema": sse } } })),
                         ("200", json!({ "description": "The run an earlier request with the same `Idempotency-Key` created.", "content": { "application/json": { "schema": schema("Run") }, "text/event-stream": { "schema": sse } } })),
                     ],
-                    &[AUTH[0], ("400", "A malformed body or query."), ("403", "The token may not use that workspace."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Unknown configuration or document, unknown fields, or an `Idempotency-Key` reused with another body.")],
+                    &[AUTH[0], ("400", "A malformed body or query."), ("403", "The token may not use that workspace."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Unknown configuration or document, unknown fields, or an `Idempotency-Key` reused with another body."), full],
                 ),
             },
             "get": {
@@ -277,7 +278,7 @@ fn paths() -> Value {
             "post": {
                 "summary": "Cancel a run",
                 "parameters": [run_id.clone()],
-                "responses": responses(&[("202", json_body("Run", "Accepted: the run ends `cancelled` soon after."))], &[AUTH[0], not_found, ("409", "The run has already ended.")]),
+                "responses": responses(&[("202", json_body("Run", "Accepted: the run ends `cancelled` soon after."))], &[AUTH[0], not_found, ("409", "The run has already ended."), full]),
             },
         },
         "/runs/{id}/events": {
@@ -325,7 +326,7 @@ fn paths() -> Value {
             },
         },
         "/healthz": { "get": { "summary": "Liveness", "security": [], "responses": { "200": json_body("Status", "Alive.") } } },
-        "/readyz": { "get": { "summary": "Readiness", "security": [], "responses": responses(&[("200", json_body("Status", "Ready."))], &[("503", "Not ready.")]) } },
+        "/readyz": { "get": { "summary": "Readiness", "security": [], "responses": responses(&[("200", json_body("Status", "Ready."))], &[("503", "Not ready: shutting down, or the stores refuse writes (a full disk), naming the cause.")]) } },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",

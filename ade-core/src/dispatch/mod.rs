@@ -24,7 +24,7 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 
 pub use subscription::After;
-pub use writer::{PersistedObserver, PublishGate, RunContext, RunWriter};
+pub use writer::{PersistedObserver, PublishGate, RunContext, RunWriter, WriteFailure};
 
 use crate::error::Result;
 use crate::event::{RunId, StoredEvent};

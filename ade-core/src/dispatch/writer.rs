@@ -66,6 +66,29 @@ pub struct PublishGate {
     _open: oneshot::Sender<()>,
 }
 
+/// Why events of a run could not be persisted: the first write the store refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteFailure {
+    /// The first sequence that was not persisted (it is handed out again).
+    pub first_lost: u64,
+    /// The store's error.
+    pub reason: String,
+    /// Whether the store refused for lack of space (disk or quota full).
+    pub out_of_space: bool,
+}
+
+impl WriteFailure {
+    fn error(&self, run_id: RunId) -> Error {
+        Error::WriteFailed {
+            run_id,
+            first_lost: self.first_lost,
+            reason: self.reason.clone(),
+            out_of_space: self.out_of_space,
+        }
+    }
+}
+
 /// What the writer has stamped.
 #[derive(Debug)]
 struct Stamping {
@@ -74,6 +97,9 @@ struct Stamping {
     epoch: u64,
     ids: Generator,
     completed: bool,
+    /// Set by the first failed write, for good: from then on the run's log may only be closed
+    /// (`run.error`, `run.completed`), so no event ever follows a hole in what the run emitted.
+    failed: Option<WriteFailure>,
     /// Reused serialization buffer: each event's JSON is then copied into an exact-size `Bytes`.
     scratch: Vec<u8>,
 }
@@ -84,7 +110,7 @@ struct Durable {
     /// The last persisted (and published) sequence.
     sequence: u64,
     /// Epochs that ended in a failed write: the first sequence lost, and why.
-    failures: BTreeMap<u64, (u64, String)>,
+    failures: BTreeMap<u64, WriteFailure>,
 }
 
 /// Sees each event of a run once it is persisted, in sequence order, before a
@@ -147,6 +173,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
             epoch: 0,
             ids: Generator::new(),
             completed: false,
+            failed: None,
             scratch: Vec::with_capacity(1024),
         }),
         durable: watch::Sender::new(Durable { sequence: tail.last_sequence, failures: BTreeMap::new() }),
@@ -212,6 +239,28 @@ impl RunWriter {
         stamping.next_sequence == self.first_sequence && self.shared.observer.set(observer).is_ok()
     }
 
+    /// The first write of this writer that the store refused, if any. Once one failed, the writer
+    /// accepts only `run.error` and `run.completed`: the run can be closed, as failed, but nothing
+    /// else may follow the events that were lost.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        lock(&self.shared.stamping).failed.clone()
+    }
+
+    /// Resolves once a write of this writer has failed (see [`write_failure`](Self::write_failure));
+    /// never, if none does.
+    pub async fn write_failed(&self) {
+        let mut durable = self.shared.durable.subscribe();
+        if durable.wait_for(|d| !d.failures.is_empty()).await.is_err() {
+            std::future::pending::<()>().await; // the commit task is gone: no write can fail now
+        }
+    }
+
+    /// Whether `run.completed` was emitted and is not known to have failed: once a
+    /// [`flush`](Self::flush) after it returned, whether it is persisted.
+    pub fn is_completed(&self) -> bool {
+        lock(&self.shared.stamping).completed
+    }
+
     /// The sequence of the first event of this writer (the log's length when it was opened, plus one).
     pub fn first_sequence(&self) -> u64 {
         self.first_sequence
@@ -223,8 +272,9 @@ impl RunWriter {
     /// waiting for the store.
     ///
     /// # Errors
-    /// [`Error::RunComplete`] after `run.completed` was emitted; [`Error::Json`] when the payload
-    /// cannot be serialized; [`Error::WriterClosed`] when the commit task is gone.
+    /// [`Error::RunComplete`] after `run.completed` was emitted; [`Error::WriteFailed`] once a
+    /// write has failed, for anything but `run.error` and `run.completed`; [`Error::Json`] when the
+    /// payload cannot be serialized; [`Error::WriterClosed`] when the commit task is gone.
     pub async fn emit(&self, source: EventSource, payload: impl Into<EventPayload>) -> Result<u64> {
         self.emit_inner(source, payload.into(), None).await
     }
@@ -256,6 +306,11 @@ impl RunWriter {
         let mut stamping = lock(&self.shared.stamping);
         if stamping.completed {
             return Err(Error::RunComplete(self.key.run_id));
+        }
+        if let Some(failure) = &stamping.failed
+            && !matches!(payload, EventPayload::RunError(_) | EventPayload::RunCompleted(_))
+        {
+            return Err(failure.error(self.key.run_id));
         }
         let sequence = stamping.next_sequence;
         let event_id = stamping.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
@@ -303,9 +358,7 @@ impl RunWriter {
             .await
             .map_err(|_| Error::WriterClosed(self.key.run_id))?;
         match outcome.failures.get(&epoch) {
-            Some((first_lost, reason)) if target >= *first_lost => {
-                Err(Error::WriteFailed { run_id: self.key.run_id, first_lost: *first_lost, reason: reason.clone() })
-            }
+            Some(failure) if target >= failure.first_lost => Err(failure.error(self.key.run_id)),
             _ => Ok(target),
         }
     }
@@ -402,21 +455,30 @@ impl Committer {
             Err(error) => {
                 ::metrics::counter!(metrics::EVENT_STORE_ERRORS_TOTAL).increment(1);
                 let first_lost = events.first().map_or(0, |e| e.sequence());
-                tracing::error!(run_id = %self.key.run_id, first_lost, %error, "events could not be persisted");
+                if let Some(suppressed) = WRITE_ERRORS_LOGGED.allow() {
+                    tracing::error!(run_id = %self.key.run_id, first_lost, %error, suppressed, "events could not be persisted");
+                }
+                let failure =
+                    WriteFailure { first_lost, reason: error.to_string(), out_of_space: error.is_out_of_space() };
                 // Hand the lost sequences out again: the log stays contiguous and nothing that a
                 // subscriber could have seen is ever replaced.
                 let mut stamping = lock(&self.shared.stamping);
                 stamping.epoch = epoch + 1;
                 stamping.next_sequence = first_lost;
                 stamping.completed = false;
+                stamping.failed.get_or_insert_with(|| failure.clone());
                 self.shared.durable.send_modify(|d| {
-                    d.failures.insert(epoch, (first_lost, error.to_string()));
+                    d.failures.insert(epoch, failure);
                 });
                 false
             }
         }
     }
 }
+
+/// Failed appends are logged at most once a second, whatever the number of runs failing together
+/// (a full disk fails every run's writes at once).
+static WRITE_ERRORS_LOGGED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::every_second();
 
 /// `ade_events_total{type,source}` for a batch, one increment per label pair.
 fn count_events(events: &[Arc<StoredEvent>]) {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ActiveRun, Runtime, StopReason};
 use crate::config::Configuration;
-use crate::dispatch::{RunWriter, lock};
+use crate::dispatch::{RunWriter, WriteFailure, lock};
 use crate::engine::{BuildArtifact, BuildContext, EngineContext, EngineOutcome, EventSink, fingerprint};
 use crate::error::{Error, Result};
 use crate::event::{
@@ -66,7 +66,20 @@ impl Ending {
                 failure_code::ORCHESTRATOR_LOST,
                 "this instance lost the run's lease to another instance",
             ),
+            StopReason::StoreError => {
+                Self::failed(stage, failure_code::STORE_ERROR, "events of this run could not be persisted")
+            }
         }
+    }
+
+    /// The ending of a run some of whose events were lost: `failed`, `store_error`, saying from
+    /// which sequence on, whatever the engine's outcome was.
+    fn lost_events(stage: Stage, failure: &WriteFailure) -> Self {
+        let message = format!(
+            "events from sequence {} on could not be persisted ({}); the run cannot succeed",
+            failure.first_lost, failure.reason
+        );
+        Self::failed(stage, failure_code::STORE_ERROR, message)
     }
 }
 
@@ -99,6 +112,11 @@ async fn writer_for(runtime: &Runtime, run: &Run) -> Result<RunWriter> {
         writer.emit(EventSource::Api, queued).await?;
     }
     Ok(writer)
+}
+
+/// Whether the run's log holds nothing but `run.queued`: only such a run may start its engine.
+pub(super) fn never_started(writer: &RunWriter) -> bool {
+    writer.first_sequence() <= 2
 }
 
 /// Marks a run as handled by this process until dropped.
@@ -143,6 +161,15 @@ pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
             return;
         }
     };
+    if !never_started(&writer) {
+        // An earlier execution got further than `run.queued` and then lost track of the run (its
+        // row update was refused): an engine runs at most once per run, so this one ends it.
+        let message = "an earlier execution of this run stopped before it finished; a run is never executed twice";
+        let ending = Ending::failed(Stage::Run, failure_code::ORCHESTRATOR_LOST, message);
+        finish(runtime, &run, &writer, ending, run.started_at).await;
+        drop(in_flight);
+        return;
+    }
     let cancel = CancellationToken::new();
     let reason = Arc::new(Mutex::new(None));
     lock(&runtime.inner.active).insert(id, ActiveRun { cancel: cancel.clone(), reason: reason.clone() });
@@ -157,8 +184,16 @@ pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
     let ending = match execution.run_to_end().await {
         Ok(ending) => ending,
         Err(error) => {
-            tracing::error!(run_id = %id, %error, "the run failed inside the runtime");
-            Ending::failed(Stage::Run, "store_error", format!("ade could not record the run: {error}"))
+            if let Some(suppressed) = RUN_ERRORS_LOGGED.allow() {
+                tracing::error!(run_id = %id, %error, suppressed, "the run failed inside the runtime");
+            }
+            let message = format!("ade could not record the run: {error}");
+            if execution.writer.write_failure().is_none() {
+                // Lost events are reported by `finalize`; anything else (the run store refused
+                // an update) here. Best effort: the store that refused may refuse this too.
+                let _ = execution.emit_error(Stage::Run, failure_code::STORE_ERROR, message.clone()).await;
+            }
+            Ending::failed(Stage::Run, failure_code::STORE_ERROR, message)
         }
     };
     let RunExecution { run, writer, started_at, .. } = execution;
@@ -167,15 +202,48 @@ pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
     };
     let runtime = runtime.clone();
     runtime.inner.tasks.clone().spawn(async move {
-        if let Err(error) = finalize(&runtime, &run, &writer, ending, started_at).await {
-            tracing::error!(run_id = %id, %error, "could not finalize the run; recovery will");
-        }
+        finish(&runtime, &run, &writer, ending, started_at).await;
         lease.cancel();
         lock(&runtime.inner.active).remove(&id);
         lock(&runtime.inner.cancel_requests).remove(&id);
         drop((permit, in_flight));
     });
 }
+
+/// Failures to finish a run are logged at most once a second (a full disk fails them all).
+static RUN_ERRORS_LOGGED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::every_second();
+
+/// Finalizes an executed run, retrying until its `run.completed` and terminal row are written or
+/// the runtime shuts down (recovery then finishes it at the next start). The run stays in this
+/// process's hands meanwhile, so no worker executes it again, and its subscribers see it end as
+/// soon as the store takes writes again (a disk that was full has room).
+async fn finish(runtime: &Runtime, run: &Run, writer: &RunWriter, ending: Ending, started_at: Option<Timestamp>) {
+    let mut delay = RETRY_FIRST;
+    loop {
+        let attempt = if writer.is_completed() {
+            // run.completed is in the log; only the row is missing.
+            super::recovery::finalize_from_log(runtime, run).await
+        } else {
+            finalize(runtime, run, writer, ending.clone(), started_at).await.map(drop)
+        };
+        let Err(error) = attempt else { return };
+        if let Some(suppressed) = RUN_ERRORS_LOGGED.allow() {
+            tracing::error!(run_id = %run.id, %error, suppressed, retry_in = ?delay, "could not finalize the run");
+        }
+        tokio::select! {
+            () = runtime.inner.shutdown.cancelled() => {
+                tracing::warn!(run_id = %run.id, "shutting down with a run not finalized; recovery will at the next start");
+                return;
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+/// The first and the longest wait between two attempts to finalize a run.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Ends a queued run that nobody executes yet as `cancelled`.
 pub(super) async fn cancel_queued(runtime: &Runtime, run: Run) -> Result<Run> {
@@ -250,8 +318,10 @@ impl RunExecution<'_> {
         };
         let timeout = configuration.timeout();
         let timer = spawn_timeout(timeout, self.cancel.clone(), self.reason.clone());
+        let watcher = spawn_write_watch(self.writer.clone(), self.cancel.clone(), self.reason.clone());
         let ending = self.build_and_run(configuration).await;
         timer.cancel();
+        watcher.abort();
         ending
     }
 
@@ -332,6 +402,7 @@ impl RunExecution<'_> {
             self.console_warn(ConsoleScope::Run, message).await?;
         }
         if let Some(reason) = self.stop_reason() {
+            // A store error's run.error is written by `finalize`, with the run.completed.
             let mut ending = Ending::stopped(reason, Stage::Run, timeout_s);
             if reason == StopReason::TimedOut {
                 self.emit_error(Stage::Run, failure_code::TIMEOUT, ending.failure_message()).await?;
@@ -558,6 +629,19 @@ fn missing_engine_message(name: &str, extract_compiled: bool) -> String {
     format!("no engine named {name:?} is registered")
 }
 
+/// Stops the run (reason `StoreError`) as soon as one of its writes fails, until aborted.
+fn spawn_write_watch(
+    writer: Arc<RunWriter>,
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        writer.write_failed().await;
+        lock(&reason).get_or_insert(StopReason::StoreError);
+        cancel.cancel();
+    })
+}
+
 fn spawn_timeout(
     timeout: std::time::Duration,
     cancel: CancellationToken,
@@ -601,8 +685,22 @@ pub(super) async fn finalize(
     started_at: Option<Timestamp>,
 ) -> Result<Run> {
     // Everything emitted so far must be in the log before it is folded.
-    if let Err(error) = writer.flush().await {
-        tracing::error!(run_id = %run.id, %error, "events were lost before the end of the run");
+    let _ = writer.flush().await; // a failure is the writer's `write_failure`, read next
+    let mut ending = ending;
+    let mut report = None;
+    if let Some(failure) = writer.write_failure() {
+        // Events are missing from the log: whatever the engine said, the run did not succeed,
+        // and a run.error says so right before run.completed.
+        let stage = ending.failure.as_ref().map_or(Stage::Run, |f| f.stage);
+        ending = Ending { exit_code: ending.exit_code, ..Ending::lost_events(stage, &failure) };
+        report = Some(RunError {
+            stage,
+            code: failure_code::STORE_ERROR.to_owned(),
+            message: ending.failure_message(),
+            phase: None,
+            details: None,
+            extra: Extra::new(),
+        });
     }
     let completed_at = Timestamp::now();
     let status = RunStatus::from(ending.status);
@@ -629,14 +727,19 @@ pub(super) async fn finalize(
     };
     // Persisted, then the row, then published: whoever sees run.completed finds the run finished.
     // A failed write hands its sequence out again; one retry covers a transient error.
+    let report = &report;
     let persist = |completed: RunCompleted| async move {
+        if let Some(error) = report.clone() {
+            writer.emit(EventSource::Api, error).await?;
+        }
+        let completed = RunCompleted { event_count: writer.next_sequence(), ..completed };
         let (sequence, gate) = writer.emit_gated(EventSource::Api, completed).await?;
         writer.flush().await?;
         Ok::<_, Error>((sequence, gate))
     };
     let (sequence, gate) = match persist(completed.clone()).await {
         Ok(persisted) => persisted,
-        Err(_) => persist(RunCompleted { event_count: writer.next_sequence(), ..completed }).await?,
+        Err(_) => persist(completed).await?,
     };
     let finalization = Finalization {
         status,

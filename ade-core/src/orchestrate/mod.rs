@@ -156,6 +156,8 @@ pub struct RuntimeBuilder {
     cancel_grace: Duration,
     database_url: Option<String>,
     blob_store: Option<Arc<dyn BlobStore>>,
+    event_store: Option<Arc<dyn EventStore>>,
+    run_store: Option<Arc<dyn RunStore>>,
     sink_limits: SinkLimits,
 }
 
@@ -190,6 +192,8 @@ impl Default for RuntimeBuilder {
             cancel_grace: Duration::from_secs(10),
             database_url: None,
             blob_store: None,
+            event_store: None,
+            run_store: None,
             sink_limits: SinkLimits::default(),
         }
     }
@@ -285,6 +289,22 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keep event logs in `store` instead of the default's (NDJSON files under the data directory,
+    /// memory with [`in_memory`](Self::in_memory), PostgreSQL with `postgres`).
+    pub fn event_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.event_store = Some(store);
+        self
+    }
+
+    /// Keep runs and documents' metadata in `store` instead of the default's (`ade.sqlite`,
+    /// memory with [`in_memory`](Self::in_memory), PostgreSQL with `postgres`). With both stores
+    /// given (and no `postgres`), the data directory holds only documents, outputs and builds, and
+    /// is not locked: the stores are the embedder's to share or not.
+    pub fn run_store(mut self, store: Arc<dyn RunStore>) -> Self {
+        self.run_store = Some(store);
+        self
+    }
+
     /// The limits every run's [`EventSink`](crate::engine::EventSink) applies to what its engine
     /// emits: console message length, validation issues published (SPEC §9; defaults
     /// [`SinkLimits::default`]).
@@ -308,10 +328,12 @@ impl RuntimeBuilder {
             Some(url) => Stores::postgres(url).await?,
             #[cfg(not(feature = "postgres"))]
             Some(_) => return Err(Error::Database("this build of ade has no PostgreSQL support".to_owned())),
-            None if self.in_memory => Stores::in_memory(),
+            None if self.in_memory || (self.event_store.is_some() && self.run_store.is_some()) => Stores::in_memory(),
             None => Stores::embedded(&self.data_dir).await?,
         };
         let Stores { events, runs, announcements, data_dir_lock } = stores;
+        let events = self.event_store.unwrap_or(events);
+        let runs = self.run_store.unwrap_or(runs);
         let mut options = DispatchOptions::default().with_durability(self.durability);
         if let Some(events) = self.live_buffer {
             options = options.with_live_buffer(events);
@@ -350,6 +372,7 @@ impl RuntimeBuilder {
             lease: self.lease,
             cancel_grace: self.cancel_grace,
             sink_limits: self.sink_limits,
+            write_probe: tokio::sync::Mutex::new(None),
         });
         let runtime = Runtime { inner };
         match announcements {
@@ -359,7 +382,9 @@ impl RuntimeBuilder {
                 runtime.inner.tasks.spawn(async move { listener.follow_announcements(announcements).await });
                 runtime.inner.tasks.spawn(async move { recovery::reap_abandoned(&reaper).await });
             }
-            None => recovery::recover(&runtime).await?,
+            // A full disk must not keep the runtime from starting: reads and streams work, and
+            // recovery is retried until the stores take writes again.
+            None => recovery::recover_or_retry(&runtime).await,
         }
         for _ in 0..self.workers {
             let worker = runtime.clone();
@@ -441,6 +466,9 @@ enum StopReason {
     TimedOut,
     /// Another instance took the run over (shared stores).
     LeaseLost,
+    /// Some of the run's events could not be persisted: it can only fail now, so its engine is
+    /// stopped rather than left to produce events that cannot be kept.
+    StoreError,
 }
 
 /// An executing run's stop switch.
@@ -489,7 +517,16 @@ struct Inner {
     cancel_grace: Duration,
     /// Handed to every run's sink.
     sink_limits: SinkLimits,
+    /// The last write probe of [`Runtime::check_writable`]: when, and what failed.
+    write_probe: tokio::sync::Mutex<Option<(std::time::Instant, Option<(std::io::ErrorKind, String)>)>>,
 }
+
+/// How long a write probe's answer stands (readiness checks come every few seconds).
+const WRITE_PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// What a write probe writes: about one batch of events, so that a disk with a few bytes left
+/// does not count as writable.
+const WRITE_PROBE_BYTES: usize = 64 * 1024;
 
 /// The embedded ade: create runs, follow their events, cancel them. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -521,6 +558,32 @@ impl Runtime {
     /// The run store.
     pub fn run_store(&self) -> &Arc<dyn RunStore> {
         &self.inner.runs
+    }
+
+    /// Whether the data directory takes writes now: writes (and removes) a 64 KiB probe file,
+    /// at most once a second (the answer is kept that long). This is what readiness asks: while
+    /// the disk is full, runs cannot be recorded and uploads cannot be kept; it answers `Ok`
+    /// again by itself once space is freed.
+    ///
+    /// # Errors
+    /// The probe's I/O error (`StorageFull` for a full disk).
+    pub async fn check_writable(&self) -> std::io::Result<()> {
+        let mut probe = self.inner.write_probe.lock().await;
+        let outcome = match &*probe {
+            Some((at, outcome)) if at.elapsed() < WRITE_PROBE_TTL => outcome.clone(),
+            _ => {
+                let path = self.inner.data_dir.join(".ade-write-probe");
+                let written = tokio::fs::write(&path, vec![0u8; WRITE_PROBE_BYTES]).await;
+                let _ = tokio::fs::remove_file(&path).await;
+                let outcome = written.err().map(|e| (e.kind(), e.to_string()));
+                *probe = Some((std::time::Instant::now(), outcome.clone()));
+                outcome
+            }
+        };
+        match outcome {
+            None => Ok(()),
+            Some((kind, message)) => Err(std::io::Error::new(kind, message)),
+        }
     }
 
     /// The configurations known to the runtime, sorted by id.

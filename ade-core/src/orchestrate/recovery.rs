@@ -3,7 +3,9 @@
 //! - A run whose log already ends with `run.completed` but whose row is not terminal (the process
 //!   died between the two writes) gets its row finished from the log.
 //! - A run that was `building` or `running` is finalized `failed` with `orchestrator_lost`.
-//! - Queued runs stay queued; their stale claims are dropped so the workers pick them up again.
+//! - Queued runs whose log holds only `run.queued` stay queued; their stale claims are dropped so
+//!   the workers pick them up again. A queued run whose log goes further was started by a process
+//!   whose row update was lost (a full disk): it is finalized as lost, never executed twice.
 //!
 //! With stores shared by several processes (PostgreSQL) nothing is done at start-up: another
 //! instance may be executing any active run. Instead [`reap_abandoned`] takes over, one at a time,
@@ -18,6 +20,28 @@ use crate::event::EventPayload;
 use crate::run::{Run, RunStatus, Stage, failure_code};
 use crate::store::{Finalization, LogTail, RunKey};
 
+/// [`recover`], and when the stores refuse (a full disk at start), again in the background until
+/// it succeeds or the runtime shuts down: the runtime starts anyway, serving reads and streams.
+pub(super) async fn recover_or_retry(runtime: &Runtime) {
+    let Err(error) = recover(runtime).await else { return };
+    tracing::error!(%error, "could not recover the runs of a previous process; retrying in the background");
+    let runtime = runtime.clone();
+    runtime.inner.tasks.clone().spawn(async move {
+        let mut delay = std::time::Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                () = runtime.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match recover(&runtime).await {
+                Ok(()) => return tracing::info!("recovered the runs of a previous process"),
+                Err(error) => tracing::debug!(%error, "recovery still fails"),
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(10));
+        }
+    });
+}
+
 pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
     // The embedded stores belong to this process alone: whoever held a claim is gone.
     runtime.inner.runs.clear_leases().await?;
@@ -27,13 +51,16 @@ pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
         let tail = runtime.inner.dispatcher.store().tail(&key).await?;
         let outcome = if tail.terminal {
             finalize_from_log(runtime, &run).await
-        } else if run.status == RunStatus::Queued {
-            continue;
+        } else if run.status == RunStatus::Queued && tail.last_sequence <= 1 {
+            continue; // never started: the workers take it
         } else {
+            // Started (a queued row whose log goes further missed its update): an engine runs
+            // at most once per run.
             mark_lost(runtime, &run).await
         };
         match outcome {
             Ok(()) => tracing::info!(run_id = %run.id, "recovered a run left by a stopped process"),
+            Err(error) if error.is_out_of_space() => return Err(error), // retried as a whole
             Err(error) => tracing::error!(run_id = %run.id, %error, "could not recover a run"),
         }
     }

@@ -18,6 +18,7 @@ use crate::run::{RunOutcome, Stage};
 use crate::summary::RunOutcomeInfo;
 use crate::testing::{completion, follow, id, run_to_end, types};
 
+mod faults;
 #[cfg(feature = "postgres")]
 mod shared;
 

@@ -6,6 +6,8 @@
 //! as a stream, without loading the whole log.
 
 mod announce;
+#[cfg(any(test, feature = "test-util"))]
+pub mod faults;
 mod memory;
 mod ndjson;
 #[cfg(feature = "postgres")]

@@ -15,7 +15,8 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: not shutting down, and the run store answers.
+/// Readiness: not shutting down, the run store answers, and the data directory takes writes (a
+/// full disk is 503 until space is freed).
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     if state.shutdown_token().is_cancelled() {
         return Err(Error::Unavailable("the server is shutting down".to_owned()));
@@ -25,6 +26,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>>
         .list_runs(&RunFilter::default(), 1, None)
         .await
         .map_err(|error| Error::Unavailable(format!("the run store does not answer: {error}")))?;
+    state
+        .runtime()
+        .check_writable()
+        .await
+        .map_err(|error| Error::Unavailable(format!("the data directory refuses writes: {error}")))?;
     Ok(Json(json!({ "status": "ready" })))
 }
 

@@ -15,7 +15,8 @@ use sqlx::{Connection, Row};
 
 use super::memory::{check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, page_size};
 use super::sqlite::{
-    Columns, document_from_row, enum_text, json, json_opt, now_us, run_from_row, statuses_before, to_i64,
+    Columns, document_from_row, enum_text, finalizable_statuses, json, json_opt, now_us, run_from_row, statuses_before,
+    to_i64,
 };
 use super::{CreateOutcome, Document, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition};
 use crate::error::{Error, Result};
@@ -304,7 +305,7 @@ impl RunStore for PgRunStore {
         .bind(json_opt(finalization.failure.as_ref())?)
         .bind(json(&finalization.summary)?)
         .bind(to_i64(finalization.last_sequence, "last_sequence")?)
-        .bind(statuses_before(finalization.status))
+        .bind(finalizable_statuses())
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;

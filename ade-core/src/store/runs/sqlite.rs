@@ -108,7 +108,40 @@ pub struct SqliteRunStore {
 }
 
 fn db(error: sqlx::Error) -> Error {
+    // SQLITE_FULL (13): the disk (or the database's size limit) is full.
+    let full = matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("13"))
+        || matches!(&error, sqlx::Error::Io(e) if crate::error::io_out_of_space(e));
+    if full {
+        return Error::StorageFull { what: "the run store (ade.sqlite)", detail: error.to_string() };
+    }
     Error::Database(error.to_string())
+}
+
+/// Runs a write statement that returns the row it wrote, and steps it to its end.
+///
+/// Outside a transaction SQLite commits when the statement finishes. `fetch_optional` stops after
+/// the first row and resets the statement, which commits then, and any error of that commit (a
+/// full disk) is lost: the caller would be told of a write the database then rolled back.
+async fn write_returning<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    pool: &SqlitePool,
+) -> Result<Option<SqliteRow>> {
+    Ok(query.fetch_all(pool).await.map_err(db)?.into_iter().next())
+}
+
+/// Whether a connection coming back to the pool may be used again: not when it is still inside a
+/// transaction. That happens when a `COMMIT` fails (a full disk) and SQLite has already rolled the
+/// transaction back itself: the `ROLLBACK` that follows fails too, and the connection would refuse
+/// every later `BEGIN` ("non-zero transaction depth") until the process restarts.
+fn reusable(
+    conn: &mut SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        // Lets a rollback queued by a dropped transaction finish before the depth is read.
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
 }
 
 impl SqliteRunStore {
@@ -141,7 +174,12 @@ impl SqliteRunStore {
             SqliteConnection::connect_with(&options.clone().journal_mode(SqliteJournalMode::Wal)).await.map_err(db)?;
         migrate(&mut setup).await?;
         setup.close().await.map_err(db)?;
-        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(db)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .after_release(reusable)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
         Ok(Self { pool, path: Some(path), writes: Arc::default() })
     }
 
@@ -157,6 +195,7 @@ impl SqliteRunStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_release(reusable)
             .connect_with(options)
             .await
             .map_err(db)?;
@@ -373,6 +412,11 @@ pub(super) fn statuses_before(to: RunStatus) -> Vec<&'static str> {
     STATUSES.iter().filter(|from| from.can_transition_to(to)).map(|s| s.as_str()).collect()
 }
 
+/// The statuses a run may be finalized from: every active one (see [`check_finalization`]).
+pub(super) fn finalizable_statuses() -> Vec<&'static str> {
+    STATUSES.iter().filter(|from| !from.is_terminal()).map(|s| s.as_str()).collect()
+}
+
 impl SqliteRunStore {
     /// Why an update matched no row: the run is missing, or `check` refuses its current status.
     async fn refusal(&self, id: RunId, to: RunStatus, check: fn(RunId, RunStatus, RunStatus) -> Result<()>) -> Error {
@@ -483,24 +527,25 @@ impl RunStore for SqliteRunStore {
     async fn transition(&self, id: RunId, transition: Transition) -> Result<Run> {
         let _turn = self.writes.lock().await;
         // One statement: the state machine's check is in its WHERE clause.
-        let row = sqlx::query(
-            "UPDATE runs SET
-                 status = COALESCE(?2, status),
-                 build_id = COALESCE(?3, build_id),
-                 started_at = COALESCE(?4, started_at),
-                 last_sequence = COALESCE(?5, last_sequence)
-             WHERE id = ?1 AND (?6 IS NULL OR status IN (SELECT value FROM json_each(?6)))
-             RETURNING *",
+        let row = write_returning(
+            sqlx::query(
+                "UPDATE runs SET
+                     status = COALESCE(?2, status),
+                     build_id = COALESCE(?3, build_id),
+                     started_at = COALESCE(?4, started_at),
+                     last_sequence = COALESCE(?5, last_sequence)
+                 WHERE id = ?1 AND (?6 IS NULL OR status IN (SELECT value FROM json_each(?6)))
+                 RETURNING *",
+            )
+            .bind(id.to_string())
+            .bind(transition.to.map(RunStatus::as_str))
+            .bind(transition.build_id.map(|b| b.to_string()))
+            .bind(transition.started_at.map(|t| t.to_string()))
+            .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
+            .bind(transition.to.map(|to| json(&statuses_before(to))).transpose()?),
+            &self.pool,
         )
-        .bind(id.to_string())
-        .bind(transition.to.map(RunStatus::as_str))
-        .bind(transition.build_id.map(|b| b.to_string()))
-        .bind(transition.started_at.map(|t| t.to_string()))
-        .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
-        .bind(transition.to.map(|to| json(&statuses_before(to))).transpose()?)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         match row {
             Some(row) => run_from_row(&row),
             None => Err(self.refusal(id, transition.to.unwrap_or(RunStatus::Queued), check_transition).await),
@@ -512,24 +557,25 @@ impl RunStore for SqliteRunStore {
         if !finalization.status.is_terminal() {
             return Err(self.refusal(id, finalization.status, check_finalization).await);
         }
-        let row = sqlx::query(
-            "UPDATE runs SET
-                 status = ?2, completed_at = ?3, exit_code = ?4, failure = ?5, summary = ?6,
-                 last_sequence = ?7, lease_owner = NULL, lease_until_us = NULL
-             WHERE id = ?1 AND status IN (SELECT value FROM json_each(?8))
-             RETURNING *",
+        let row = write_returning(
+            sqlx::query(
+                "UPDATE runs SET
+                     status = ?2, completed_at = ?3, exit_code = ?4, failure = ?5, summary = ?6,
+                     last_sequence = ?7, lease_owner = NULL, lease_until_us = NULL
+                 WHERE id = ?1 AND status IN (SELECT value FROM json_each(?8))
+                 RETURNING *",
+            )
+            .bind(id.to_string())
+            .bind(finalization.status.as_str())
+            .bind(finalization.completed_at.to_string())
+            .bind(finalization.exit_code)
+            .bind(json_opt(finalization.failure.as_ref())?)
+            .bind(json(&finalization.summary)?)
+            .bind(to_i64(finalization.last_sequence, "last_sequence")?)
+            .bind(json(&finalizable_statuses())?),
+            &self.pool,
         )
-        .bind(id.to_string())
-        .bind(finalization.status.as_str())
-        .bind(finalization.completed_at.to_string())
-        .bind(finalization.exit_code)
-        .bind(json_opt(finalization.failure.as_ref())?)
-        .bind(json(&finalization.summary)?)
-        .bind(to_i64(finalization.last_sequence, "last_sequence")?)
-        .bind(json(&statuses_before(finalization.status))?)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         match row {
             Some(row) => run_from_row(&row),
             None => Err(self.refusal(id, finalization.status, check_finalization).await),
@@ -541,22 +587,23 @@ impl RunStore for SqliteRunStore {
         let now = now_us();
         // One statement: SQLite takes the write lock before it picks the run, so no other claim
         // can pick the same one in between.
-        let row = sqlx::query(
-            "UPDATE runs SET lease_owner = ?1, lease_until_us = ?2
-             WHERE id = (
-                 SELECT id FROM runs
-                 WHERE status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ?3)
-                 ORDER BY created_at_us, id
-                 LIMIT 1
-             )
-             RETURNING *",
+        let row = write_returning(
+            sqlx::query(
+                "UPDATE runs SET lease_owner = ?1, lease_until_us = ?2
+                 WHERE id = (
+                     SELECT id FROM runs
+                     WHERE status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ?3)
+                     ORDER BY created_at_us, id
+                     LIMIT 1
+                 )
+                 RETURNING *",
+            )
+            .bind(owner)
+            .bind(lease_until(now, lease))
+            .bind(now),
+            &self.pool,
         )
-        .bind(owner)
-        .bind(lease_until(now, lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         row.as_ref().map(run_from_row).transpose()
     }
 
