@@ -1,6 +1,7 @@
 //! Fault injection: [`FaultyEventStore`] and [`FaultyRunStore`] wrap a store and fail the calls a
 //! [`FaultPlan`] names with "no space left on device" or an I/O error, so that tests can show what
-//! a full disk or a failing device does to a run without filling a real one.
+//! a full disk or a failing device does to a run without filling a real one; and [`SmallDisk`], a
+//! real file system of a few megabytes that a test fills up and frees.
 //!
 //! Compiled for ade-core's own tests and with the cargo feature `test-util`.
 
@@ -258,6 +259,97 @@ impl RunStore for FaultyRunStore {
     async fn get_document(&self, workspace_id: Option<&WorkspaceId>, id: DocumentId) -> Result<Option<Document>> {
         self.plan.check("get_document")?;
         self.inner.get_document(workspace_id, id).await
+    }
+}
+
+/// A tmpfs of a few megabytes mounted on a fresh directory (unmounted and removed when dropped):
+/// a real file system that fills up, for tests of what ade does on a full disk. Mounting needs
+/// root (CI runs as root); elsewhere [`mount`](Self::mount) says why it cannot.
+#[derive(Debug)]
+pub struct SmallDisk {
+    path: std::path::PathBuf,
+    filler: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `bytes` on a new directory under the system's temporary directory.
+    ///
+    /// # Errors
+    /// Why it could not be mounted (not root, no `mount`, …).
+    pub fn mount(bytes: u64) -> std::result::Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("ade-small-disk-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => {
+                let filler = path.join("filler");
+                Ok(Self { path, filler })
+            }
+            outcome => {
+                let _ = std::fs::remove_dir(&path);
+                Err(match outcome {
+                    Ok(output) => format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+                    Err(e) => format!("cannot run mount: {e}"),
+                })
+            }
+        }
+    }
+
+    /// [`mount`](Self::mount), or `None` after printing why the test is skipped; a test that
+    /// must run (`ADE_REQUIRE_TMPFS=1`, set by CI, which runs as root) panics instead.
+    pub fn mount_or_skip(bytes: u64) -> Option<Self> {
+        match Self::mount(bytes) {
+            Ok(disk) => Some(disk),
+            Err(reason) if std::env::var_os("ADE_REQUIRE_TMPFS").is_some_and(|v| v == "1") => {
+                panic!("ADE_REQUIRE_TMPFS=1 but no small disk could be mounted: {reason}")
+            }
+            Err(reason) => {
+                eprintln!("skipped: a full-disk test needs a tmpfs it can mount (as root): {reason}");
+                None
+            }
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Fills what is left of the disk with one file, until the file system says it is full.
+    ///
+    /// # Panics
+    /// When writing fails for another reason than a full disk (a test helper).
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.filler)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.filler.display()));
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if crate::error::io_out_of_space(&e) => break,
+                Err(e) => panic!("filling the small disk: {e}"),
+            }
+        }
+    }
+
+    /// Frees what [`fill`](Self::fill) took.
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(&self.filler);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
     }
 }
 

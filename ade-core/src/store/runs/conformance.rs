@@ -67,7 +67,7 @@ fn workspace(name: &str) -> WorkspaceId {
     WorkspaceId::new(name).expect("valid workspace")
 }
 
-fn finalization(run: &Run, status: RunStatus, last_sequence: u64) -> Finalization {
+pub(crate) fn finalization(run: &Run, status: RunStatus, last_sequence: u64) -> Finalization {
     let mut summary = summary(&RunKey::new(run.workspace_id.clone(), run.id));
     summary.run.status = status;
     Finalization {

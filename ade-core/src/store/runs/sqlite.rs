@@ -682,6 +682,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use serde_json::json;
+
     use crate::store::runs::conformance::{self, created_at, queued_run, test_document};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -700,6 +702,54 @@ mod tests {
             (Arc::new(SqliteRunStore::open_in_memory().await.expect("open")) as Arc<dyn RunStore>, ())
         })
         .await;
+    }
+
+    /// On a disk that fills up, every write either is stored and says so, or fails and says the
+    /// disk is full; once space is freed, every connection works again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_fails_writes_loudly_and_the_store_works_again_once_space_is_freed() {
+        let Some(disk) = crate::store::faults::SmallDisk::mount_or_skip(8 << 20) else { return };
+        let store = SqliteRunStore::open(disk.path()).await.expect("open");
+        let mut runs = Vec::new();
+        for _ in 0..20 {
+            let run = queued_run("acme", "members");
+            store.create_run(&run, None).await.expect("create while there is room");
+            runs.push(run);
+        }
+        disk.fill();
+        // Large rows, so that SQLite cannot fit them in the pages its log already has.
+        let mut outcomes = Vec::new();
+        for run in &runs {
+            let mut ending = conformance::finalization(run, RunStatus::Failed, 2);
+            if let Some(failure) = ending.failure.as_mut() {
+                failure.message = "x".repeat(256 << 10);
+            }
+            outcomes.push(store.finalize(run.id, ending).await);
+        }
+        let mut big = queued_run("acme", "members");
+        big.options.metadata = Some(serde_json::Map::from_iter([("blob".to_owned(), json!("y".repeat(256 << 10)))]));
+        let created = store.create_run(&big, None).await;
+        assert!(created.as_ref().is_err_and(Error::is_out_of_space), "{:?}", created.map(drop));
+
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        assert!(failed > 0, "the disk filled up");
+        for (run, outcome) in runs.iter().zip(&outcomes) {
+            let stored = store.get_run(None, run.id).await.expect("reads work on a full disk").expect("run");
+            match outcome {
+                Ok(finished) => assert_eq!((stored.status, finished.status), (RunStatus::Failed, RunStatus::Failed)),
+                Err(error) => {
+                    assert!(error.is_out_of_space(), "says the disk is full: {error}");
+                    assert_eq!(stored.status, RunStatus::Queued, "a refused write changed nothing");
+                }
+            }
+        }
+
+        disk.free();
+        for _ in 0..2 * MAX_CONNECTIONS {
+            let run = queued_run("acme", "members");
+            store.create_run(&run, None).await.expect("every connection takes writes again");
+        }
+        store.close().await;
     }
 
     async fn user_version(store: &SqliteRunStore) -> i64 {
