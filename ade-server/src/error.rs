@@ -121,8 +121,12 @@ impl IntoResponse for Error {
         let status = self.status();
         let detail = match &self {
             Self::Internal(cause) => {
-                // The cause may name files of the server; it goes to the log only.
-                tracing::error!(%cause, "request failed");
+                // The cause may name files of the server; it goes to the log only, at most once
+                // a second (a failing store fails every request at once).
+                static LOGGED: ade_core::log_limit::LogLimit = ade_core::log_limit::LogLimit::every_second();
+                if let Some(suppressed) = LOGGED.allow() {
+                    tracing::error!(%cause, suppressed, "request failed");
+                }
                 "the server could not complete the request; the cause is in its log".to_owned()
             }
             other => other.to_string(),

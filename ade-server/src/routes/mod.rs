@@ -106,11 +106,27 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(crate::http_metrics::record))
         .layer(
             // Path only: the query may hold an `access_token`, which is never logged.
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_failure(log_failure),
         )
         .with_state(state)
+}
+
+/// 5xx answers, at most one line a second: a full disk answers every write 507, and a line per
+/// request would bury the log (and fill what is left of the disk). The cause of a 500 is logged
+/// where it is made ([`Error`]'s `IntoResponse`).
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    static LOGGED: ade_core::log_limit::LogLimit = ade_core::log_limit::LogLimit::every_second();
+    if let Some(suppressed) = LOGGED.allow() {
+        tracing::warn!(%class, ?latency, suppressed, "response failed");
+    }
 }
 
 async fn not_found(request: Request) -> Error {

@@ -8,6 +8,7 @@ mod configurations;
 mod connections;
 mod documents;
 mod events;
+mod full_disk;
 mod metrics;
 mod openapi;
 mod outputs;

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,7 +101,10 @@ CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id);
 /// the connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteRunStore {
-    pool: SqlitePool,
+    /// Replaced once when a store opened read-only (see `read_only`) can write again.
+    pool: Arc<std::sync::RwLock<SqlitePool>>,
+    /// Set when the store opened on a full disk: reads work, writes first try to reopen.
+    read_only: Arc<AtomicBool>,
     path: Option<PathBuf>,
     /// Writes of this process take turns here instead of in SQLite's busy handler, which sleeps
     /// (milliseconds at a time) while another connection holds the write lock.
@@ -108,8 +112,9 @@ pub struct SqliteRunStore {
 }
 
 fn db(error: sqlx::Error) -> Error {
-    // SQLITE_FULL (13): the disk (or the database's size limit) is full.
-    let full = matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("13"))
+    // SQLITE_FULL (13): the disk (or the database's size limit) is full; SQLITE_IOERR_SHMSIZE
+    // (4874): no room to make the shared-memory index a connection needs.
+    let full = matches!(&error, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("13" | "4874")))
         || matches!(&error, sqlx::Error::Io(e) if crate::error::io_out_of_space(e));
     if full {
         return Error::StorageFull { what: "the run store (ade.sqlite)", detail: error.to_string() };
@@ -159,28 +164,25 @@ impl SqliteRunStore {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            // In WAL mode, NORMAL survives a process crash and loses at most the last commits on
-            // a power loss; the event log (whose `run.completed` is always fsynced) is the source
-            // of truth that recovery reconciles the table with.
-            .synchronous(SqliteSynchronous::Normal);
-        // WAL is a property of the file, and switching to it takes a lock `busy_timeout` does not
-        // wait for: do it, and the migrations, on one connection before the pool opens.
-        let mut setup =
-            SqliteConnection::connect_with(&options.clone().journal_mode(SqliteJournalMode::Wal)).await.map_err(db)?;
-        migrate(&mut setup).await?;
-        setup.close().await.map_err(db)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .after_release(reusable)
-            .connect_with(options)
-            .await
-            .map_err(db)?;
-        Ok(Self { pool, path: Some(path), writes: Arc::default() })
+        let (pool, read_only) = match open_writable(&path).await {
+            Ok(pool) => (pool, false),
+            // A full disk: SQLite cannot make its shared-memory index (`ade.sqlite-shm`). Serve
+            // reads from the file as it is, and open it for writing again once the disk has room.
+            Err(error) if error.is_out_of_space() => match open_read_only(&path).await {
+                Ok(pool) => {
+                    tracing::warn!(%error, "ade.sqlite is read-only until the disk has room again");
+                    (pool, true)
+                }
+                Err(_) => return Err(error),
+            },
+            Err(error) => return Err(error),
+        };
+        Ok(Self {
+            pool: Arc::new(std::sync::RwLock::new(pool)),
+            read_only: Arc::new(AtomicBool::new(read_only)),
+            path: Some(path),
+            writes: Arc::default(),
+        })
     }
 
     /// A store in a private in-memory database (one connection), for tests.
@@ -202,7 +204,12 @@ impl SqliteRunStore {
         let mut conn = pool.acquire().await.map_err(db)?;
         migrate(&mut conn).await?;
         drop(conn);
-        Ok(Self { pool, path: None, writes: Arc::default() })
+        Ok(Self {
+            pool: Arc::new(std::sync::RwLock::new(pool)),
+            read_only: Arc::default(),
+            path: None,
+            writes: Arc::default(),
+        })
     }
 
     /// The database file; `None` for an in-memory store.
@@ -212,8 +219,71 @@ impl SqliteRunStore {
 
     /// Closes every connection (checkpointing the WAL); later calls on the store fail.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader().close().await;
     }
+
+    /// The pool reads go to.
+    fn reader(&self) -> SqlitePool {
+        self.pool.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pool writes go to (call it holding `writes`): when the store was opened read-only on
+    /// a full disk, it tries to open the database for writing first.
+    ///
+    /// # Errors
+    /// [`Error::StorageFull`] while the database still cannot be opened for writing.
+    async fn writer(&self) -> Result<SqlitePool> {
+        if !self.read_only.load(Ordering::Acquire) {
+            return Ok(self.reader());
+        }
+        let Some(path) = &self.path else { return Ok(self.reader()) };
+        let pool = open_writable(path).await?;
+        let old = std::mem::replace(&mut *self.pool.write().unwrap_or_else(|p| p.into_inner()), pool.clone());
+        self.read_only.store(false, Ordering::Release);
+        tracing::info!("ade.sqlite takes writes again");
+        old.close().await;
+        Ok(pool)
+    }
+}
+
+/// Opens `path` (creating it) for reading and writing: WAL, migrations, the pool.
+async fn open_writable(path: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        // In WAL mode, NORMAL survives a process crash and loses at most the last commits on
+        // a power loss; the event log (whose `run.completed` is always fsynced) is the source
+        // of truth that recovery reconciles the table with.
+        .synchronous(SqliteSynchronous::Normal);
+    // WAL is a property of the file, and switching to it takes a lock `busy_timeout` does not
+    // wait for: do it, and the migrations, on one connection before the pool opens.
+    let mut setup =
+        SqliteConnection::connect_with(&options.clone().journal_mode(SqliteJournalMode::Wal)).await.map_err(db)?;
+    migrate(&mut setup).await?;
+    setup.close().await.map_err(db)?;
+    SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .after_release(reusable)
+        .connect_with(options)
+        .await
+        .map_err(db)
+}
+
+/// Opens an existing `path` read-only as it is on disk (`immutable`: no locks, no shared-memory
+/// index, which a full disk has no room for). Its schema must be the current one.
+///
+/// A process that stopped cleanly left nothing in the write-ahead log, so reads are exact; after a
+/// crash the last updates may be missing from reads until the database can be opened for writing.
+async fn open_read_only(path: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
+    let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(db)?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await.map_err(db)?;
+    if usize::try_from(version).ok() != Some(SCHEMA_VERSION) {
+        return Err(Error::Database(format!("ade.sqlite has schema version {version}, not {SCHEMA_VERSION}")));
+    }
+    Ok(pool)
 }
 
 /// Applies the migrations the database lacks, in one transaction.
@@ -420,7 +490,7 @@ pub(super) fn finalizable_statuses() -> Vec<&'static str> {
 impl SqliteRunStore {
     /// Why an update matched no row: the run is missing, or `check` refuses its current status.
     async fn refusal(&self, id: RunId, to: RunStatus, check: fn(RunId, RunStatus, RunStatus) -> Result<()>) -> Error {
-        let from = match self.pool.acquire().await {
+        let from = match self.reader().acquire().await {
             Ok(mut connection) => current_status(&mut connection, id).await,
             Err(error) => Err(db(error)),
         };
@@ -440,7 +510,7 @@ pub(super) fn now_us() -> i64 {
 impl RunStore for SqliteRunStore {
     async fn create_run(&self, run: &Run, idempotency: Option<&IdempotencyKey>) -> Result<CreateOutcome> {
         let _turn = self.writes.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = self.writer().await?.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         if let Some(key) = idempotency {
             let seen = sqlx::query(
                 "SELECT request_hash, run_id, created_at_us FROM idempotency_keys WHERE workspace_id = ?1 AND key = ?2",
@@ -493,7 +563,7 @@ impl RunStore for SqliteRunStore {
         let row = sqlx::query("SELECT * FROM runs WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
             .bind(id.to_string())
             .bind(workspace_id.map(WorkspaceId::as_str))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader())
             .await
             .map_err(db)?;
         row.as_ref().map(run_from_row).transpose()
@@ -517,7 +587,7 @@ impl RunStore for SqliteRunStore {
         .bind(after.map(|(micros, _)| micros))
         .bind(after.map(|(_, id)| id.to_string()))
         .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader())
         .await
         .map_err(db)?;
         let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
@@ -543,7 +613,7 @@ impl RunStore for SqliteRunStore {
             .bind(transition.started_at.map(|t| t.to_string()))
             .bind(transition.last_sequence.map(|s| to_i64(s, "last_sequence")).transpose()?)
             .bind(transition.to.map(|to| json(&statuses_before(to))).transpose()?),
-            &self.pool,
+            &self.writer().await?,
         )
         .await?;
         match row {
@@ -573,7 +643,7 @@ impl RunStore for SqliteRunStore {
             .bind(json(&finalization.summary)?)
             .bind(to_i64(finalization.last_sequence, "last_sequence")?)
             .bind(json(&finalizable_statuses())?),
-            &self.pool,
+            &self.writer().await?,
         )
         .await?;
         match row {
@@ -601,7 +671,7 @@ impl RunStore for SqliteRunStore {
             .bind(owner)
             .bind(lease_until(now, lease))
             .bind(now),
-            &self.pool,
+            &self.writer().await?,
         )
         .await?;
         row.as_ref().map(run_from_row).transpose()
@@ -613,7 +683,7 @@ impl RunStore for SqliteRunStore {
             .bind(id.to_string())
             .bind(owner)
             .bind(lease_until(now_us(), lease))
-            .execute(&self.pool)
+            .execute(&self.writer().await?)
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)
@@ -627,7 +697,7 @@ impl RunStore for SqliteRunStore {
              ORDER BY created_at_us, id",
         )
         .bind(json(&statuses)?)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader())
         .await
         .map_err(db)?;
         rows.iter().map(run_from_row).collect()
@@ -639,7 +709,7 @@ impl RunStore for SqliteRunStore {
             "UPDATE runs SET lease_owner = NULL, lease_until_us = NULL
              WHERE lease_owner IS NOT NULL OR lease_until_us IS NOT NULL",
         )
-        .execute(&self.pool)
+        .execute(&self.writer().await?)
         .await
         .map_err(db)?;
         Ok(())
@@ -660,7 +730,7 @@ impl RunStore for SqliteRunStore {
         .bind(document.content_type.as_str())
         .bind(document.created_at.to_string())
         .bind(document.created_at.unix_micros())
-        .execute(&self.pool)
+        .execute(&self.writer().await?)
         .await
         .map_err(db)?;
         Ok(())
@@ -670,7 +740,7 @@ impl RunStore for SqliteRunStore {
         let row = sqlx::query("SELECT * FROM documents WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
             .bind(id.to_string())
             .bind(workspace_id.map(WorkspaceId::as_str))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader())
             .await
             .map_err(db)?;
         row.as_ref().map(document_from_row).transpose()
@@ -753,7 +823,7 @@ mod tests {
     }
 
     async fn user_version(store: &SqliteRunStore) -> i64 {
-        sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.pool).await.expect("user_version")
+        sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.reader()).await.expect("user_version")
     }
 
     #[tokio::test]
@@ -763,9 +833,9 @@ mod tests {
         let store = SqliteRunStore::open(&data_dir).await.expect("open");
         assert_eq!(store.path(), Some(data_dir.join("ade.sqlite").as_path()));
         assert!(data_dir.join("ade.sqlite").is_file());
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.expect("mode");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.reader()).await.expect("mode");
         assert_eq!(mode, "wal");
-        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.pool).await.expect("fk");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.reader()).await.expect("fk");
         assert_eq!(foreign_keys, 1);
         store.close().await;
     }
@@ -779,7 +849,7 @@ mod tests {
         assert_eq!(user_version(&memory).await, i64::try_from(SCHEMA_VERSION).expect("small"));
 
         sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)))
-            .execute(&store.pool)
+            .execute(&store.reader())
             .await
             .expect("bump version");
         store.close().await;
