@@ -510,9 +510,10 @@ async fn finalizes_once(store: &dyn RunStore) {
 
     // Any active run may be finalized, even a queued one to `succeeded` (its row missed an update
     // its log did not: the log wins); a final status must be terminal.
-    let queued = run_in(store, RunStatus::Queued).await;
-    let result = store.finalize(queued.id, finalization(&queued, RunStatus::Succeeded, 1)).await;
+    let stale = run_in(store, RunStatus::Queued).await;
+    let result = store.finalize(stale.id, finalization(&stale, RunStatus::Succeeded, 1)).await;
     assert_eq!(result.expect("queued → succeeded").status, RunStatus::Succeeded);
+    let queued = run_in(store, RunStatus::Queued).await;
     let building = run_in(store, RunStatus::Building).await;
     let result = store.finalize(building.id, finalization(&building, RunStatus::Running, 1)).await;
     assert!(matches!(result, Err(Error::InvalidTransition { from: "building", to: "running", .. })), "{result:?}");
