@@ -13,6 +13,7 @@
 pub mod extract;
 mod process;
 mod sink;
+mod spawn;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
