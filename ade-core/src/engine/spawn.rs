@@ -13,8 +13,8 @@
 //! docs/decisions.md).
 
 use std::io;
-use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::sync::mpsc;
 
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;

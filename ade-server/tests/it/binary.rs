@@ -5,14 +5,14 @@ use std::process::{Command, Stdio};
 
 use crate::support::{PATIENCE, announced_base};
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ade-server"));
     command.env_remove("ADE_TOKENS").env_remove("ADE_TOKENS_FILE").env("RUST_LOG", "info");
     command
 }
 
 /// Waits for a child in a blocking task, failing the test after [`PATIENCE`].
-async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
     let waited = tokio::task::spawn_blocking(move || child.wait());
     tokio::time::timeout(PATIENCE, waited).await.expect("the binary exits").expect("join").expect("wait")
 }

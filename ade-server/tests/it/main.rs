@@ -8,6 +8,7 @@ mod configurations;
 mod connections;
 mod documents;
 mod events;
+mod lifecycle;
 mod metrics;
 mod openapi;
 mod outputs;
