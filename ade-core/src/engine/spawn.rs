@@ -51,9 +51,12 @@ fn spawner() -> Option<&'static mpsc::Sender<Request>> {
             let (sender, requests) = mpsc::channel::<Request>();
             let started = std::thread::Builder::new().name("ade-engine-spawner".to_owned()).spawn(move || {
                 for Request { mut command, runtime, reply } in requests {
-                    // Tokio registers the child with the runtime's process driver.
+                    // Tokio registers the child with the runtime's process driver; it panics
+                    // when that runtime has none, which must not end this thread.
                     let _entered = runtime.enter();
-                    let _ = reply.send(command.spawn());
+                    let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command.spawn()))
+                        .unwrap_or_else(|_| Err(io::Error::other("the async runtime cannot start processes")));
+                    let _ = reply.send(spawned);
                 }
             });
             match started {
