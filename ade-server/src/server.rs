@@ -94,10 +94,10 @@ impl Server {
 
     /// Serves until [`ShutdownHandle::shutdown`] or `signal` (whichever comes first); then no run
     /// starts any more (queued runs stay queued for the next start), open streams end, in-flight
-    /// requests get [`shutdown_drain`](ServerConfig::shutdown_drain) to
-    /// complete (connections still open after it are closed), and the runtime shuts down:
-    /// executing runs get [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which
-    /// they are left to recovery at the next start.
+    /// requests get [`shutdown_drain`](ServerConfig::shutdown_drain) to complete (connections
+    /// still open after it are closed), and the runtime shuts down: executing runs get
+    /// [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which they are left to
+    /// recovery at the next start (their engines die with the process).
     ///
     /// # Errors
     /// None today: a failed accept is logged and retried ([`ServeError::Io`] is kept for serving
