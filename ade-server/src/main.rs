@@ -205,8 +205,11 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_shutdown_drain(Duration::from_secs(args.shutdown_drain_secs))
         .with_metrics(metrics);
     let server = Server::bind(args.bind, runtime, config).await.map_err(|e| e.to_string())?;
+    // Listening for signals before saying so: a SIGTERM sent the moment the address is announced
+    // must stop the server gracefully, not kill it with the default action.
+    let signal = shutdown_signal();
     println!("ade-server listening on http://{}", server.local_addr());
-    server.run(shutdown_signal()).await.map_err(|e| e.to_string())
+    server.run(signal).await.map_err(|e| e.to_string())
 }
 
 /// Raises the soft limit on open files to the hard limit, as Go's runtime does for every program:
@@ -225,31 +228,43 @@ fn raise_open_files_limit() {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            let listener = signal(kind);
+            async move {
+                match listener {
+                    Ok(mut listener) => {
+                        listener.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
+        };
+        (listen(SignalKind::interrupt(), "SIGINT"), listen(SignalKind::terminate(), "SIGTERM"))
     };
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    let (interrupt, terminate) = (
+        async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        },
+        std::future::pending::<()>(),
+    );
+    async move {
+        tokio::select! {
+            () = interrupt => tracing::info!("SIGINT: shutting down"),
+            () = terminate => tracing::info!("SIGTERM: shutting down"),
+        }
     }
 }
 

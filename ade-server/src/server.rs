@@ -92,11 +92,12 @@ impl Server {
         ShutdownHandle { token: self.state.shutdown_token().clone() }
     }
 
-    /// Serves until [`ShutdownHandle::shutdown`] or `signal` (whichever comes first); then open
-    /// streams end, in-flight requests get [`shutdown_drain`](ServerConfig::shutdown_drain) to
-    /// complete (connections still open after it are closed), and the runtime shuts down:
-    /// executing runs get [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which
-    /// they are left to recovery at the next start.
+    /// Serves until [`ShutdownHandle::shutdown`] or `signal` (whichever comes first); then no run
+    /// starts any more (queued runs stay queued for the next start), open streams end, in-flight
+    /// requests get [`shutdown_drain`](ServerConfig::shutdown_drain) to complete (connections
+    /// still open after it are closed), and the runtime shuts down: executing runs get
+    /// [`shutdown_grace`](ServerConfig::shutdown_grace) to finish, after which they are left to
+    /// recovery at the next start (their engines die with the process).
     ///
     /// # Errors
     /// None today: a failed accept is logged and retried ([`ServeError::Io`] is kept for serving
@@ -104,13 +105,17 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let token = self.state.shutdown_token().clone();
         let on_signal = token.clone();
+        let runtime = self.state.runtime().clone();
+        let stopping = runtime.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = signal => on_signal.cancel(),
                 () = on_signal.cancelled() => {}
             }
+            // No run starts from now on, not even while connections drain: queued runs stay
+            // queued for the next start.
+            stopping.stop_claiming();
         });
-        let runtime = self.state.runtime().clone();
         let grace = self.state.config().shutdown_grace;
         let addr = self.addr;
         tracing::info!(%addr, "serving");

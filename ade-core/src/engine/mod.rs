@@ -11,8 +11,10 @@
 
 #[cfg(feature = "extract")]
 pub mod extract;
+mod orphans;
 mod process;
 mod sink;
+mod spawn;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use orphans::kill_orphans;
 pub use process::{ProcessBuilder, ProcessEngine};
 pub use sink::{EventSink, MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkError, SinkLimits};
 

@@ -346,8 +346,10 @@ async fn run_subprocess(
         // Its own process group, so that a cancel also stops what a wrapper script started.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child =
-        command.spawn().map_err(|e| format!("cannot start {program:?} (working directory {}): {e}", cwd.display()))?;
+    // Killed by the kernel if ade dies (Linux): no engine outlives its server.
+    let mut child = super::spawn::spawn(command)
+        .await
+        .map_err(|e| format!("cannot start {program:?} (working directory {}): {e}", cwd.display()))?;
 
     let mut out = PumpState::default();
     let mut err = PumpState::default();

@@ -388,7 +388,10 @@ impl RuntimeBuilder {
         }
         for _ in 0..self.workers {
             let worker = runtime.clone();
-            runtime.inner.tasks.spawn(async move { worker.work().await });
+            runtime.inner.tasks.spawn(async move {
+                worker.work().await;
+                tracing::debug!("a worker stopped: the runtime is shutting down");
+            });
         }
         Ok(runtime)
     }
@@ -838,9 +841,18 @@ impl Runtime {
         }
     }
 
+    /// Begins the shutdown without waiting: from now on no run starts here (workers claim none;
+    /// queued runs stay queued for the next start, or for another instance on shared stores), and
+    /// the reaper of abandoned runs stops. Executing runs go on; [`shutdown`](Self::shutdown)
+    /// waits for them. A server calls this the moment it is told to stop, before it drains its
+    /// connections.
+    pub fn stop_claiming(&self) {
+        self.inner.shutdown.cancel();
+    }
+
     /// Stops taking new runs and waits for the executing ones to finish.
     pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
+        self.stop_claiming();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
@@ -860,6 +872,14 @@ impl Runtime {
                 return;
             }
             match self.inner.runs.claim_queued(&self.inner.owner, self.inner.lease).await {
+                Ok(Some(run)) if self.inner.shutdown.is_cancelled() => {
+                    // Claimed while the shutdown began: it stays queued (a released claim; the
+                    // next start drops this process's claims anyway).
+                    if let Err(error) = self.inner.runs.release_lease(run.id, &self.inner.owner).await {
+                        tracing::warn!(run_id = %run.id, %error, "could not release a claim");
+                    }
+                    return;
+                }
                 Ok(Some(run)) => {
                     // More may be waiting: let another worker look too.
                     self.inner.work.notify_one();

@@ -6,6 +6,8 @@
 //! - Queued runs whose log holds only `run.queued` stay queued; their stale claims are dropped so
 //!   the workers pick them up again. A queued run whose log goes further was started by a process
 //!   whose row update was lost (a full disk): it is finalized as lost, never executed twice.
+//! - Before any of that, processes the runs' engines left running are killed
+//!   ([`kill_orphans`]), so that no output changes once a run is finalized.
 //!
 //! With stores shared by several processes (PostgreSQL) nothing is done at start-up: another
 //! instance may be executing any active run. Instead [`reap_abandoned`] takes over, one at a time,
@@ -15,6 +17,7 @@ use futures::StreamExt;
 
 use super::Runtime;
 use super::execute::{Ending, finalize};
+use crate::engine::kill_orphans;
 use crate::error::{Error, Result};
 use crate::event::EventPayload;
 use crate::run::{Run, RunStatus, Stage, failure_code};
@@ -43,9 +46,12 @@ pub(super) async fn recover_or_retry(runtime: &Runtime) {
 }
 
 pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
+    let stranded = runtime.inner.runs.runs_in(&[RunStatus::Queued, RunStatus::Building, RunStatus::Running]).await?;
+    // Whatever their engines left running dies before any of them is finalized (the outputs of a
+    // finished run never change), and even while a full disk holds the rest of recovery back.
+    kill_orphans(stranded.iter().map(|run| run.id)).await;
     // The embedded stores belong to this process alone: whoever held a claim is gone.
     runtime.inner.runs.clear_leases().await?;
-    let stranded = runtime.inner.runs.runs_in(&[RunStatus::Queued, RunStatus::Building, RunStatus::Running]).await?;
     for run in stranded {
         let key = RunKey::new(run.workspace_id.clone(), run.id);
         let tail = runtime.inner.dispatcher.store().tail(&key).await?;
@@ -81,7 +87,11 @@ pub(super) async fn reap_abandoned(runtime: &Runtime) {
                 let key = RunKey::new(run.workspace_id.clone(), run.id);
                 let outcome = match runtime.inner.dispatcher.store().tail(&key).await {
                     Ok(tail) if tail.terminal => finalize_from_log(runtime, &run).await,
-                    Ok(_) => mark_lost(runtime, &run).await,
+                    Ok(_) => {
+                        // Its instance may be on this machine, alive but too slow to renew.
+                        kill_orphans([run.id]).await;
+                        mark_lost(runtime, &run).await
+                    }
                     Err(error) => Err(error),
                 };
                 match outcome {

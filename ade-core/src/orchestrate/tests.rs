@@ -417,6 +417,52 @@ async fn a_restarted_runtime_finishes_runs_left_active() {
     assert_well_formed(&run, &events);
 }
 
+#[tokio::test]
+async fn recovery_kills_what_a_lost_runs_engine_left_running_and_nothing_else() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = |dir: &std::path::Path| {
+        Runtime::builder()
+            .data_dir(dir)
+            .workers(1)
+            .engine("scripted", Arc::new(ScriptedEngine), None)
+            .configuration(configuration("slow-run", json!({ "block": true })))
+            .build()
+    };
+    // A data directory whose run was running when its process died (as above).
+    let (lost, copy) = {
+        let first = open(dir.path()).await.expect("runtime");
+        let running = first.create_run(CreateRun::new(id("slow-run"))).await.expect("create").into_run();
+        wait_for_event(&first, running.id, "console.line").await;
+        let copy = tempfile::tempdir().expect("copy dir");
+        copy_dir(dir.path(), copy.path());
+        first.cancel(None, running.id).await.expect("cancel");
+        follow(&first, running.id).await;
+        (running.id, copy)
+    };
+    // What the dead process's engine left running, and a process of another run beside it.
+    let sleeper = |run: RunId| {
+        std::process::Command::new("sleep").arg("120").env("ADE_RUN_ID", run.to_string()).spawn().expect("sleep")
+    };
+    let mut left = sleeper(lost);
+    let mut unrelated = sleeper(RunId::new());
+    let second = open(copy.path()).await.expect("restart");
+    // Recovery waited for it to be gone (a zombie of this test now) before finalizing the run.
+    let ended = left.try_wait().expect("try_wait");
+    let unrelated_ended = unrelated.try_wait().expect("try_wait");
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    if ended.is_none() {
+        let _ = left.kill();
+        let _ = left.wait();
+    }
+    assert_eq!(ended.and_then(|status| status.signal()), Some(9), "the lost run's process is killed");
+    assert_eq!(unrelated_ended, None, "another run's process is left alone");
+    let events = follow(&second, lost).await;
+    assert_eq!(completion(&events).failure.as_ref().map(|f| f.code.as_str()), Some("orchestrator_lost"));
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).expect("read dir").flatten() {
         let target = to.join(entry.file_name());

@@ -169,3 +169,15 @@ async fn the_binary_raises_its_open_files_limit_to_the_hard_limit() {
     assert_eq!(soft_now, hard, "the soft limit of 256 is raised to the hard limit");
     stop(child).await;
 }
+
+/// A SIGTERM sent the moment the binary announces its address stops it gracefully (exit 0), not
+/// with the signal's default action: it listens for signals before it announces anything. Ten
+/// times, as the window was a few milliseconds.
+#[tokio::test]
+async fn a_sigterm_right_after_the_announcement_is_a_graceful_stop() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().expect("dir");
+        let (child, _) = start(dir.path()).await;
+        stop(child).await;
+    }
+}

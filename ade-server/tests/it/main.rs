@@ -9,6 +9,7 @@ mod connections;
 mod documents;
 mod events;
 mod full_disk;
+mod lifecycle;
 mod metrics;
 mod openapi;
 mod outputs;
