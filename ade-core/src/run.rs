@@ -136,6 +136,9 @@ pub mod failure_code {
     pub const TIMEOUT: &str = "timeout";
     /// The process that owned the run died; recovery finalized it.
     pub const ORCHESTRATOR_LOST: &str = "orchestrator_lost";
+    /// The run's `run.completed` was over the event size limit even with its summary bounded (an
+    /// engine listed too many outputs, say): it ended `failed` with a small one instead.
+    pub const COMPLETION_TOO_LARGE: &str = "completion_too_large";
 }
 
 /// Options of a run, as requested in `POST /runs`.

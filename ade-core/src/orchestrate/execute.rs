@@ -20,6 +20,7 @@ use crate::event::{
 use crate::metrics;
 use crate::run::{Extra, Failure, Run, RunMode, RunOutcome, RunStatus, Stage, failure_code};
 use crate::store::{Finalization, RunKey, Transition};
+use crate::summary::bounds::{MAX_FAILURE_MESSAGE_BYTES, MAX_TEXT_BYTES, bound_failure, shorten};
 use crate::summary::{RunOutcomeInfo, RunSummary};
 
 /// How a run ends, before its summary is folded.
@@ -343,7 +344,10 @@ impl RunExecution<'_> {
             return self.fail(Stage::Run, failure_code::ENGINE_ERROR, "the engine did not return").await;
         };
         match outcome.failure {
-            Some(failure) => {
+            Some(mut failure) => {
+                // Cut as the summary cuts it, so that run.error fits and says what run.completed says.
+                shorten(&mut failure.code, MAX_TEXT_BYTES);
+                shorten(&mut failure.message, MAX_FAILURE_MESSAGE_BYTES);
                 self.emit_error(Stage::Run, &failure.code, failure.message.clone()).await?;
                 let mut ending = Ending::failed(Stage::Run, &failure.code, failure.message);
                 ending.exit_code = outcome.exit_code;
@@ -605,6 +609,10 @@ pub(super) async fn finalize(
         tracing::error!(run_id = %run.id, %error, "events were lost before the end of the run");
     }
     let completed_at = Timestamp::now();
+    let mut ending = ending;
+    if let Some(failure) = &mut ending.failure {
+        bound_failure(failure);
+    }
     let status = RunStatus::from(ending.status);
     let outcome = RunOutcomeInfo { status, failure: ending.failure.clone(), completed_at: Some(completed_at) };
     // Folded as the events were persisted when this process wrote the whole log; otherwise read back.
@@ -634,16 +642,26 @@ pub(super) async fn finalize(
         writer.flush().await?;
         Ok::<_, Error>((sequence, gate))
     };
-    let (sequence, gate) = match persist(completed.clone()).await {
-        Ok(persisted) => persisted,
-        Err(_) => persist(RunCompleted { event_count: writer.next_sequence(), ..completed }).await?,
+    // One too large to be written at all is replaced by a small failed one: the run must end.
+    let (completed, (sequence, gate)) = match persist(completed.clone()).await {
+        Ok(persisted) => (completed, persisted),
+        Err(Error::EventTooLarge { size, limit }) => {
+            tracing::error!(run_id = %run.id, size, limit, "run.completed is over the event size limit; the run ends failed");
+            let small = too_large(completed, size, limit);
+            (small.clone(), persist(small).await?)
+        }
+        Err(_) => {
+            let again = RunCompleted { event_count: writer.next_sequence(), ..completed };
+            (again.clone(), persist(again).await?)
+        }
     };
+    let status = RunStatus::from(completed.status);
     let finalization = Finalization {
         status,
         completed_at,
         exit_code: ending.exit_code,
-        failure: ending.failure,
-        summary,
+        failure: completed.failure,
+        summary: completed.summary,
         last_sequence: sequence,
     };
     let finished = runtime.inner.runs.finalize(run.id, finalization).await;
@@ -654,6 +672,36 @@ pub(super) async fn finalize(
         .record(completed_at.millis_since(run.created_at) as f64 / 1000.0);
     metrics::gauge_move(run.status.as_str(), "");
     Ok(finished)
+}
+
+/// The `run.completed` that replaces `completed` when it is `size` bytes, over the event limit
+/// (`limit`): `failed` with `completion_too_large`, no outputs, and the minimal summary.
+fn too_large(completed: RunCompleted, size: usize, limit: usize) -> RunCompleted {
+    let was = match &completed.failure {
+        Some(failure) => format!("{} ({})", RunStatus::from(completed.status).as_str(), failure.code),
+        None => RunStatus::from(completed.status).as_str().to_owned(),
+    };
+    let mut failure = Failure {
+        stage: completed.failure.as_ref().map_or(Stage::Run, |f| f.stage),
+        code: failure_code::COMPLETION_TOO_LARGE.to_owned(),
+        message: format!(
+            "the run ended {was}, but its run.completed was {size} bytes, over the event size limit of {limit} \
+             bytes: it is recorded failed, without its outputs and the summary's lists"
+        ),
+    };
+    bound_failure(&mut failure);
+    let mut summary = completed.summary.minimal();
+    summary.run.status = RunStatus::Failed;
+    summary.run.failure_stage = Some(failure.stage);
+    summary.run.failure_code = Some(failure.code.clone());
+    summary.run.failure_message = Some(failure.message.clone());
+    RunCompleted {
+        status: RunOutcome::Failed,
+        failure: Some(failure),
+        artifacts: Artifacts { output_paths: Vec::new(), ..completed.artifacts },
+        summary,
+        ..completed
+    }
 }
 
 #[cfg(test)]

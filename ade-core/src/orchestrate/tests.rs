@@ -21,6 +21,8 @@ use crate::testing::{completion, follow, id, run_to_end, types};
 #[cfg(feature = "postgres")]
 mod shared;
 
+mod oversize;
+
 /// An engine whose behaviour its configuration's settings choose.
 #[derive(Debug)]
 struct ScriptedEngine;
