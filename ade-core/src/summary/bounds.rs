@@ -118,9 +118,17 @@ impl SummaryTruncation {
         }
     }
 
-    /// Cuts each code to [`MAX_TEXT_BYTES`] (adding up the counts of codes cut alike) and keeps the
-    /// `max` most frequent.
+    /// Keeps the `max` most frequent codes, and cuts each to [`MAX_TEXT_BYTES`] (adding up the
+    /// counts of codes cut alike).
     fn codes(&mut self, place: &str, codes: &mut BTreeMap<String, u64>, max: usize) {
+        if codes.len() > max {
+            let mut by_count: Vec<(String, u64)> = std::mem::take(codes).into_iter().collect();
+            // Most frequent first; ties by code, so the cut does not depend on anything else.
+            by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            self.omit(place, by_count.len() - max);
+            by_count.truncate(max);
+            *codes = by_count.into_iter().collect();
+        }
         if codes.keys().any(|code| json_len(code) > MAX_TEXT_BYTES) {
             let mut shortened = BTreeMap::new();
             for (mut code, n) in std::mem::take(codes) {
@@ -129,14 +137,6 @@ impl SummaryTruncation {
                 *count = count.saturating_add(n);
             }
             *codes = shortened;
-        }
-        if codes.len() > max {
-            let mut by_count: Vec<(String, u64)> = std::mem::take(codes).into_iter().collect();
-            // Most frequent first; ties by code, so the cut does not depend on anything else.
-            by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            self.omit(place, by_count.len() - max);
-            by_count.truncate(max);
-            *codes = by_count.into_iter().collect();
         }
     }
 
