@@ -234,3 +234,177 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
     let _ = serde_json::to_writer(&mut counter, value);
     counter.0
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::event::{
+        Artifacts, ConfigurationId, Envelope, EventId, EventPayload, EventSource, Execution, RunCompleted, RunId,
+        Severity, StoredEvent, Timestamp, WorkspaceId,
+    };
+    use crate::run::{RunOutcome, RunStatus, Stage};
+    use crate::summary::{ConfiguredField, RunOutcomeInfo, RunSummaryBuilder};
+
+    #[test]
+    fn texts_are_cut_to_their_json_size_on_a_character_boundary_and_marked() {
+        let mut short = "plain".to_owned();
+        assert!(!shorten(&mut short, 64));
+        assert_eq!(short, "plain");
+
+        let mut long = "é".repeat(1000);
+        assert!(shorten(&mut long, 256));
+        assert!(json_len(&long) <= 256, "{}", json_len(&long));
+        assert!(long.starts_with("éé") && long.ends_with(" bytes]"), "{long}");
+        let kept = long.find('…').expect("marker");
+        assert_eq!(long[kept..], format!("…[truncated {} bytes]", 2000 - kept));
+
+        // Escapes count: a control character takes 6 bytes of JSON.
+        let mut control = "\u{1}".repeat(100);
+        assert_eq!(json_len(&control), 600);
+        assert!(shorten(&mut control, 256));
+        let json = serde_json::to_string(&control).expect("json");
+        assert!(json.len() - 2 <= 256, "{}", json.len());
+        assert_eq!(json_len("a\"\\\n\u{1f}é"), 1 + 2 + 2 + 2 + 6 + 2);
+    }
+
+    /// A configuration's worth of fields named `field_00000`…, labelled "Field number …".
+    fn fields(n: usize, name: impl Fn(usize) -> String) -> Vec<ConfiguredField> {
+        (0..n).map(|i| ConfiguredField::new(name(i), Some(format!("Field number {i}")), i % 2 == 0)).collect()
+    }
+
+    fn builder(fields: Vec<ConfiguredField>) -> RunSummaryBuilder {
+        let workspace = WorkspaceId::new("acme").expect("valid");
+        RunSummaryBuilder::new(RunId::new(), workspace, ConfigurationId::new("members").expect("valid"), fields)
+    }
+
+    /// `counts` of `n` codes, each of `code(i)`.
+    fn counts(n: u64, code: impl Fn(u64) -> String) -> BTreeMap<String, u64> {
+        (0..n).map(|i| (code(i), u64::MAX - i)).collect()
+    }
+
+    /// The bytes of the `run.completed` event carrying `summary`, with `failure`.
+    fn completion_bytes(summary: &RunSummary, failure: Option<Failure>) -> usize {
+        let completed = RunCompleted {
+            status: RunOutcome::Failed,
+            failure,
+            execution: Execution {
+                exit_code: Some(i32::MIN),
+                started_at: Some(Timestamp::now()),
+                completed_at: Timestamp::now(),
+                duration_ms: u64::MAX,
+            },
+            artifacts: Artifacts { output_paths: Vec::new(), events_path: "logs/events.ndjson".to_owned() },
+            summary: summary.clone(),
+            event_count: u64::MAX,
+            extra: Default::default(),
+        };
+        let envelope = Envelope {
+            event_id: EventId::new(),
+            created_at: Timestamp::now(),
+            sequence: u64::MAX,
+            source: EventSource::Api,
+            workspace_id: summary.run.workspace_id.clone(),
+            configuration_id: summary.run.configuration_id.clone(),
+            run_id: summary.run.id,
+            build_id: None,
+            payload: EventPayload::RunCompleted(Box::new(completed)),
+        };
+        StoredEvent::new(envelope).expect("serializable").json().len()
+    }
+
+    #[test]
+    fn with_every_cap_reached_run_completed_still_fits_in_one_event() {
+        // The worst of everything: names of control characters (6 bytes of JSON each), thousands
+        // of fields, files and codes, counts and scores at their longest, a huge failure.
+        let worst = |i: usize| format!("{i:06}{}", "\u{1}".repeat(2000));
+        let mut summary = builder(Vec::new()).summary(Some(&RunOutcomeInfo {
+            status: RunStatus::Failed,
+            failure: Some(Failure { stage: Stage::Run, code: worst(0), message: "\u{1}".repeat(1 << 20) }),
+            completed_at: Some(Timestamp::now()),
+        }));
+        let code = |i: u64| format!("{i:06}{}", "\u{2}".repeat(1000));
+        let severities =
+            BTreeMap::from([(Severity::Info, u64::MAX), (Severity::Warning, u64::MAX), (Severity::Error, u64::MAX)]);
+        summary.run.failure_code = Some(worst(0));
+        summary.run.failure_message = Some("\u{1}".repeat(1 << 20));
+        summary.run.engine_version = Some(worst(1));
+        summary.run.config_version = Some(worst(2));
+        summary.run.configuration_version = Some(worst(3));
+        summary.core.issue_counts_by_code = counts(5_000, code);
+        summary.core.issue_counts_by_severity = severities.clone();
+        summary.breakdowns.by_field = (0..3_000)
+            .map(|i| FieldBreakdown {
+                field: worst(i),
+                label: worst(i),
+                required: true,
+                mapped: true,
+                max_score: Some(-f64::MAX),
+                validation_issue_count_total: u64::MAX,
+                issue_counts_by_severity: severities.clone(),
+                issue_counts_by_code: counts(50, code),
+            })
+            .collect();
+        summary.breakdowns.by_file = (0..3_000)
+            .map(|i| FileBreakdown {
+                source_file: worst(i),
+                table_count: u64::MAX,
+                row_count: u64::MAX,
+                validation_issue_count_total: u64::MAX,
+                issue_counts_by_severity: severities.clone(),
+                issue_counts_by_code: counts(50, code),
+            })
+            .collect();
+        summary.truncated = None;
+        summary.bound();
+
+        let mut failure = Failure { stage: Stage::Run, code: worst(0), message: "\u{1}".repeat(1 << 20) };
+        assert!(bound_failure(&mut failure));
+        let bytes = completion_bytes(&summary, Some(failure));
+        assert!(bytes < 800 * 1024, "run.completed is {bytes} bytes");
+        let truncated = summary.truncated.as_ref().expect("marked");
+        for place in [BY_FIELD, BY_FILE, "core.issue_counts_by_code"] {
+            assert!(truncated.omitted.get(place).is_some_and(|n| *n > 0), "{place}: {truncated:?}");
+        }
+        for place in ["run.failure_message", "run.engine_version", "breakdowns.by_field[].label"] {
+            assert!(truncated.shortened.get(place).is_some_and(|n| *n > 0), "{place}: {truncated:?}");
+        }
+        assert_eq!(
+            truncated.omitted.get(BY_FIELD).copied(),
+            Some(3_000 - summary.breakdowns.by_field.len() as u64),
+            "what is listed and what is left out add up"
+        );
+
+        // Bounding a bounded summary changes nothing; the minimal one is small and says what it left out.
+        let again = {
+            let mut again = summary.clone();
+            again.bound();
+            again
+        };
+        assert_eq!(again, summary);
+        let minimal = summary.minimal();
+        assert!(completion_bytes(&minimal, None) < 32 * 1024);
+        let omitted = &minimal.truncated.as_ref().expect("marked").omitted;
+        assert_eq!(omitted.get(BY_FIELD), Some(&3_000));
+        assert_eq!(omitted.get(BY_FILE), Some(&3_000));
+        assert_eq!(omitted.get("core.issue_counts_by_code"), Some(&5_000));
+        assert!(omitted.keys().all(|place| !place.contains("[]")), "{omitted:?}");
+        assert_eq!(minimal.core.validation_issue_count_total, summary.core.validation_issue_count_total);
+    }
+
+    #[test]
+    fn a_configuration_at_the_default_field_limit_is_listed_whole() {
+        // Plain names, every severity and a few codes per field: nothing is cut.
+        let n = crate::config::DEFAULT_MAX_FIELDS;
+        let mut summary = builder(fields(n, |i| format!("field_{i:05}"))).summary(None);
+        for field in &mut summary.breakdowns.by_field {
+            field.issue_counts_by_severity =
+                BTreeMap::from([(Severity::Info, 1_000), (Severity::Warning, 1_000), (Severity::Error, 1_000)]);
+            field.issue_counts_by_code = counts(3, |i| ["invalid_email", "missing_required", "not_a_date"][i as usize].to_owned());
+        }
+        summary.bound();
+        assert_eq!(summary.truncated, None);
+        assert_eq!(summary.breakdowns.by_field.len(), n);
+    }
+}
