@@ -330,6 +330,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_configuration_directory_with_too_many_fields_is_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fields: Vec<_> = (0..=DEFAULT_MAX_FIELDS).map(|i| serde_json::json!({ "name": format!("f{i}") })).collect();
+        let wide = serde_json::json!({ "id": "wide", "version": "1", "engine": "extract", "fields": fields });
+        std::fs::write(dir.path().join("wide.json"), wide.to_string()).expect("write");
+        let Err(Error::Config { path, reason }) = Configuration::load_dir(dir.path(), DEFAULT_MAX_FIELDS) else {
+            panic!("{DEFAULT_MAX_FIELDS} + 1 fields are refused")
+        };
+        assert_eq!(path, dir.path().join("wide.json"));
+        assert!(reason.contains("1001 fields, over the limit of 1000 fields"), "{reason}");
+        let loaded = Configuration::load_dir(dir.path(), DEFAULT_MAX_FIELDS + 1).expect("within a raised limit");
+        assert_eq!(loaded.len(), 1);
+    }
+
+    #[test]
     fn parses_both_engines_and_rejects_typos() {
         let extract: Configuration = serde_json::from_value(serde_json::json!({
             "id": "members", "version": "1", "engine": "extract",

@@ -270,3 +270,16 @@ async fn recovery_ends_a_run_with_a_huge_summary() {
     assert!(completion(&events).summary.truncated.is_some());
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_runtime_refuses_configurations_over_its_field_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let refused = Runtime::builder().data_dir(dir.path()).configuration(wide_configuration(1_001)).build().await;
+    let Err(Error::Config { reason, .. }) = refused else { panic!("1,001 fields are over the default limit") };
+    assert!(reason.contains("over the limit of 1000 fields"), "{reason}");
+    let runtime = Runtime::builder().data_dir(dir.path()).max_configuration_fields(10).build().await.expect("runtime");
+    let refused = runtime.put_configuration(wide_configuration(11));
+    assert!(matches!(refused, Err(Error::Config { ref reason, .. }) if reason.contains("limit of 10 fields")), "{refused:?}");
+    runtime.put_configuration(wide_configuration(10)).expect("at the limit");
+    runtime.shutdown().await;
+}
