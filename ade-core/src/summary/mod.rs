@@ -26,14 +26,15 @@ pub struct RunSummary {
     pub core: SummaryCore,
     /// Totals per file and per field.
     pub breakdowns: SummaryBreakdowns,
-    /// What was left out or shortened to keep the summary within its bounds (see [`bounds`]), so
-    /// that `run.completed` always fits in one event; absent when nothing was.
+    /// What was left out or shortened to keep the summary within its bounds (`summary::bounds`),
+    /// so that `run.completed` always fits in one event; absent when nothing was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<SummaryTruncation>,
 }
 
-/// Which parts of a [`RunSummary`] were cut to keep it within its bounds, by place (`core.issue_counts_by_code`,
-/// `breakdowns.by_field`, `breakdowns.by_field[].label`, …; `[]` sums over the list's entries).
+/// Which parts of a run summary were cut to keep it within its bounds, by place
+/// (`core.issue_counts_by_code`, `breakdowns.by_field`, `breakdowns.by_field[].label`, …; `[]`
+/// sums over the list's entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SummaryTruncation {
     /// Entries left out of a list or a map, by place: how many.
