@@ -183,7 +183,9 @@ async fn serve(args: Args) -> Result<(), String> {
     // Configurations created with PUT /configurations/{id} live in the data directory.
     let stored_dir = ade_server::routes::stored_configurations_dir(&args.data_dir);
     if stored_dir.is_dir() {
-        for configuration in Configuration::load_dir(&stored_dir, args.max_configuration_fields).map_err(|e| e.to_string())? {
+        for configuration in
+            Configuration::load_dir(&stored_dir, args.max_configuration_fields).map_err(|e| e.to_string())?
+        {
             if directory_ids.contains(&configuration.id) {
                 tracing::warn!(id = %configuration.id, "a stored configuration is shadowed by the configuration directory; skipped");
                 continue;

@@ -401,7 +401,8 @@ mod tests {
         for field in &mut summary.breakdowns.by_field {
             field.issue_counts_by_severity =
                 BTreeMap::from([(Severity::Info, 1_000), (Severity::Warning, 1_000), (Severity::Error, 1_000)]);
-            field.issue_counts_by_code = counts(3, |i| ["invalid_email", "missing_required", "not_a_date"][i as usize].to_owned());
+            field.issue_counts_by_code =
+                counts(3, |i| ["invalid_email", "missing_required", "not_a_date"][i as usize].to_owned());
         }
         summary.bound();
         assert_eq!(summary.truncated, None);

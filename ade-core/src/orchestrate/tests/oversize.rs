@@ -6,9 +6,8 @@ use crate::event::WorkspaceId;
 
 /// An `extract` configuration with `fields` fields `field_00000`, `field_00001`, …
 fn wide_configuration(fields: usize) -> Configuration {
-    let fields: Vec<_> = (0..fields)
-        .map(|i| json!({ "name": format!("field_{i:05}"), "label": format!("Field number {i}") }))
-        .collect();
+    let fields: Vec<_> =
+        (0..fields).map(|i| json!({ "name": format!("field_{i:05}"), "label": format!("Field number {i}") })).collect();
     serde_json::from_value(json!({
         "id": "wide", "version": "1", "engine": "extract", "output_format": "csv", "fields": fields
     }))
@@ -26,8 +25,7 @@ async fn completion_bytes(runtime: &Runtime, run: &Run) -> usize {
 #[tokio::test]
 async fn a_run_of_a_ten_thousand_field_configuration_ends_with_a_completion_that_fits() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime =
-        Runtime::builder()
+    let runtime = Runtime::builder()
         .data_dir(dir.path())
         .max_configuration_fields(10_000)
         .configuration(wide_configuration(10_000))
@@ -35,10 +33,8 @@ async fn a_run_of_a_ten_thousand_field_configuration_ends_with_a_completion_that
         .await
         .expect("runtime");
     let csv = b"field_00000,field_00001,field_09999\n1,2,3\n4,5,6\n";
-    let document = runtime
-        .upload_document(&WorkspaceId::default(), "small.csv", None, &csv[..], 1 << 20)
-        .await
-        .expect("upload");
+    let document =
+        runtime.upload_document(&WorkspaceId::default(), "small.csv", None, &csv[..], 1 << 20).await.expect("upload");
     let (run, events) = run_to_end(&runtime, CreateRun::new(id("wide")).document(document.id)).await;
     assert!(run.status.is_terminal(), "the row is terminal: {:?}", run.status);
     let completed = completion(&events);
@@ -279,7 +275,10 @@ async fn the_runtime_refuses_configurations_over_its_field_limit() {
     assert!(reason.contains("over the limit of 1000 fields"), "{reason}");
     let runtime = Runtime::builder().data_dir(dir.path()).max_configuration_fields(10).build().await.expect("runtime");
     let refused = runtime.put_configuration(wide_configuration(11));
-    assert!(matches!(refused, Err(Error::Config { ref reason, .. }) if reason.contains("limit of 10 fields")), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::Config { ref reason, .. }) if reason.contains("limit of 10 fields")),
+        "{refused:?}"
+    );
     runtime.put_configuration(wide_configuration(10)).expect("at the limit");
     runtime.shutdown().await;
 }
