@@ -469,7 +469,13 @@ impl RunExecution<'_> {
             cancel: self.cancel.clone(),
         };
         let clock = Instant::now();
-        let outcome = builder.build(context, run_sink.for_scope(ConsoleScope::Build)).await;
+        let mut outcome = builder.build(context, run_sink.for_scope(ConsoleScope::Build)).await;
+        if let Err(failure) = &mut outcome.result {
+            // Cut as the summary cuts it, so that build.completed and run.error fit; with room for
+            // the "the build failed: " the run's failure adds.
+            shorten(&mut failure.code, MAX_TEXT_BYTES);
+            shorten(&mut failure.message, MAX_FAILURE_MESSAGE_BYTES - 64);
+        }
         let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         let env = BuildEnv { reason, reused: false };
         let (status, error) = match &outcome.result {

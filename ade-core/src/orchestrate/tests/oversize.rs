@@ -123,6 +123,23 @@ impl Engine for BloatingEngine {
     }
 }
 
+/// Builds for [`BloatingEngine`] when `build_fail_bytes` is set, failing with that much message.
+#[derive(Debug)]
+struct BloatingBuilder;
+
+#[async_trait]
+impl Builder for BloatingBuilder {
+    fn needs_build(&self, configuration: &Configuration) -> bool {
+        number(configuration, "build_fail_bytes") > 0
+    }
+
+    async fn build(&self, context: BuildContext, _sink: EventSink) -> BuildOutcome {
+        let bytes = usize::try_from(number(&context.configuration, "build_fail_bytes")).expect("small");
+        let failure = EngineFailure::new("config_invalid", "b".repeat(bytes));
+        BuildOutcome { result: Err(failure), exit_code: None, summary: None }
+    }
+}
+
 /// A runtime of one `bloat` configuration with `settings`, on `dir`.
 async fn bloating_runtime(dir: &std::path::Path, settings: serde_json::Value) -> Runtime {
     let mut configuration = json!({ "id": "bloat", "version": "1", "engine": "bloating" });
@@ -132,7 +149,7 @@ async fn bloating_runtime(dir: &std::path::Path, settings: serde_json::Value) ->
     Runtime::builder()
         .data_dir(dir)
         .cancel_grace(Duration::from_secs(5))
-        .engine("bloating", Arc::new(BloatingEngine), None)
+        .engine("bloating", Arc::new(BloatingEngine), Some(Arc::new(BloatingBuilder)))
         .configuration(serde_json::from_value(configuration).expect("configuration"))
         .build()
         .await
@@ -280,5 +297,24 @@ async fn the_runtime_refuses_configurations_over_its_field_limit() {
         "{refused:?}"
     );
     runtime.put_configuration(wide_configuration(10)).expect("at the limit");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_build_failure_with_a_huge_message_ends_build_failed_with_it_cut() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = bloating_runtime(dir.path(), json!({ "build_fail_bytes": 2 << 20 })).await;
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("bloat"))).await;
+    assert_fits(&runtime, &run, &events).await;
+    let failure = completion(&events).failure.clone().expect("failure");
+    assert_eq!((failure.stage, failure.code.as_str()), (Stage::Build, "build_failed"), "{}", failure.message);
+    assert!(failure.message.len() <= crate::summary::bounds::MAX_FAILURE_MESSAGE_BYTES);
+    assert_eq!(failure.message.matches("[truncated").count(), 1, "cut once");
+    let built = events.iter().find_map(|e| match &e.payload {
+        EventPayload::BuildCompleted(built) => built.error.clone(),
+        _ => None,
+    });
+    let error = built.expect("build.completed carries the error");
+    assert!(error.message.ends_with(" bytes]"), "cut and marked");
     runtime.shutdown().await;
 }
