@@ -607,7 +607,7 @@ pub(super) async fn finalize(
     runtime: &Runtime,
     run: &Run,
     writer: &RunWriter,
-    ending: Ending,
+    mut ending: Ending,
     started_at: Option<Timestamp>,
 ) -> Result<Run> {
     // Everything emitted so far must be in the log before it is folded.
@@ -615,7 +615,6 @@ pub(super) async fn finalize(
         tracing::error!(run_id = %run.id, %error, "events were lost before the end of the run");
     }
     let completed_at = Timestamp::now();
-    let mut ending = ending;
     if let Some(failure) = &mut ending.failure {
         bound_failure(failure);
     }
