@@ -10,6 +10,14 @@ use crate::error::{Error, Result};
 use crate::event::ConfigurationId;
 use crate::run::Extra;
 
+/// Fields an `extract` configuration may have unless the runtime is told otherwise
+/// ([`RuntimeBuilder::max_configuration_fields`](crate::RuntimeBuilder::max_configuration_fields)).
+/// Every run's summary lists each field (`breakdowns.by_field`), and `run.completed` carries the
+/// summary in one event of at most 1 MiB: at this many fields the list fits whole within its
+/// bound ([`MAX_BY_FIELD_BYTES`](crate::summary::bounds::MAX_BY_FIELD_BYTES)) unless the fields
+/// have very long names or many distinct issue codes; past the bound it is cut and marked.
+pub const DEFAULT_MAX_FIELDS: usize = 1_000;
+
 /// A configuration: an id, a version, and what engine runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Configuration {
@@ -37,6 +45,23 @@ impl Configuration {
         std::time::Duration::from_secs(self.timeout_s.unwrap_or(Self::DEFAULT_TIMEOUT_S))
     }
 
+    /// Refuses a configuration with more than `max_fields` fields (see [`DEFAULT_MAX_FIELDS`]);
+    /// the error says why, naming the limit.
+    ///
+    /// # Errors
+    /// The reason, for an [`Error::Config`].
+    pub fn check_field_count(&self, max_fields: usize) -> std::result::Result<(), String> {
+        match &self.engine {
+            EngineSpec::Extract(spec) if spec.fields.len() > max_fields => Err(format!(
+                "it has {} fields, over the limit of {max_fields} fields per configuration \
+                 (the setting max_configuration_fields; ade-server --max-configuration-fields), \
+                 which keeps each run's summary within the 1 MiB event limit",
+                spec.fields.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads one configuration file; a `process` configuration's commands run in its directory.
     ///
     /// # Errors
@@ -54,12 +79,13 @@ impl Configuration {
         Ok(configuration)
     }
 
-    /// Reads every `*.json` file of a directory, sorted by file name.
+    /// Reads every `*.json` file of a directory, sorted by file name; none may have more than
+    /// `max_fields` fields (see [`check_field_count`](Self::check_field_count)).
     ///
     /// # Errors
-    /// [`Error::Config`] for the first file that is not a configuration, or when two files share
-    /// an id; [`Error::Io`] when the directory cannot be read.
-    pub fn load_dir(dir: &Path) -> Result<Vec<Self>> {
+    /// [`Error::Config`] for the first file that is not a configuration or is over the limit, or
+    /// when two files share an id; [`Error::Io`] when the directory cannot be read.
+    pub fn load_dir(dir: &Path, max_fields: usize) -> Result<Vec<Self>> {
         let entries =
             std::fs::read_dir(dir).map_err(|source| Error::Io { action: "read", path: dir.to_owned(), source })?;
         let mut paths: Vec<PathBuf> = entries
@@ -70,6 +96,9 @@ impl Configuration {
         let mut configurations: Vec<Self> = Vec::with_capacity(paths.len());
         for path in paths {
             let configuration = Self::from_file(&path)?;
+            if let Err(reason) = configuration.check_field_count(max_fields) {
+                return Err(Error::Config { path, reason });
+            }
             if configurations.iter().any(|c| c.id == configuration.id) {
                 return Err(Error::Config {
                     path,
@@ -299,6 +328,21 @@ pub struct ProcessSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_directory_with_too_many_fields_is_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fields: Vec<_> = (0..=DEFAULT_MAX_FIELDS).map(|i| serde_json::json!({ "name": format!("f{i}") })).collect();
+        let wide = serde_json::json!({ "id": "wide", "version": "1", "engine": "extract", "fields": fields });
+        std::fs::write(dir.path().join("wide.json"), wide.to_string()).expect("write");
+        let Err(Error::Config { path, reason }) = Configuration::load_dir(dir.path(), DEFAULT_MAX_FIELDS) else {
+            panic!("{DEFAULT_MAX_FIELDS} + 1 fields are refused")
+        };
+        assert_eq!(path, dir.path().join("wide.json"));
+        assert!(reason.contains("1001 fields, over the limit of 1000 fields"), "{reason}");
+        let loaded = Configuration::load_dir(dir.path(), DEFAULT_MAX_FIELDS + 1).expect("within a raised limit");
+        assert_eq!(loaded.len(), 1);
+    }
 
     #[test]
     fn parses_both_engines_and_rejects_typos() {

@@ -139,6 +139,9 @@ pub mod failure_code {
     /// The run's events could not all be persisted (a full disk, an I/O error): its log has a
     /// hole where they would be, so it can never succeed. Not in SPEC §2.3's list (decisions.md).
     pub const STORE_ERROR: &str = "store_error";
+    /// The run's `run.completed` was over the event size limit even with its summary bounded (an
+    /// engine listed too many outputs, say): it ended `failed` with a small one instead.
+    pub const COMPLETION_TOO_LARGE: &str = "completion_too_large";
 }
 
 /// Options of a run, as requested in `POST /runs`.

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ade_core::Runtime;
-use ade_core::config::{Configuration, EngineSpec};
+use ade_core::config::{Configuration, DEFAULT_MAX_FIELDS, EngineSpec};
 use ade_core::engine::{MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkLimits};
 use ade_core::store::Durability;
 use ade_server::{Server, ServerConfig, Tokens};
@@ -76,6 +76,10 @@ struct Args {
     /// `run.validation.issue` events published per run; the rest are counted in one warning.
     #[arg(long, env = "ADE_MAX_VALIDATION_ISSUES", default_value_t = MAX_PUBLISHED_ISSUES)]
     max_validation_issues: u64,
+    /// Most fields a configuration may have: `PUT /configurations/{id}` refuses more (422), and a
+    /// configuration file with more stops the start. Keeps each run's summary within one event.
+    #[arg(long, env = "ADE_MAX_CONFIGURATION_FIELDS", default_value_t = DEFAULT_MAX_FIELDS)]
+    max_configuration_fields: usize,
     /// Seconds shutdown waits for executing runs before leaving them to recovery.
     #[arg(long, env = "ADE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -156,6 +160,7 @@ async fn serve(args: Args) -> Result<(), String> {
         .data_dir(&args.data_dir)
         .workers(args.workers)
         .lease(Duration::from_secs_f64(args.lease_secs))
+        .max_configuration_fields(args.max_configuration_fields)
         .sink_limits(
             SinkLimits::default()
                 .with_max_console_message(args.max_console_message_bytes)
@@ -170,7 +175,7 @@ async fn serve(args: Args) -> Result<(), String> {
     }
     let mut directory_ids = Vec::new();
     if let Some(dir) = &args.config_dir {
-        let loaded = Configuration::load_dir(dir).map_err(|e| e.to_string())?;
+        let loaded = Configuration::load_dir(dir, args.max_configuration_fields).map_err(|e| e.to_string())?;
         directory_ids = loaded.iter().map(|c| c.id.clone()).collect();
         tracing::info!(dir = %dir.display(), count = loaded.len(), "configurations loaded");
         builder = builder.configurations_dir(dir);
@@ -178,7 +183,9 @@ async fn serve(args: Args) -> Result<(), String> {
     // Configurations created with PUT /configurations/{id} live in the data directory.
     let stored_dir = ade_server::routes::stored_configurations_dir(&args.data_dir);
     if stored_dir.is_dir() {
-        for configuration in Configuration::load_dir(&stored_dir).map_err(|e| e.to_string())? {
+        for configuration in
+            Configuration::load_dir(&stored_dir, args.max_configuration_fields).map_err(|e| e.to_string())?
+        {
             if directory_ids.contains(&configuration.id) {
                 tracing::warn!(id = %configuration.id, "a stored configuration is shadowed by the configuration directory; skipped");
                 continue;
@@ -278,6 +285,7 @@ mod tests {
     fn engine_limits_default_to_the_spec_and_refuse_a_console_limit_without_room_for_the_marker() {
         let args = Args::try_parse_from(["ade-server"]).expect("defaults");
         assert_eq!((args.max_console_message_bytes, args.max_validation_issues), (16 * 1024, 10_000));
+        assert_eq!(args.max_configuration_fields, 1_000);
         let args =
             Args::try_parse_from(["ade-server", "--max-console-message-bytes", "64", "--max-validation-issues", "0"])
                 .expect("settings");

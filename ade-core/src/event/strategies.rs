@@ -258,6 +258,7 @@ fn run_summary() -> impl Strategy<Value = RunSummary> {
         run,
         core,
         breakdowns: SummaryBreakdowns { by_file, by_field },
+        truncated: None,
     })
 }
 

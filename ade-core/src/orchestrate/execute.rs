@@ -20,6 +20,7 @@ use crate::event::{
 use crate::metrics;
 use crate::run::{Extra, Failure, Run, RunMode, RunOutcome, RunStatus, Stage, failure_code};
 use crate::store::{Finalization, RunKey, Transition};
+use crate::summary::bounds::{MAX_FAILURE_MESSAGE_BYTES, MAX_TEXT_BYTES, bound_failure, shorten};
 use crate::summary::{RunOutcomeInfo, RunSummary};
 
 /// How a run ends, before its summary is folded.
@@ -414,7 +415,10 @@ impl RunExecution<'_> {
             return self.fail(Stage::Run, failure_code::ENGINE_ERROR, "the engine did not return").await;
         };
         match outcome.failure {
-            Some(failure) => {
+            Some(mut failure) => {
+                // Cut as the summary cuts it, so that run.error fits and says what run.completed says.
+                shorten(&mut failure.code, MAX_TEXT_BYTES);
+                shorten(&mut failure.message, MAX_FAILURE_MESSAGE_BYTES);
                 self.emit_error(Stage::Run, &failure.code, failure.message.clone()).await?;
                 let mut ending = Ending::failed(Stage::Run, &failure.code, failure.message);
                 ending.exit_code = outcome.exit_code;
@@ -536,7 +540,13 @@ impl RunExecution<'_> {
             cancel: self.cancel.clone(),
         };
         let clock = Instant::now();
-        let outcome = builder.build(context, run_sink.for_scope(ConsoleScope::Build)).await;
+        let mut outcome = builder.build(context, run_sink.for_scope(ConsoleScope::Build)).await;
+        if let Err(failure) = &mut outcome.result {
+            // Cut as the summary cuts it, so that build.completed and run.error fit; with room for
+            // the "the build failed: " the run's failure adds.
+            shorten(&mut failure.code, MAX_TEXT_BYTES);
+            shorten(&mut failure.message, MAX_FAILURE_MESSAGE_BYTES - 64);
+        }
         let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         let env = BuildEnv { reason, reused: false };
         let (status, error) = match &outcome.result {
@@ -681,12 +691,11 @@ pub(super) async fn finalize(
     runtime: &Runtime,
     run: &Run,
     writer: &RunWriter,
-    ending: Ending,
+    mut ending: Ending,
     started_at: Option<Timestamp>,
 ) -> Result<Run> {
     // Everything emitted so far must be in the log before it is folded.
     let _ = writer.flush().await; // a failure is the writer's `write_failure`, read next
-    let mut ending = ending;
     let mut report = None;
     if let Some(failure) = writer.write_failure() {
         // Events are missing from the log: whatever the engine said, the run did not succeed,
@@ -703,6 +712,9 @@ pub(super) async fn finalize(
         });
     }
     let completed_at = Timestamp::now();
+    if let Some(failure) = &mut ending.failure {
+        bound_failure(failure);
+    }
     let status = RunStatus::from(ending.status);
     let outcome = RunOutcomeInfo { status, failure: ending.failure.clone(), completed_at: Some(completed_at) };
     // Folded as the events were persisted when this process wrote the whole log; otherwise read back.
@@ -727,26 +739,34 @@ pub(super) async fn finalize(
     };
     // Persisted, then the row, then published: whoever sees run.completed finds the run finished.
     // A failed write hands its sequence out again; one retry covers a transient error.
-    let report = &report;
-    let persist = |completed: RunCompleted| async move {
-        if let Some(error) = report.clone() {
+    // With `report`, the run.error of lost events goes right before it (again after a failed
+    // write, which drops whatever it held).
+    let persist = |completed: RunCompleted, report: Option<RunError>| async move {
+        if let Some(error) = report {
             writer.emit(EventSource::Api, error).await?;
         }
         let completed = RunCompleted { event_count: writer.next_sequence(), ..completed };
-        let (sequence, gate) = writer.emit_gated(EventSource::Api, completed).await?;
+        let (sequence, gate) = writer.emit_gated(EventSource::Api, completed.clone()).await?;
         writer.flush().await?;
-        Ok::<_, Error>((sequence, gate))
+        Ok::<_, Error>((completed, sequence, gate))
     };
-    let (sequence, gate) = match persist(completed.clone()).await {
+    // One too large to be written at all is replaced by a small failed one: the run must end.
+    let (completed, sequence, gate) = match persist(completed.clone(), report.clone()).await {
         Ok(persisted) => persisted,
-        Err(_) => persist(completed).await?,
+        Err(Error::EventTooLarge { size, limit }) => {
+            tracing::error!(run_id = %run.id, size, limit, "run.completed is over the event size limit; the run ends failed");
+            // The run.error, if any, is queued already: it goes out with this one.
+            persist(too_large(completed, size, limit), None).await?
+        }
+        Err(_) => persist(completed, report).await?,
     };
+    let status = RunStatus::from(completed.status);
     let finalization = Finalization {
         status,
         completed_at,
         exit_code: ending.exit_code,
-        failure: ending.failure,
-        summary,
+        failure: completed.failure,
+        summary: completed.summary,
         last_sequence: sequence,
     };
     let finished = runtime.inner.runs.finalize(run.id, finalization).await;
@@ -757,6 +777,36 @@ pub(super) async fn finalize(
         .record(completed_at.millis_since(run.created_at) as f64 / 1000.0);
     metrics::gauge_move(run.status.as_str(), "");
     Ok(finished)
+}
+
+/// The `run.completed` that replaces `completed` when it is `size` bytes, over the event limit
+/// (`limit`): `failed` with `completion_too_large`, no outputs, and the minimal summary.
+fn too_large(completed: RunCompleted, size: usize, limit: usize) -> RunCompleted {
+    let was = match &completed.failure {
+        Some(failure) => format!("{} ({})", RunStatus::from(completed.status).as_str(), failure.code),
+        None => RunStatus::from(completed.status).as_str().to_owned(),
+    };
+    let mut failure = Failure {
+        stage: completed.failure.as_ref().map_or(Stage::Run, |f| f.stage),
+        code: failure_code::COMPLETION_TOO_LARGE.to_owned(),
+        message: format!(
+            "the run ended {was}, but its run.completed was {size} bytes, over the event size limit of {limit} \
+             bytes: it is recorded failed, without its outputs and the summary's lists"
+        ),
+    };
+    bound_failure(&mut failure);
+    let mut summary = completed.summary.minimal();
+    summary.run.status = RunStatus::Failed;
+    summary.run.failure_stage = Some(failure.stage);
+    summary.run.failure_code = Some(failure.code.clone());
+    summary.run.failure_message = Some(failure.message.clone());
+    RunCompleted {
+        status: RunOutcome::Failed,
+        failure: Some(failure),
+        artifacts: Artifacts { output_paths: Vec::new(), ..completed.artifacts },
+        summary,
+        ..completed
+    }
 }
 
 #[cfg(test)]

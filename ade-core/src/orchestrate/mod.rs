@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 pub use documents::{content_type_for, sanitize_filename};
 
 use crate::blob::{BlobStore, DirBlobStore};
-use crate::config::Configuration;
+use crate::config::{Configuration, DEFAULT_MAX_FIELDS};
 use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter, lock};
 use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, SinkLimits, configuration_version};
 use crate::error::{Error, Result};
@@ -159,6 +159,7 @@ pub struct RuntimeBuilder {
     event_store: Option<Arc<dyn EventStore>>,
     run_store: Option<Arc<dyn RunStore>>,
     sink_limits: SinkLimits,
+    max_configuration_fields: usize,
 }
 
 impl Default for RuntimeBuilder {
@@ -195,6 +196,7 @@ impl Default for RuntimeBuilder {
             event_store: None,
             run_store: None,
             sink_limits: SinkLimits::default(),
+            max_configuration_fields: DEFAULT_MAX_FIELDS,
         }
     }
 }
@@ -313,6 +315,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Most fields a configuration may have (default [`DEFAULT_MAX_FIELDS`]): a configuration with
+    /// more is refused, at [`build`](Self::build) and by [`Runtime::put_configuration`]. Above the
+    /// default, runs' summaries may list only the first fields (marked `truncated`).
+    pub fn max_configuration_fields(mut self, fields: usize) -> Self {
+        self.max_configuration_fields = fields;
+        self
+    }
+
     /// Opens the stores, recovers runs a previous process left active, and starts the workers.
     ///
     /// # Errors
@@ -340,9 +350,12 @@ impl RuntimeBuilder {
         }
         let mut configurations = HashMap::new();
         let mut loaded = match &self.configurations_dir {
-            Some(dir) => Configuration::load_dir(dir)?,
+            Some(dir) => Configuration::load_dir(dir, self.max_configuration_fields)?,
             None => Vec::new(),
         };
+        for configuration in &self.configurations {
+            check_fields_of(configuration, self.max_configuration_fields)?;
+        }
         loaded.extend(self.configurations);
         for configuration in loaded {
             configurations.insert(configuration.id.clone(), Arc::new(configuration));
@@ -373,6 +386,7 @@ impl RuntimeBuilder {
             cancel_grace: self.cancel_grace,
             sink_limits: self.sink_limits,
             write_probe: tokio::sync::Mutex::new(None),
+            max_configuration_fields: self.max_configuration_fields,
         });
         let runtime = Runtime { inner };
         match announcements {
@@ -522,6 +536,8 @@ struct Inner {
     sink_limits: SinkLimits,
     /// The last write probe of [`Runtime::check_writable`]: when, and what failed.
     write_probe: tokio::sync::Mutex<Option<(std::time::Instant, Option<(std::io::ErrorKind, String)>)>>,
+    /// See [`RuntimeBuilder::max_configuration_fields`].
+    max_configuration_fields: usize,
 }
 
 /// How long a write probe's answer stands (readiness checks come every few seconds).
@@ -602,17 +618,27 @@ impl Runtime {
         self.inner.configurations.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
-    /// Adds or replaces a configuration.
+    /// Whether [`put_configuration`](Self::put_configuration) would take `configuration`.
     ///
     /// # Errors
-    /// [`Error::Config`] when no registered engine runs it.
-    pub fn put_configuration(&self, configuration: Configuration) -> Result<()> {
+    /// [`Error::Config`] when no registered engine runs it, or when it has more fields than
+    /// [`RuntimeBuilder::max_configuration_fields`].
+    pub fn check_configuration(&self, configuration: &Configuration) -> Result<()> {
         if !self.inner.engines.contains_key(configuration.engine.engine_name()) {
             return Err(Error::Config {
                 path: PathBuf::from(configuration.id.as_str()),
                 reason: format!("no engine named {:?} is registered", configuration.engine.engine_name()),
             });
         }
+        check_fields_of(configuration, self.inner.max_configuration_fields)
+    }
+
+    /// Adds or replaces a configuration.
+    ///
+    /// # Errors
+    /// As [`check_configuration`](Self::check_configuration).
+    pub fn put_configuration(&self, configuration: Configuration) -> Result<()> {
+        self.check_configuration(&configuration)?;
         let mut configurations = self.inner.configurations.write().unwrap_or_else(|p| p.into_inner());
         configurations.insert(configuration.id.clone(), Arc::new(configuration));
         Ok(())
@@ -911,6 +937,13 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Refuses a configuration with more than `max_fields` fields, naming it and the limit.
+fn check_fields_of(configuration: &Configuration, max_fields: usize) -> Result<()> {
+    configuration
+        .check_field_count(max_fields)
+        .map_err(|reason| Error::Config { path: PathBuf::from(configuration.id.as_str()), reason })
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ mod faults;
 #[cfg(feature = "postgres")]
 mod shared;
 
+mod oversize;
+
 /// An engine whose behaviour its configuration's settings choose.
 #[derive(Debug)]
 struct ScriptedEngine;

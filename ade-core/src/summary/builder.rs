@@ -274,14 +274,20 @@ impl RunSummaryBuilder {
     /// time win. Without it, the status is the one `run.completed` reported if it was seen, otherwise
     /// the live one: `queued`, then `building` after `build.started`, then `running` after
     /// `run.started`. A failed run without failure details takes them from the last `run.error`.
+    ///
+    /// The summary is kept within the [`bounds`](crate::summary::bounds) of a summary: what does
+    /// not fit is left out or cut short, and `truncated` says what.
     pub fn summary(&self, outcome: Option<&RunOutcomeInfo>) -> RunSummary {
-        RunSummary {
+        let mut summary = RunSummary {
             schema: RUN_SUMMARY_SCHEMA.to_owned(),
             version: RUN_SUMMARY_VERSION.to_owned(),
             run: self.run_part(outcome),
             core: self.core_part(),
             breakdowns: SummaryBreakdowns { by_file: self.by_file(), by_field: self.by_field() },
-        }
+            truncated: None,
+        };
+        summary.bound();
+        summary
     }
 
     /// `run`: identity, outcome (rule 6), build environment (rule 7) and timing.

@@ -26,6 +26,23 @@ pub struct RunSummary {
     pub core: SummaryCore,
     /// Totals per file and per field.
     pub breakdowns: SummaryBreakdowns,
+    /// What was left out or shortened to keep the summary within its bounds (`summary::bounds`),
+    /// so that `run.completed` always fits in one event; absent when nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<SummaryTruncation>,
+}
+
+/// Which parts of a run summary were cut to keep it within its bounds, by place
+/// (`core.issue_counts_by_code`, `breakdowns.by_field`, `breakdowns.by_field[].label`, …; `[]`
+/// sums over the list's entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SummaryTruncation {
+    /// Entries left out of a list or a map, by place: how many.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub omitted: BTreeMap<String, u64>,
+    /// Texts cut short (and marked `…[truncated N bytes]`), by place: how many.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shortened: BTreeMap<String, u64>,
 }
 
 /// The run part of a [`RunSummary`]. Fields without a value are `null`.
@@ -137,6 +154,7 @@ pub struct FieldBreakdown {
     pub issue_counts_by_code: BTreeMap<String, u64>,
 }
 
+pub mod bounds;
 mod builder;
 
 pub use builder::{ConfiguredField, RunOutcomeInfo, RunSummaryBuilder};

@@ -66,6 +66,8 @@ pub(super) async fn put(
         )));
     };
     check_fields(spec)?;
+    // Refused before anything is written: too many fields for a run's summary, say.
+    state.runtime().check_configuration(&configuration)?;
     // One change at a time: the check below compares the live configuration with its file.
     let _writing = state.configuration_writes().lock().await;
     let existing = state.runtime().configuration(&id);

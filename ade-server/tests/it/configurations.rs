@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{TestServer, problem};
+use crate::support::{Frame, TestServer, problem};
 
 #[tokio::test]
 async fn configurations_are_listed_and_read() {
@@ -104,5 +104,34 @@ async fn put_refuses_extract_fields_the_engine_could_not_compile_naming_the_fiel
     problem(put(no_fields).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
     problem(client.get("/configurations/broken").await, StatusCode::NOT_FOUND).await;
     assert!(!server.dir.path().join("configurations/broken.json").exists(), "nothing stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn put_refuses_a_configuration_with_more_fields_than_the_limit_naming_it() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let put = |body: serde_json::Value| client.request(Method::PUT, "/configurations/wide").json(&body).send();
+    let wide = |n: usize| {
+        let fields: Vec<_> = (0..n).map(|i| json!({ "name": format!("field_{i:05}") })).collect();
+        json!({ "version": "1", "engine": "extract", "fields": fields })
+    };
+    // 10,000 fields once made run.completed 1.7 MB, over the 1 MiB event limit, and wedged every run.
+    let detail = problem(put(wide(10_000)).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.contains("10000 fields") && detail.contains("limit of 1000 fields"), "{detail}");
+    assert!(detail.contains("--max-configuration-fields"), "names the setting: {detail}");
+    problem(client.get("/configurations/wide").await, StatusCode::NOT_FOUND).await;
+    assert!(!server.dir.path().join("configurations/wide.json").exists(), "nothing stored");
+    // At the limit it is taken, and its runs end.
+    let response = put(wide(1_000)).await.expect("put");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let run = client.create_run("default", "wide", &[]).await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    let frames = client.follow(&id).await;
+    let last = frames.iter().rev().find_map(Frame::data).expect("run.completed");
+    let completed: serde_json::Value = serde_json::from_str(last).expect("json");
+    assert_eq!(completed["type"], "run.completed");
+    let by_field = &completed["payload"]["summary"]["breakdowns"]["by_field"];
+    assert_eq!(by_field.as_array().map(Vec::len), Some(1_000), "listed whole");
     server.stop().await;
 }

@@ -691,7 +691,12 @@ impl Engine for ExtractEngine {
                 }
             }
             run_validation.merge(&summary.validation);
-            let _ = sink.table_summary(summary).await;
+            let table_id = summary.table_id.clone();
+            if let Err(error) = sink.table_summary(summary).await {
+                // A table of very many fields can be over the event size limit: say what is missing.
+                let message = format!("the summary of table {table_id} was not published: {error}");
+                let _ = sink.console(ConsoleLevel::Warn, ConsoleStream::Stderr, message).await;
+            }
         }
         let validated = metrics(&[("rows", row_count), ("issues", run_validation.issues_total)]);
         let _ = sink.phase_completed("validating", PhaseStatus::Succeeded, elapsed_ms(start), validated).await;
