@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::config::ServerConfig;
 use crate::error::Error;
@@ -38,6 +38,24 @@ use crate::state::AppState;
 /// 0.4–0.55 MB per stalled reader. The same size bounds hyper's read buffer, so a request head
 /// limit above it raises it to that limit.
 pub(crate) const MAX_BUFFER_BYTES: usize = 32 * 1024;
+
+/// The send buffer of an event stream's socket, in bytes (Linux doubles it for its bookkeeping).
+/// The kernel otherwise grows a socket's send buffer up to 4 MiB: 500 readers that stopped
+/// reading took ~1.3 GB of socket buffers, and the writes that filled them delayed every other
+/// reader (BENCHMARKS.md). Downloads keep the kernel's automatic sizing.
+pub(crate) const STREAM_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A connection's socket, whose send buffer can be bounded.
+pub(crate) trait SendBuffer {
+    /// Sets the socket's send buffer to `bytes`.
+    fn bound_send_buffer(&self, bytes: usize) -> std::io::Result<()>;
+}
+
+impl SendBuffer for TokioIo<tokio::net::TcpStream> {
+    fn bound_send_buffer(&self, bytes: usize) -> std::io::Result<()> {
+        socket2::SockRef::from(self.inner()).set_send_buffer_size(bytes)
+    }
+}
 
 /// The limits on a request head, from [`ServerConfig`]: what hyper enforces and what its answers
 /// name.
@@ -76,14 +94,14 @@ pub(crate) fn serve<I, S>(
     service: S,
 ) -> http1::Connection<ProblemIo<I>, Tracked<S>>
 where
-    I: Read + Write + Unpin + Send + 'static,
+    I: Read + Write + SendBuffer + Unpin + Send + 'static,
     S: hyper::service::Service<hyper::Request<Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
-    let open = Arc::new(AtomicUsize::new(0));
-    http.serve_connection(ProblemIo::new(io, open.clone(), limits), Tracked { inner: service, open })
+    let shared = Arc::new(Shared::default());
+    http.serve_connection(ProblemIo::new(io, shared.clone(), limits), Tracked { inner: service, shared })
 }
 
 /// Middleware: a request target longer than [`ServerConfig::max_uri_bytes`] is 414, before
@@ -103,22 +121,39 @@ fn uri_len(uri: &Uri) -> usize {
     uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
-/// A service whose responses are counted in `open` until their bodies are dropped (written or
-/// abandoned).
+/// What a connection's service tells its socket.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The router's responses not yet fully written.
+    open: AtomicUsize,
+    /// A response of the connection is an event stream (SSE or NDJSON).
+    streams: AtomicBool,
+}
+
+/// A service whose responses are counted as open until their bodies are dropped (written or
+/// abandoned), and which says when one is an event stream.
 #[derive(Debug)]
 pub(crate) struct Tracked<S> {
     inner: S,
-    open: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// One response of the router not yet fully written; dropped with its body.
 #[derive(Debug)]
-struct Open(Arc<AtomicUsize>);
+struct Open(Arc<Shared>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether `response` is an event stream (it may last long, and its reader may stop reading).
+fn is_stream(response: &Response<Body>) -> bool {
+    response.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.starts_with(b"text/event-stream") || value.starts_with(b"application/x-ndjson")
+    })
 }
 
 type TrackedFuture = Pin<Box<dyn Future<Output = Result<Response<Guarded>, std::convert::Infallible>> + Send>>;
@@ -133,11 +168,14 @@ where
     type Future = TrackedFuture;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        let open = Open(self.open.clone());
+        self.shared.open.fetch_add(1, Ordering::AcqRel);
+        let open = Open(self.shared.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
+            if is_stream(&response) {
+                open.0.streams.store(true, Ordering::Release);
+            }
             Ok(response.map(|body| Guarded { body, _open: open }))
         })
     }
@@ -172,8 +210,9 @@ impl hyper::body::Body for Guarded {
 #[derive(Debug)]
 pub(crate) struct ProblemIo<I> {
     io: I,
-    /// The router's responses not yet fully written.
-    open: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    /// The socket's send buffer was bounded (the connection carries an event stream).
+    bounded: bool,
     /// Nothing was written since a flush at which no response was open: the next write starts a
     /// message, not the rest of one.
     between_messages: bool,
@@ -183,16 +222,28 @@ pub(crate) struct ProblemIo<I> {
 }
 
 impl<I> ProblemIo<I> {
-    fn new(io: I, open: Arc<AtomicUsize>, limits: HeadLimits) -> Self {
-        Self { io, open, between_messages: true, pending: None, limits }
+    fn new(io: I, shared: Arc<Shared>, limits: HeadLimits) -> Self {
+        Self { io, shared, bounded: false, between_messages: true, pending: None, limits }
     }
 
     /// The replacement for `written`, if it is an answer of hyper's own.
     fn replacement(&self, written: &[u8]) -> Option<Bytes> {
-        if !self.between_messages || self.open.load(Ordering::Acquire) != 0 {
+        if !self.between_messages || self.shared.open.load(Ordering::Acquire) != 0 {
             return None;
         }
         problem_answer(written, self.limits)
+    }
+}
+
+impl<I: SendBuffer> ProblemIo<I> {
+    /// Bounds the socket's send buffer once the connection carries an event stream.
+    fn bound_for_streams(&mut self) {
+        if !self.bounded && self.shared.streams.load(Ordering::Acquire) {
+            self.bounded = true;
+            if let Err(error) = self.io.bound_send_buffer(STREAM_SEND_BUFFER_BYTES) {
+                tracing::debug!(%error, "could not bound an event stream's send buffer");
+            }
+        }
     }
 }
 
@@ -230,9 +281,10 @@ impl<I: Read + Unpin> Read for ProblemIo<I> {
     }
 }
 
-impl<I: Write + Unpin> Write for ProblemIo<I> {
+impl<I: Write + SendBuffer + Unpin> Write for ProblemIo<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        this.bound_for_streams();
         ready!(this.poll_pending(cx))?;
         if let Some(replacement) = this.replacement(buf) {
             return this.replace(cx, buf.len(), replacement);
@@ -247,6 +299,7 @@ impl<I: Write + Unpin> Write for ProblemIo<I> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        this.bound_for_streams();
         ready!(this.poll_pending(cx))?;
         // hyper's answer is a head alone, in its own buffer.
         let mut written = bufs.iter().filter(|b| !b.is_empty());
@@ -269,7 +322,7 @@ impl<I: Write + Unpin> Write for ProblemIo<I> {
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         // hyper flushes only once all it buffered is written: with no response open, whatever
         // comes next starts a message.
-        if this.open.load(Ordering::Acquire) == 0 {
+        if this.shared.open.load(Ordering::Acquire) == 0 {
             this.between_messages = true;
         }
         Poll::Ready(Ok(()))
@@ -357,6 +410,12 @@ mod tests {
     use super::{HeadLimits, problem_answer};
 
     const LIMITS: HeadLimits = HeadLimits { head_bytes: 16 * 1024, headers: 100 };
+
+    impl super::SendBuffer for TokioIo<tokio::io::DuplexStream> {
+        fn bound_send_buffer(&self, _bytes: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     /// What the socket of the test connection buffers, in each direction.
     const SOCKET_BYTES: usize = 16 * 1024;
