@@ -512,6 +512,54 @@ mod tests {
         assert!(events_in.is_closed(), "the subscription was dropped");
     }
 
+    /// An event stream's socket gets a bounded send buffer; other responses keep the kernel's.
+    #[tokio::test]
+    async fn an_event_stream_bounds_its_sockets_send_buffer() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let app = axum::Router::new().route("/plain", axum::routing::get(|| async { "plain" })).route(
+            "/stream",
+            axum::routing::get(|| async {
+                let events = futures::stream::pending().boxed();
+                let never = Duration::from_secs(3600);
+                crate::sse::response(axum::http::StatusCode::OK, events, never, never, CancellationToken::new())
+            }),
+        );
+        let mut client = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let server = server.into_std().expect("std");
+        // The same socket, to look at its options while the connection owns it.
+        let watched = server.try_clone().expect("dup");
+        let server = tokio::net::TcpStream::from_std(server).expect("tokio");
+        let http = super::builder(Duration::from_secs(30), LIMITS);
+        let connection = super::serve(&http, LIMITS, TokioIo::new(server), TowerToHyperService::new(app));
+        let served = tokio::spawn(connection);
+        let send_buffer = || socket2::SockRef::from(&watched).send_buffer_size().expect("SO_SNDBUF");
+        let automatic = send_buffer();
+
+        client.write_all(b"GET /plain HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("request");
+        let mut answer = vec![0u8; 4096];
+        let n = client.read(&mut answer).await.expect("answer");
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+        assert_eq!(send_buffer(), automatic, "a plain response keeps the kernel's send buffer");
+
+        client.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("request");
+        let n = client.read(&mut answer).await.expect("answer");
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+        // Set, so no longer sized by the kernel (Linux doubles what it is given, for its
+        // bookkeeping).
+        let bounded = send_buffer();
+        let expected = if cfg!(target_os = "linux") {
+            2 * super::STREAM_SEND_BUFFER_BYTES
+        } else {
+            super::STREAM_SEND_BUFFER_BYTES
+        };
+        assert_eq!(bounded, expected, "the send buffer (was {automatic})");
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(30), served).await.expect("the connection ends");
+    }
+
     #[test]
     fn only_an_empty_answer_of_hyper_is_replaced() {
         let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Fri, 04 Dec 2026 17:00:00 GMT\r\n\r\n";
