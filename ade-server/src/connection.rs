@@ -395,7 +395,7 @@ fn problem_slug(status: StatusCode) -> &'static str {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::task::{Context, Poll};
+    use std::task::Context;
     use std::time::Duration;
 
     use ade_core::event::StoredEvent;
@@ -446,7 +446,7 @@ mod tests {
             if !woken.0.swap(false, Ordering::SeqCst) {
                 return false;
             }
-            if let Poll::Ready(_) = connection.poll_unpin(&mut cx) {
+            if connection.poll_unpin(&mut cx).is_ready() {
                 return true;
             }
         }

@@ -196,7 +196,7 @@ async fn bodies_that_trickle_or_stall_are_cut_with_408_and_nothing_is_stored() {
         let problem = answer.problem(408);
         assert!(problem["detail"].as_str().is_some_and(|d| d.contains("body read timeout")), "{problem}");
         assert_eq!(answer.header("connection").as_deref(), Some("close"), "{}", answer.head);
-        assert!(elapsed < timeout * 10, "408 after {elapsed:?}");
+        assert!(elapsed < timeout * 20, "408 after {elapsed:?}");
     }
     // Nothing of the cut uploads was kept.
     let mut stack = vec![server.dir.path().join("workspaces")];
