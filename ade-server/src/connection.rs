@@ -1,6 +1,7 @@
-//! One HTTP/1.1 connection: hyper's settings (bounded buffers, limits on the request head), and
-//! problem+json for the answers hyper gives on its own, before any routing, to requests it cannot
-//! parse (400, 431, 414).
+//! One HTTP/1.1 connection: hyper's settings (bounded buffers, limits on the request head), a
+//! bounded socket send buffer once the connection carries an event stream, and problem+json for
+//! the answers hyper gives on its own, before any routing, to requests it cannot parse (400, 431,
+//! 414).
 //!
 //! hyper writes those answers itself, with an empty body, and then closes the connection; it has
 //! no hook to change them. [`ProblemIo`] sits between hyper and the socket and replaces such an
