@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release --example loadgen -- --subscribers 1000 --rate 1000 --seconds 10
 //! cargo run --release --example loadgen -- --runs 2000 --clients 16      # HTTP create+complete
+//! cargo run --release --example loadgen -- --subscribers 100 --stalled 500  # slow readers
 //! ```
 //!
 //! Unless `--url` is given it starts its own server: this program again, as a child process
@@ -17,8 +18,16 @@
 //! starts as soon as it is created, so early events are replayed rather than live; the server's
 //! memory is not measured.
 //!
+//! With `--stalled N`, the busy run is run twice, followed by the same subscribers, and the second
+//! time N more readers request its stream and never read it: the subscribers' latency with and
+//! without them side by side, and the server's RSS before they connect, with them (after the
+//! run), and once they have closed their connections.
+//!
 //! The last line is one JSON object: `{"subscribers", "events", "lost", "p50_ms", "p99_ms",
-//! "server_rss_per_sub_kib"}` (`--runs`: `{"runs", "clients", "http_runs_per_sec"}`).
+//! "server_rss_per_sub_kib"}` (`--runs`: `{"runs", "clients", "http_runs_per_sec"}`; `--stalled`:
+//! `{"stalled", "p50_ms_no_stall", "p99_ms_no_stall", "p50_ms_stalled", "p99_ms_stalled",
+//! "p99_ratio", "rss_kib_before", "rss_kib_with_stalled", "rss_kib_after_close",
+//! "rss_per_stalled_kib", "retained_after_close_kib", …}`).
 
 use std::io::Write;
 use std::process::Child;
@@ -72,6 +81,11 @@ struct Args {
     /// Internal: be the server (child process).
     #[arg(long, hide = true)]
     serve: bool,
+    /// Also run the busy run a second time with this many stalled readers next to the
+    /// subscribers (raw connections that never read their stream); compares the subscribers'
+    /// latency with and without them and reports the server's memory (own server only).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// Server workers (own server only).
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -162,6 +176,11 @@ impl ChildServer {
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+    }
+
+    /// How many files (sockets included) the server has open.
+    fn open_files(&self) -> Option<usize> {
+        Some(std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).ok()?.count())
     }
 
     fn start_run(&self) -> Result<(), BoxError> {
@@ -313,18 +332,79 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         return http_runs(&args, &url, runs).await;
     }
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
-    let run_id = create_run(&client, &args, &url, &args.config).await?;
-    // Let the run reach its engine (it then waits for the signal) before measuring the baseline.
+    if args.stalled > 0 {
+        let child = child.as_ref().ok_or("--stalled needs the load generator's own server (no --url)")?;
+        return stalled_side_by_side(&args, &client, &url, child).await;
+    }
+    let events_url = ready_run(&client, &args, &url).await?;
+    let round = follow_run(&client, &args, &events_url, child.as_ref()).await?;
+    let (p50, p99) = (round.latencies.quantile_ms(0.50), round.latencies.quantile_ms(0.99));
+    println!(
+        "{} subscribers, {} events of one run ({} ev/s for {} s): lost {}, out of order {}, errors {}",
+        args.subscribers, round.events, args.rate, args.seconds, round.lost, round.wrong, round.errors
+    );
+    println!("connected in {:.2} s; delivery latency p50 {p50:.1?} ms, p99 {p99:.1?} ms", round.connect_s);
+    let mut per_sub_kib = None;
+    if let (Some(before), Some(after)) = (round.rss_idle, round.rss_connected) {
+        println!("server RSS {before} KiB idle, {after} KiB with the subscribers connected");
+        per_sub_kib = Some(after.saturating_sub(before) as f64 / args.subscribers as f64);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "subscribers": args.subscribers,
+            "events": round.events,
+            "lost": round.lost,
+            "p50_ms": round1(p50),
+            "p99_ms": round1(p99),
+            "server_rss_per_sub_kib": round1(per_sub_kib),
+        })
+    );
+    drop(child);
+    Ok(())
+}
+
+fn round1(value: Option<f64>) -> Option<f64> {
+    value.map(|v| (v * 10.0).round() / 10.0)
+}
+
+/// Creates a run of the busy configuration and lets it reach its engine (which then waits for
+/// the signal); the URL of its events.
+async fn ready_run(client: &reqwest::Client, args: &Args, url: &str) -> Result<String, BoxError> {
+    let run_id = create_run(client, args, url, &args.config).await?;
     let events_url = format!("{url}/runs/{run_id}/events");
-    let probe: serde_json::Value = request(&client, format!("{events_url}?after_sequence=0"), args.token.as_deref())
+    let probe: serde_json::Value = request(client, format!("{events_url}?after_sequence=0"), args.token.as_deref())
         .header("accept", "application/json")
         .send()
         .await?
         .json()
         .await?;
     let _ = probe;
-    let rss_before = child.as_ref().and_then(ChildServer::rss_kib);
+    Ok(events_url)
+}
 
+/// What the fast subscribers of one run saw.
+struct Round {
+    events: u64,
+    lost: u64,
+    wrong: u64,
+    errors: usize,
+    latencies: Histogram,
+    connect_s: f64,
+    /// The server's RSS before the subscribers connected, and once they all had (own server).
+    rss_idle: Option<u64>,
+    rss_connected: Option<u64>,
+}
+
+/// `--subscribers` SSE subscribers on the run of `events_url`: they connect, the run is started
+/// (own server), and each follows it to `run.completed`.
+async fn follow_run(
+    client: &reqwest::Client,
+    args: &Args,
+    events_url: &str,
+    child: Option<&ChildServer>,
+) -> Result<Round, BoxError> {
+    let rss_idle = child.and_then(ChildServer::rss_kib);
     let connecting = Arc::new(Semaphore::new(256));
     // Set when the busy run is told to start (own server): earlier events are not live.
     let started = Arc::new(OnceLock::new());
@@ -339,7 +419,7 @@ async fn drive(args: Args) -> Result<(), BoxError> {
     for _ in 0..args.subscribers {
         tasks.push(tokio::spawn(subscriber(
             client.clone(),
-            events_url.clone(),
+            events_url.to_owned(),
             args.token.clone(),
             connecting.clone(),
             connected.clone(),
@@ -351,59 +431,139 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         connected_changed.notified().await;
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
-    let rss_after = child.as_ref().and_then(ChildServer::rss_kib);
-    let per_sub_kib = match (rss_before, rss_after) {
-        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / args.subscribers as f64),
-        _ => None,
-    };
-    if let Some(child) = &child {
+    let rss_connected = child.and_then(ChildServer::rss_kib);
+    if let Some(child) = child {
         let _ = started.set(chrono::Utc::now());
         child.start_run()?;
     }
-    let mut latencies = Histogram::new();
-    let (mut lost, mut wrong, mut errors, mut events) = (0u64, 0u64, 0usize, 0u64);
+    let mut round = Round {
+        events: 0,
+        lost: 0,
+        wrong: 0,
+        errors: 0,
+        latencies: Histogram::new(),
+        connect_s,
+        rss_idle,
+        rss_connected,
+    };
     let mut seens = Vec::with_capacity(tasks.len());
     for task in tasks {
         seens.push(task.await?);
     }
     for seen in &seens {
-        events = events.max(seen.completed_at.unwrap_or(0));
+        round.events = round.events.max(seen.completed_at.unwrap_or(0));
     }
     for seen in &seens {
-        latencies.merge(&seen.latencies);
-        lost += events.saturating_sub(seen.in_order);
-        wrong += seen.wrong;
+        round.latencies.merge(&seen.latencies);
+        round.lost += round.events.saturating_sub(seen.in_order);
+        round.wrong += seen.wrong;
         if let Some(error) = &seen.error {
-            errors += 1;
-            if errors <= 3 {
+            round.errors += 1;
+            if round.errors <= 3 {
                 eprintln!("subscriber error: {error}");
             }
         }
     }
-    let p50 = latencies.quantile_ms(0.50);
-    let p99 = latencies.quantile_ms(0.99);
-    println!(
-        "{} subscribers, {} events of one run ({} ev/s for {} s): lost {lost}, out of order {wrong}, errors {errors}",
-        args.subscribers, events, args.rate, args.seconds
-    );
-    println!("connected in {connect_s:.2} s; delivery latency p50 {p50:.1?} ms, p99 {p99:.1?} ms");
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        println!("server RSS {before} KiB idle, {after} KiB with the subscribers connected");
+    Ok(round)
+}
+
+/// `--stalled N`: two runs of the busy engine, one after the other, followed by the same fast
+/// subscribers; next to the second, N readers that send their request, read the response head
+/// and the `retry:` line, and never read again. Reports the fast subscribers' latency of both runs
+/// and the server's RSS before the stalled readers connect, once the second run is over (their
+/// buffers as full as they get), and after they have closed their connections.
+async fn stalled_side_by_side(
+    args: &Args,
+    client: &reqwest::Client,
+    url: &str,
+    child: &ChildServer,
+) -> Result<(), BoxError> {
+    let events_url = ready_run(client, args, url).await?;
+    let alone = follow_run(client, args, &events_url, Some(child)).await?;
+
+    let events_url = ready_run(client, args, url).await?;
+    let rss_before = child.rss_kib().ok_or("no RSS")?;
+    let fds_before = child.open_files().ok_or("no /proc/<pid>/fd")?;
+    let address = url.trim_start_matches("http://").to_owned();
+    let path = events_url.trim_start_matches(url).to_owned();
+    let stalled: Vec<tokio::net::TcpStream> = futures::stream::iter(0..args.stalled)
+        .map(|_| stalled_reader(&address, &path))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let rss_stalled_idle = child.rss_kib().ok_or("no RSS")?;
+    let beside = follow_run(client, args, &events_url, Some(child)).await?;
+    let rss_with = child.rss_kib().ok_or("no RSS")?;
+    drop(stalled);
+    // Wait for the server to close the stalled readers' connections (their sockets go away).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.open_files().is_some_and(|fds| fds > fds_before + 16) {
+        if Instant::now() > deadline {
+            return Err("the server kept the stalled readers' connections for a minute".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let round = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
+    let rss_after = child.rss_kib().ok_or("no RSS")?;
+
+    let quantiles = |round: &Round| (round.latencies.quantile_ms(0.50), round.latencies.quantile_ms(0.99));
+    let ((p50_alone, p99_alone), (p50_beside, p99_beside)) = (quantiles(&alone), quantiles(&beside));
+    let n = args.stalled;
+    let per_stalled = (rss_with.saturating_sub(rss_before)) as f64 / n as f64;
+    println!(
+        "{} fast subscribers, {} events per run ({} ev/s for {} s); lost {} / {}, errors {} / {}",
+        args.subscribers, beside.events, args.rate, args.seconds, alone.lost, beside.lost, alone.errors, beside.errors
+    );
+    println!("fast readers, no stalled reader: p50 {p50_alone:.1?} ms, p99 {p99_alone:.1?} ms");
+    println!("fast readers, {n} stalled readers: p50 {p50_beside:.1?} ms, p99 {p99_beside:.1?} ms");
+    println!(
+        "server RSS: {rss_before} KiB before, {rss_stalled_idle} KiB with {n} stalled readers connected, {rss_with} KiB \
+         after the run ({per_stalled:.1} KiB per stalled reader), {rss_after} KiB after they closed"
+    );
+    let ratio = match (p99_alone, p99_beside) {
+        (Some(alone), Some(beside)) if alone > 0.0 => Some(beside / alone),
+        _ => None,
+    };
     println!(
         "{}",
         serde_json::json!({
             "subscribers": args.subscribers,
-            "events": events,
-            "lost": lost,
-            "p50_ms": round(p50),
-            "p99_ms": round(p99),
-            "server_rss_per_sub_kib": round(per_sub_kib),
+            "stalled": n,
+            "events": beside.events,
+            "lost": alone.lost + beside.lost,
+            "p50_ms_no_stall": round1(p50_alone),
+            "p99_ms_no_stall": round1(p99_alone),
+            "p50_ms_stalled": round1(p50_beside),
+            "p99_ms_stalled": round1(p99_beside),
+            "p99_ratio": ratio.map(|r| (r * 100.0).round() / 100.0),
+            "rss_kib_before": rss_before,
+            "rss_kib_with_stalled": rss_with,
+            "rss_kib_after_close": rss_after,
+            "rss_per_stalled_kib": round1(Some(per_stalled)),
+            "retained_after_close_kib": rss_after as i64 - rss_before as i64,
         })
     );
-    drop(child);
     Ok(())
+}
+
+/// A reader that asks for the events of `path`, reads the response head and the `retry:` line
+/// (the subscription exists), and never reads again.
+async fn stalled_reader(address: &str, path: &str) -> Result<tokio::net::TcpStream, BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(address).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while find(&seen, b"retry:").is_none() {
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 {
+            return Err("a stalled reader's connection closed before its stream began".into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    Ok(tcp)
 }
 
 /// `--runs`: runs created and followed to `run.completed` over HTTP, from `--clients` clients.

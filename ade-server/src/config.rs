@@ -37,6 +37,24 @@ pub struct ServerConfig {
     /// How long a client has to send a request head before its connection is closed (default
     /// 30 s): slow or silent clients cannot hold connections forever.
     pub header_read_timeout: Duration,
+    /// How long a request body may go without data, and the grace period of its minimum rate
+    /// (default 30 s): a body that pauses this long, or that after this long has arrived slower
+    /// than [`min_body_rate`](Self::min_body_rate) on average, is answered 408 and its connection
+    /// closed. Response streams (SSE, NDJSON, downloads) are not affected.
+    pub body_read_timeout: Duration,
+    /// The average rate, in bytes per second, below which a request body is cut once
+    /// [`body_read_timeout`](Self::body_read_timeout) has passed (default 1,024): each byte
+    /// received buys `1 / min_body_rate` seconds more, so a client trickling a byte at a time
+    /// cannot hold a connection for long, and a slow but steady upload still completes.
+    pub min_body_rate: u64,
+    /// Largest request head (request line and header fields), in bytes (default 16 KiB): a larger
+    /// one is answered 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in a request (default 100): more are answered 431.
+    pub max_headers: usize,
+    /// Longest request target (path and query), in bytes (default 8 KiB): a longer one is
+    /// answered 414.
+    pub max_uri_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +71,11 @@ impl Default for ServerConfig {
             shutdown_drain: Duration::from_secs(10),
             default_runs_limit: 50,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
         }
     }
 }
@@ -116,6 +139,41 @@ impl ServerConfig {
     #[must_use]
     pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`body_read_timeout`](Self::body_read_timeout) (at least 1 ms).
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`min_body_rate`](Self::min_body_rate) (at least 1 byte per second).
+    #[must_use]
+    pub fn with_min_body_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_body_rate = bytes_per_second.max(1);
+        self
+    }
+
+    /// Sets [`max_head_bytes`](Self::max_head_bytes) (at least 1 KiB).
+    #[must_use]
+    pub fn with_max_head_bytes(mut self, bytes: usize) -> Self {
+        self.max_head_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Sets [`max_headers`](Self::max_headers) (at least 1).
+    #[must_use]
+    pub fn with_max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count.max(1);
+        self
+    }
+
+    /// Sets [`max_uri_bytes`](Self::max_uri_bytes) (at least 256).
+    #[must_use]
+    pub fn with_max_uri_bytes(mut self, bytes: usize) -> Self {
+        self.max_uri_bytes = bytes.max(256);
         self
     }
 

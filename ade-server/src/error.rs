@@ -39,6 +39,12 @@ pub enum Error {
     /// The object is in a state that does not allow this.
     #[error("{0}")]
     Conflict(String),
+    /// The request target is longer than the server takes.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request body did not arrive in time (the body read timeout).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A body larger than a limit of SPEC §9.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -73,6 +79,8 @@ impl Error {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -92,6 +100,8 @@ impl Error {
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::NotAcceptable(_) => "not-acceptable",
             Self::Conflict(_) => "conflict",
+            Self::UriTooLong(_) => "uri-too-long",
+            Self::RequestTimeout(_) => "request-timeout",
             Self::PayloadTooLarge(_) => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable(_) => "unprocessable",
@@ -116,6 +126,17 @@ pub(crate) struct Problem<'a> {
     detail: String,
 }
 
+/// The problem+json body of an error answer with `status`, of the kind `slug`.
+pub(crate) fn problem_json(status: StatusCode, slug: &str, detail: String) -> Vec<u8> {
+    let problem = Problem {
+        type_: format!("urn:ade:problem:{slug}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+    };
+    serde_json::to_vec(&problem).unwrap_or_default()
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -131,13 +152,7 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        let problem = Problem {
-            type_: format!("urn:ade:problem:{}", self.slug()),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let body = problem_json(status, self.slug(), detail);
         let mut response = (status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if matches!(self, Self::Unauthorized(_)) {

@@ -21,7 +21,9 @@
 //! [`router`] gives the [`axum::Router`] alone, to serve it another way or test it in-process.
 
 pub mod auth;
+mod body_timeout;
 mod config;
+mod connection;
 mod error;
 mod extract;
 pub mod http_metrics;

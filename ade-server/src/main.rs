@@ -63,6 +63,20 @@ struct Args {
     /// Seconds a client has to send a request head before its connection is closed.
     #[arg(long, env = "ADE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     header_timeout_secs: u64,
+    /// Seconds a request body may go without data; after that long a body must also have arrived
+    /// at 1 KiB/s on average. A body too slow is answered 408 and its connection closed (event
+    /// streams and downloads are not affected).
+    #[arg(long, env = "ADE_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    body_read_timeout_secs: u64,
+    /// Largest request head (request line and header fields), in bytes; larger is answered 431.
+    #[arg(long, env = "ADE_MAX_HEAD_BYTES", default_value_t = 16 * 1024)]
+    max_head_bytes: usize,
+    /// Most header fields in a request; more are answered 431.
+    #[arg(long, env = "ADE_MAX_HEADERS", default_value_t = 100)]
+    max_headers: usize,
+    /// Longest request target (path and query), in bytes; longer is answered 414.
+    #[arg(long, env = "ADE_MAX_URI_BYTES", default_value_t = 8 * 1024)]
+    max_uri_bytes: usize,
     /// Largest uploaded document, in bytes.
     #[arg(long, env = "ADE_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
     max_upload_bytes: u64,
@@ -206,6 +220,10 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_allow_open(args.allow_open)
         .with_keepalive(Duration::from_secs(args.keepalive_secs.max(1)))
         .with_header_read_timeout(Duration::from_secs(args.header_timeout_secs.max(1)))
+        .with_body_read_timeout(Duration::from_secs(args.body_read_timeout_secs.max(1)))
+        .with_max_head_bytes(args.max_head_bytes)
+        .with_max_headers(args.max_headers)
+        .with_max_uri_bytes(args.max_uri_bytes)
         .with_max_upload(args.max_upload_bytes)
         .with_max_json_body(args.max_json_bytes)
         .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))

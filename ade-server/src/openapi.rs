@@ -205,7 +205,7 @@ fn paths() -> Value {
                 },
                 "responses": responses(
                     &[("201", json_body("Document", "Stored; `Location` names it."))],
-                    &[AUTH[0], ("400", "No file, or no file name."), ("403", "The token may not use that workspace."), ("413", "Larger than the upload limit."), ("415", "Neither multipart nor a raw body."), full],
+                    &[AUTH[0], ("400", "No file, or no file name."), ("403", "The token may not use that workspace."), ("408", "The body did not arrive in time (the body read timeout); the connection is closed."), ("413", "Larger than the upload limit."), ("415", "Neither multipart nor a raw body."), full],
                 ),
             },
         },
@@ -234,7 +234,7 @@ fn paths() -> Value {
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema("ConfigurationInput") } } },
                 "responses": responses(
                     &[("200", json_body("Configuration", "Replaced.")), ("201", json_body("Configuration", "Created."))],
-                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A configuration of the server's configuration directory (any `process` one included) cannot be replaced over HTTP."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field (also fields the `extract` engine could not compile)."), full],
+                    &[AUTH[0], ("403", "Only a token for every workspace may change configurations."), ("409", "A configuration of the server's configuration directory (any `process` one included) cannot be replaced over HTTP."), ("408", "The body did not arrive in time (the body read timeout); the connection is closed."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Invalid configuration, naming the field (also fields the `extract` engine could not compile)."), full],
                 ),
             },
         },
@@ -252,7 +252,7 @@ fn paths() -> Value {
                         ("201", json!({ "description": "Created; `Location` names the run.", "content": { "application/json": { "schema": schema("Run") }, "text/event-stream": { "schema": sse } } })),
                         ("200", json!({ "description": "The run an earlier request with the same `Idempotency-Key` created.", "content": { "application/json": { "schema": schema("Run") }, "text/event-stream": { "schema": sse } } })),
                     ],
-                    &[AUTH[0], ("400", "A malformed body or query."), ("403", "The token may not use that workspace."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Unknown configuration or document, unknown fields, or an `Idempotency-Key` reused with another body."), full],
+                    &[AUTH[0], ("400", "A malformed body or query."), ("403", "The token may not use that workspace."), ("408", "The body did not arrive in time (the body read timeout); the connection is closed."), ("413", "Body too large."), ("415", "Not JSON."), ("422", "Unknown configuration or document, unknown fields, or an `Idempotency-Key` reused with another body."), full],
                 ),
             },
             "get": {

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use ade_core::Runtime;
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::connection::HeadLimits;
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -120,8 +120,9 @@ impl Server {
         let addr = self.addr;
         tracing::info!(%addr, "serving");
         let header_read_timeout = self.state.config().header_read_timeout;
+        let limits = HeadLimits::of(self.state.config());
         let drain = self.state.config().shutdown_drain;
-        serve(self.listener, router(self.state), token, header_read_timeout, drain).await;
+        serve(self.listener, router(self.state), token, header_read_timeout, limits, drain).await;
         tracing::info!("HTTP stopped; shutting the runtime down");
         if tokio::time::timeout(grace, runtime.shutdown()).await.is_err() {
             tracing::warn!(?grace, "runs still executing after the grace period are left to recovery");
@@ -148,12 +149,10 @@ async fn serve(
     app: Router,
     token: CancellationToken,
     header_read_timeout: Duration,
+    limits: HeadLimits,
     drain: Duration,
 ) {
-    let mut http = http1::Builder::new();
-    // A client that does not send a request head in time loses its connection: slow or silent
-    // clients cannot hold connections open forever.
-    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let http = crate::connection::builder(header_read_timeout, limits);
     let graceful = GracefulShutdown::new();
     // Cancelled when the drain period is over: every connection still open is dropped (closed).
     let close = CancellationToken::new();
@@ -175,7 +174,8 @@ async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         // A clone of the router is one `Arc`: its route table is built once, in `router`.
-        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let connection =
+            crate::connection::serve(&http, limits, TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         let closed = close.clone().cancelled_owned();
         tokio::spawn(async move {

@@ -151,6 +151,12 @@ pub(crate) async fn gather<S: Stream + Unpin>(
             Poll::Pending => break,
         }
     }
+    // A chunk may wait in hyper's buffer for as long as its reader does not read: it keeps no more
+    // room than it uses (a few frames in a whole chunk's room, 16 times over, made a stalled
+    // reader cost several hundred KiB).
+    if chunk.capacity() > chunk.len() + chunk.len() / 4 {
+        return BytesMut::from(&chunk[..]);
+    }
     chunk
 }
 
@@ -304,6 +310,26 @@ mod tests {
         // Not a clean end, which would look like a server going away between frames.
         assert!(body.next().await.is_some_and(|c| c.is_err()), "the body breaks after the frames");
         assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_keeps_no_more_room_than_it_uses() {
+        // A chunk of two frames keeps two frames' room, not a whole chunk's.
+        for count in [1usize, 2, 5, 40, 300] {
+            let mut items = futures::stream::iter((2..=count as u64).map(event));
+            let chunk = super::gather(&mut items, Some(event(1)), |chunk, item| {
+                let Some(event) = item else { return false };
+                super::push_frame(chunk, event.sequence(), event.json());
+                true
+            })
+            .await;
+            assert!(
+                chunk.capacity() <= chunk.len() + chunk.len() / 4,
+                "{count} frames: {} bytes in a room of {}",
+                chunk.len(),
+                chunk.capacity()
+            );
+        }
     }
 
     fn frame_len() -> usize {

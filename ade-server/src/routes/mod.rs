@@ -95,14 +95,17 @@ async fn openapi() -> axum::Json<&'static serde_json::Value> {
 
 /// The whole API over `state`: routes, problem+json fallbacks, request metrics and traces.
 ///
-/// No timeout or body-deadline layer is applied: event streams last as long as their run. Body
-/// limits are enforced by the handlers, which name the limit in their errors (SPEC §9).
+/// No timeout layer applies to responses: event streams last as long as their run. Request bodies
+/// have a read timeout ([`crate::body_timeout`]); body limits are enforced by the handlers, which
+/// name the limit in their errors (SPEC §9).
 pub fn router(state: AppState) -> Router {
     api_routes(&state)
         .merge(public_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
+        .layer(from_fn_with_state(state.clone(), crate::body_timeout::limit))
+        .layer(from_fn_with_state(state.clone(), crate::connection::limit_uri))
         .layer(from_fn(crate::http_metrics::record))
         .layer(
             // Path only: the query may hold an `access_token`, which is never logged.
