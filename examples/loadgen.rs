@@ -4,6 +4,7 @@
 //! cargo run --release --example loadgen -- --subscribers 1000 --rate 1000 --seconds 10
 //! cargo run --release --example loadgen -- --runs 2000 --clients 16      # HTTP create+complete
 //! cargo run --release --example loadgen -- --subscribers 100 --stalled 500  # slow readers
+//! cargo run --release --example loadgen -- --subscribers 100 --stalled 500 --seconds 12 --warmup-secs 2
 //! ```
 //!
 //! Unless `--url` is given it starts its own server: this program again, as a child process
@@ -21,7 +22,8 @@
 //! With `--stalled N`, the busy run is run twice, followed by the same subscribers, and the second
 //! time N more readers request its stream and never read it: the subscribers' latency with and
 //! without them side by side, and the server's RSS before they connect, with them (after the
-//! run), and once they have closed their connections.
+//! run), and once they have closed their connections. `--warmup-secs S` leaves the first S
+//! seconds of every run out of the latencies.
 //!
 //! The last line is one JSON object: `{"subscribers", "events", "lost", "p50_ms", "p99_ms",
 //! "server_rss_per_sub_kib"}` (`--runs`: `{"runs", "clients", "http_runs_per_sec"}`; `--stalled`:
@@ -86,6 +88,12 @@ struct Args {
     /// latency with and without them and reports the server's memory (own server only).
     #[arg(long, default_value_t = 0)]
     stalled: usize,
+    /// Count latencies only of events created this many seconds after the run starts (every
+    /// round alike; own server only). With `--stalled`: what stalled readers cost once their
+    /// buffers are full, apart from the first second or so in which they still take data like
+    /// live readers.
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
     /// Server workers (own server only).
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -433,7 +441,8 @@ async fn follow_run(
     let connect_s = connect_started.elapsed().as_secs_f64();
     let rss_connected = child.and_then(ChildServer::rss_kib);
     if let Some(child) = child {
-        let _ = started.set(chrono::Utc::now());
+        let warmup = chrono::Duration::seconds(i64::try_from(args.warmup_secs).unwrap_or(0));
+        let _ = started.set(chrono::Utc::now() + warmup);
         child.start_run()?;
     }
     let mut round = Round {
@@ -530,6 +539,7 @@ async fn stalled_side_by_side(
         serde_json::json!({
             "subscribers": args.subscribers,
             "stalled": n,
+            "warmup_secs": args.warmup_secs,
             "events": beside.events,
             "lost": alone.lost + beside.lost,
             "p50_ms_no_stall": round1(p50_alone),

@@ -534,10 +534,17 @@ struct Inner {
     cancel_grace: Duration,
     /// Handed to every run's sink.
     sink_limits: SinkLimits,
-    /// The last write probe of [`Runtime::check_writable`]: when, and what failed.
-    write_probe: tokio::sync::Mutex<Option<(std::time::Instant, Option<(std::io::ErrorKind, String)>)>>,
+    /// The last write probe of [`Runtime::check_writable`].
+    write_probe: tokio::sync::Mutex<Option<WriteProbe>>,
     /// See [`RuntimeBuilder::max_configuration_fields`].
     max_configuration_fields: usize,
+}
+
+/// The answer of a write probe: when it was made, and its error (kind and message) if it failed.
+#[derive(Debug, Clone)]
+struct WriteProbe {
+    at: std::time::Instant,
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// How long a write probe's answer stands (readiness checks come every few seconds).
@@ -588,18 +595,18 @@ impl Runtime {
     /// The probe's I/O error (`StorageFull` for a full disk).
     pub async fn check_writable(&self) -> std::io::Result<()> {
         let mut probe = self.inner.write_probe.lock().await;
-        let outcome = match &*probe {
-            Some((at, outcome)) if at.elapsed() < WRITE_PROBE_TTL => outcome.clone(),
+        let failed = match &*probe {
+            Some(last) if last.at.elapsed() < WRITE_PROBE_TTL => last.failed.clone(),
             _ => {
                 let path = self.inner.data_dir.join(".ade-write-probe");
                 let written = tokio::fs::write(&path, vec![0u8; WRITE_PROBE_BYTES]).await;
                 let _ = tokio::fs::remove_file(&path).await;
-                let outcome = written.err().map(|e| (e.kind(), e.to_string()));
-                *probe = Some((std::time::Instant::now(), outcome.clone()));
-                outcome
+                let failed = written.err().map(|e| (e.kind(), e.to_string()));
+                *probe = Some(WriteProbe { at: std::time::Instant::now(), failed: failed.clone() });
+                failed
             }
         };
-        match outcome {
+        match failed {
             None => Ok(()),
             Some((kind, message)) => Err(std::io::Error::new(kind, message)),
         }
