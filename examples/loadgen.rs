@@ -22,7 +22,7 @@
 //! With `--stalled N`, the busy run is run twice, followed by the same subscribers, and the second
 //! time N more readers request its stream and never read it: the subscribers' latency with and
 //! without them side by side, and the server's RSS before they connect, with them (after the
-//! run), and once they have closed their connections. `--warmup-secs S` leaves the first S
+//! run), and 3 s after they have closed their connections. `--warmup-secs S` leaves the first S
 //! seconds of every run out of the latencies.
 //!
 //! The last line is one JSON object: `{"subscribers", "events", "lost", "p50_ms", "p99_ms",
@@ -514,6 +514,8 @@ async fn stalled_side_by_side(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The server gives freed memory back at most every 2 s after connections close.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = child.rss_kib().ok_or("no RSS")?;
 
     let quantiles = |round: &Round| (round.latencies.quantile_ms(0.50), round.latencies.quantile_ms(0.99));

@@ -33,6 +33,7 @@ pub mod routes;
 mod server;
 pub mod sse;
 mod state;
+mod trim;
 mod viewer;
 
 pub use ade_core as core;

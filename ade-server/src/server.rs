@@ -156,6 +156,7 @@ async fn serve(
     let graceful = GracefulShutdown::new();
     // Cancelled when the drain period is over: every connection still open is dropped (closed).
     let close = CancellationToken::new();
+    crate::trim::spawn(token.clone());
     loop {
         let tcp = tokio::select! {
             () = token.cancelled() => break,
@@ -185,6 +186,7 @@ async fn serve(
                 },
                 () = closed => tracing::debug!("connection closed at the end of the shutdown drain"),
             }
+            crate::trim::connection_closed();
         });
     }
     drop(listener);
