@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example fanout_ceiling -- --connections 10000 --rate 1000 --seconds 10
 //! cargo run --release --example fanout_ceiling -- --connections 10000 --rate 1000 --linger-ms 100
+//! cargo run --release --example fanout_ceiling -- --connections 100 --stalled 500 --send-buffer 65536
 //! ```
 //!
 //! A child process (this program again, `--serve`) accepts `--connections` plain TCP connections
@@ -15,6 +16,11 @@
 //! checks that it receives every frame once and in order and records each frame's latency
 //! (receipt minus creation) from fixed-width fields, so the reading side costs as little as it
 //! can. Both processes share the machine, as `loadgen` and the server do.
+//!
+//! With `--stalled N`, N more connections are sent the log like the others but never read (as
+//! `loadgen --stalled` does to ade-server); only the `--connections` readers are measured.
+//! `--send-buffer B` fixes the server's socket send buffers (`SO_SNDBUF`), as ade-server does for
+//! event streams (64 KiB), instead of the kernel's automatic sizing.
 //!
 //! The last line is one JSON object: `{"connections", "frames", "lost", "p50_ms", "p99_ms",
 //! "mb_per_sec"}`.
@@ -51,6 +57,12 @@ struct Args {
     /// How long a woken connection waits for more frames before it writes.
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
+    /// More connections that are sent every frame but never read (not measured).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// The server's `SO_SNDBUF` per connection, in bytes (0: the kernel's automatic sizing).
+    #[arg(long, default_value_t = 0)]
+    send_buffer: usize,
     /// Server worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -126,9 +138,12 @@ async fn serve(args: Args) -> Result<(), BoxError> {
     // The number of batches published; connections wait on it.
     let (published, _) = watch::channel(0usize);
     let mut accepted = 0;
-    while accepted < args.connections {
+    while accepted < args.connections + args.stalled {
         let (socket, _) = listener.accept().await?;
         socket.set_nodelay(true)?;
+        if args.send_buffer > 0 {
+            socket2::SockRef::from(&socket).set_send_buffer_size(args.send_buffer)?;
+        }
         accepted += 1;
         let (log, mut changes, linger) = (log.clone(), published.subscribe(), Duration::from_millis(args.linger_ms));
         tokio::spawn(async move {
@@ -228,13 +243,18 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         command
             .args(["--serve", "--rate", &args.rate.to_string(), "--seconds", &args.seconds.to_string()])
             .args(["--connections", &args.connections.to_string(), "--frame-bytes", &args.frame_bytes.to_string()])
-            .args(["--linger-ms", &args.linger_ms.to_string(), "--workers", &args.workers.to_string()]);
+            .args(["--linger-ms", &args.linger_ms.to_string(), "--workers", &args.workers.to_string()])
+            .args(["--stalled", &args.stalled.to_string(), "--send-buffer", &args.send_buffer.to_string()]);
     })?;
     let connecting = Arc::new(Semaphore::new(256));
     let mut sockets = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         let _permit = connecting.acquire().await?;
         sockets.push(TcpStream::connect(&addr).await?);
+    }
+    let mut stalled = Vec::with_capacity(args.stalled);
+    for _ in 0..args.stalled {
+        stalled.push(TcpStream::connect(&addr).await?);
     }
     let tasks: Vec<_> = sockets.into_iter().map(|s| tokio::spawn(reader(s, args.frame_bytes))).collect();
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
@@ -252,6 +272,7 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         bytes += seen.bytes;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    drop(stalled);
     writeln!(stdin)?;
     drop(stdin);
     let _ = child.wait();
@@ -267,6 +288,8 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         "{}",
         serde_json::json!({
             "connections": args.connections,
+            "stalled": args.stalled,
+            "send_buffer": args.send_buffer,
             "frames": total,
             "linger_ms": args.linger_ms,
             "lost": lost,
