@@ -68,6 +68,16 @@ impl Server {
         self.http.get(format!("{}{path}", self.base)).send().await.expect("request")
     }
 
+    /// `ade_event_store_errors_total`: appends the event store refused.
+    async fn store_errors(&self) -> u64 {
+        let metrics = self.get("/metrics").await.text().await.expect("metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ade_event_store_errors_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map_or(0, |value| value as u64)
+    }
+
     async fn readyz(&self) -> StatusCode {
         self.get("/readyz").await.status()
     }
@@ -146,6 +156,15 @@ async fn a_full_disk_never_yields_a_succeeded_run_and_the_server_comes_back_when
     let waiting: Value = server.get(&format!("/runs/{id}")).await.json().await.expect("run");
     assert!(["running", "queued"].contains(&waiting["status"].as_str().unwrap_or_default()), "{waiting}");
 
+    // The engine's lines have hit the full disk (and not only the disk's last free bytes).
+    tokio::time::timeout(PATIENCE, async {
+        while server.store_errors().await == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("an append fails on the full disk");
+
     // Space comes back: the run ends, failed, with the lines before the hole and nothing after.
     disk.free();
     let rest = stream.rest().await;
@@ -154,7 +173,7 @@ async fn a_full_disk_never_yields_a_succeeded_run_and_the_server_comes_back_when
     assert_eq!(sequences, (1..=seen.len() as u64).collect::<Vec<_>>(), "ordered, no gap, no duplicate");
     let types: Vec<String> = seen.iter().map(|d| event_type(d)).collect();
     assert_eq!(types.iter().filter(|t| *t == "run.started").count(), 1, "the engine ran once");
-    assert_eq!(&types[types.len() - 2..], ["run.error", "run.completed"]);
+    assert_eq!(&types[types.len() - 2..], ["run.error", "run.completed"], "the end: {:?}", &seen[seen.len() - 3..]);
     let last: Value = serde_json::from_str(seen.last().expect("events")).expect("json");
     assert_eq!(last["payload"]["status"], "failed", "never succeeded with lost output: {last}");
     assert_eq!(last["payload"]["failure"]["code"], "store_error", "{last}");
