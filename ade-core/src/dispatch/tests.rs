@@ -235,6 +235,22 @@ async fn a_failed_write_is_an_error_and_loses_nothing_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_flush_after_its_events_failed_reports_the_failure() {
+    let store = Arc::new(FlakyStore::default());
+    let dispatcher = Dispatcher::new(store.clone(), DispatchOptions::default());
+    let run = run_key("acme");
+    let writer = dispatcher.open_run(context(&run)).await.expect("open");
+    store.failing.store(true, Ordering::SeqCst);
+    writer.emit(EventSource::Engine, console("lost")).await.expect("emit queues");
+    // The commit task fails the write (and hands its sequence out again) before anyone flushes.
+    writer.write_failed().await;
+    let flushed = writer.flush().await;
+    assert!(matches!(flushed, Err(Error::WriteFailed { first_lost: 1, .. })), "{flushed:?}");
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(writer.emit_durable(EventSource::Api, completed(&run, 1)).await.expect("closed"), 1);
+}
+
+#[tokio::test]
 async fn a_failed_run_completed_can_be_retried() {
     let store = Arc::new(FlakyStore::default());
     let dispatcher = Dispatcher::new(store.clone(), DispatchOptions::default());

@@ -100,6 +100,10 @@ struct Stamping {
     /// Set by the first failed write, for good: from then on the run's log may only be closed
     /// (`run.error`, `run.completed`), so no event ever follows a hole in what the run emitted.
     failed: Option<WriteFailure>,
+    /// The epoch and sequence of the last event emitted: what [`RunWriter::flush`] waits for.
+    /// (The next sequence and the current epoch would not do: once a failed write has handed
+    /// sequences out again, they no longer say that the events just emitted were dropped.)
+    last_emitted: (u64, u64),
     /// Reused serialization buffer: each event's JSON is then copied into an exact-size `Bytes`.
     scratch: Vec<u8>,
 }
@@ -174,6 +178,7 @@ pub(super) async fn open(dispatcher: Dispatcher, context: RunContext) -> Result<
             ids: Generator::new(),
             completed: false,
             failed: None,
+            last_emitted: (0, tail.last_sequence),
             scratch: Vec::with_capacity(1024),
         }),
         durable: watch::Sender::new(Durable { sequence: tail.last_sequence, failures: BTreeMap::new() }),
@@ -334,6 +339,7 @@ impl RunWriter {
         let pending = Pending { epoch: stamping.epoch, event, gate };
         self.queue.send(pending).map_err(|_| Error::WriterClosed(self.key.run_id))?;
         permit.forget(); // given back by the commit task once the event is written
+        stamping.last_emitted = (stamping.epoch, sequence);
         stamping.next_sequence += 1;
         stamping.completed |= terminal;
         Ok(sequence)
@@ -348,10 +354,7 @@ impl RunWriter {
     /// log stays contiguous. The writer stays usable (for example to emit a failing
     /// `run.completed`).
     pub async fn flush(&self) -> Result<u64> {
-        let (target, epoch) = {
-            let stamping = lock(&self.shared.stamping);
-            (stamping.next_sequence - 1, stamping.epoch)
-        };
+        let (epoch, target) = lock(&self.shared.stamping).last_emitted;
         let mut durable = self.shared.durable.subscribe();
         let outcome = durable
             .wait_for(|d| d.failures.contains_key(&epoch) || d.sequence >= target)
