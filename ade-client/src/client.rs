@@ -31,7 +31,7 @@ pub struct Client {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct NewRun {
-    /// The workspace (the server's default, `default`, when absent).
+    /// The workspace; when absent, the token's workspace if it has exactly one, else `default`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<WorkspaceId>,
     /// The configuration to execute.
@@ -229,7 +229,7 @@ impl Client {
         }
     }
 
-    /// Uploads `bytes` as a document named `filename` (in `workspace_id`, or the default one).
+    /// Uploads `bytes` as a document named `filename` (in `workspace_id`, or the token's default).
     ///
     /// # Errors
     /// [`Error::Api`] (e.g. 413 over the upload limit), [`Error::Transport`], [`Error::Decode`].

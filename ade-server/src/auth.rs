@@ -63,6 +63,23 @@ impl Caller {
         }
     }
 
+    /// The workspace a request for a new object (document, run) names, or else (SPEC §4) the
+    /// caller's only workspace when its token has exactly one, else `default`; 403 if the caller
+    /// may not use it, saying to name one when the token has several.
+    pub(crate) fn workspace_or_default(&self, named: Option<WorkspaceId>) -> Result<WorkspaceId, Error> {
+        let Some(workspace) = named else {
+            let workspace = self.single_workspace().cloned().unwrap_or_default();
+            return match self.check_workspace(&workspace) {
+                Ok(()) => Ok(workspace),
+                Err(_) => Err(Error::Forbidden(format!(
+                    "this token may not use workspace {workspace}, the default: name one of its workspaces with `workspace_id`"
+                ))),
+            };
+        };
+        self.check_workspace(&workspace)?;
+        Ok(workspace)
+    }
+
     /// Refuses (403) an action in a workspace the caller may not use.
     pub(crate) fn check_workspace(&self, workspace: &WorkspaceId) -> Result<(), Error> {
         if self.can_see(workspace) {

@@ -28,12 +28,14 @@ pub(super) async fn upload(
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response> {
-    let workspace_id = match query.get("workspace_id") {
-        Some(text) => WorkspaceId::new(text.as_str())
-            .map_err(|_| Error::BadRequest(format!("`workspace_id` {:?} is not a workspace id", excerpt(text))))?,
-        None => WorkspaceId::default(),
+    let named = match query.get("workspace_id") {
+        Some(text) => Some(
+            WorkspaceId::new(text.as_str())
+                .map_err(|_| Error::BadRequest(format!("`workspace_id` {:?} is not a workspace id", excerpt(text))))?,
+        ),
+        None => None,
     };
-    caller.check_workspace(&workspace_id)?;
+    let workspace_id = caller.workspace_or_default(named)?;
     let limit = state.config().max_upload;
     let media = media_type(request.headers());
     let multipart = media.as_deref() == Some("multipart/form-data");

@@ -33,11 +33,12 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRunBody {
-    /// The run's workspace; default `default`.
+    /// The run's workspace; default: the token's workspace if it has exactly one, else `default`.
     workspace_id: Option<WorkspaceId>,
     /// The configuration to run.
     configuration_id: ConfigurationId,
-    /// The uploaded input files (`POST /documents`).
+    /// The uploaded input files (`POST /documents`); default none.
+    #[serde(default)]
     document_ids: Vec<DocumentId>,
     /// `execute` (default), `validate_only` or `dry_run`.
     #[serde(default)]
@@ -69,8 +70,7 @@ pub(super) async fn create(
             excerpt(&names.join(", "))
         )));
     }
-    let workspace_id = request.workspace_id.unwrap_or_default();
-    caller.check_workspace(&workspace_id)?;
+    let workspace_id = caller.workspace_or_default(request.workspace_id)?;
     let mut create =
         CreateRun::new(request.configuration_id).workspace(workspace_id).mode(request.mode).options(options);
     for id in request.document_ids {

@@ -81,6 +81,50 @@ async fn a_token_sees_only_its_workspaces() {
     server.stop().await;
 }
 
+/// A SPEC-only client with a one-workspace token names no workspace: uploads and runs go to the
+/// token's workspace (not `default`, which it may not use), and `document_ids` may be left out.
+#[tokio::test]
+async fn a_one_workspace_token_needs_no_workspace_id() {
+    let server = server().await;
+    let acme = server.with_token("acme-secret");
+    let response = acme
+        .request(Method::POST, "/documents?filename=members.csv")
+        .header("content-type", "text/csv")
+        .body("id,name\n1,a\n")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let document: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(document["workspace_id"], "acme");
+    let response =
+        acme.post_json("/runs", &json!({"configuration_id": "quick", "document_ids": [document["id"]]})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let run: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(run["workspace_id"], "acme");
+    assert_eq!(run["document_ids"], json!([document["id"]]));
+    // No `document_ids` at all: a run without inputs.
+    let response = acme.post_json("/runs", &json!({"configuration_id": "quick"})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let bare: serde_json::Value = response.json().await.expect("json");
+    assert_eq!((bare["workspace_id"].as_str(), bare["document_ids"].clone()), (Some("acme"), json!([])));
+    let frames = acme.follow(&id_of(&bare)).await;
+    assert_eq!(datas(&frames).last().map(|d| event_type(d)).as_deref(), Some("run.completed"));
+    // A token of several workspaces, none of them `default`, may not use `default` (403) and is
+    // told to name one; `*` gets `default`.
+    let two = server.with_token("two-secret");
+    let response = two.request(Method::POST, "/documents?filename=x.csv").body("a\n").send().await;
+    let detail = problem(response.expect("upload"), StatusCode::FORBIDDEN).await;
+    assert!(detail.contains("workspace_id"), "{detail}");
+    let detail =
+        problem(two.post_json("/runs", &json!({"configuration_id": "quick"})).await, StatusCode::FORBIDDEN).await;
+    assert!(detail.contains("workspace_id"), "{detail}");
+    let response = server.with_token("admin-secret").post_json("/runs", &json!({"configuration_id": "quick"})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.json::<serde_json::Value>().await.expect("json")["workspace_id"], "default");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn access_token_is_accepted_only_for_sse_event_streams() {
     let server = server().await;
