@@ -54,6 +54,8 @@ pub mod log_limit;
 pub mod metrics;
 pub mod orchestrate;
 pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 #[cfg(test)]
 pub(crate) mod testing;
 

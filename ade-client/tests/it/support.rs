@@ -9,12 +9,9 @@ use std::time::Duration;
 
 use ade_client::{Client, Reconnect};
 use ade_core::Runtime;
-use ade_core::config::{Configuration, EngineSpec};
-use ade_core::engine::{Engine, EngineContext, EngineFailure, EngineOutcome, EventSink};
-use ade_core::event::{ConsoleLevel, ConsoleStream};
+use ade_core::test_util::{GatedEngine, gated_configuration};
 use ade_server::{ServeError, Server, ServerConfig, ShutdownHandle};
-use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -22,56 +19,6 @@ use tokio::task::JoinHandle;
 
 /// Longest any single wait in a test may take before the test fails instead of hanging.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
-
-/// `before` console lines, then (when `gated`) a wait for a permit of the gate, then `after` lines.
-#[derive(Debug)]
-struct GatedEngine {
-    gate: Arc<Semaphore>,
-}
-
-fn number(configuration: &Configuration, name: &str) -> u64 {
-    match &configuration.engine {
-        EngineSpec::Custom { settings, .. } => settings.get(name).and_then(Value::as_u64).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-#[async_trait]
-impl Engine for GatedEngine {
-    fn version(&self) -> &str {
-        "gated-1"
-    }
-
-    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
-        let configuration = context.configuration.clone();
-        for i in 0..number(&configuration, "before") {
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("before {i}")).await;
-        }
-        if number(&configuration, "gated") == 1 {
-            tokio::select! {
-                permit = self.gate.acquire() => match permit {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => return EngineOutcome::failed(EngineFailure::new("engine_error", "gate closed")),
-                },
-                () = context.cancel.cancelled() => {
-                    return EngineOutcome::failed(EngineFailure::new("cancelled", "stopped at the gate"));
-                }
-            }
-        }
-        for i in 0..number(&configuration, "after") {
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("after {i}")).await;
-        }
-        EngineOutcome::succeeded(Vec::new())
-    }
-}
-
-fn gated_configuration(id: &str, before: u64, gated: bool, after: u64) -> Configuration {
-    serde_json::from_value(json!({
-        "id": id, "version": "1", "engine": "gated",
-        "before": before, "gated": u64::from(gated), "after": after,
-    }))
-    .expect("a valid configuration")
-}
 
 /// A running server.
 pub(crate) struct TestServer {

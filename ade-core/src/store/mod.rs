@@ -25,8 +25,6 @@ pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgEventStore;
-#[cfg(all(test, feature = "postgres"))]
-pub(crate) use postgres::testing as pg_testing;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
 #[cfg(feature = "postgres")]

@@ -7,71 +7,18 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::Connection;
+
+use ade_core::test_util::postgres::{self as pg_testing, Schema, fresh_schema};
 
 use crate::support::{Frame, PATIENCE, SseReader, announced_base};
 
 /// How long a lease lasts in these clusters: a dead instance's run ends about this long after.
 const LEASE_SECS: &str = "1";
 
-fn pg_url() -> Option<String> {
-    match std::env::var("ADE_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("ADE_REQUIRE_PG").as_deref() != Ok("1"),
-                "ADE_REQUIRE_PG=1 but ADE_TEST_PG_URL is not set: the PostgreSQL tests cannot run"
-            );
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                b"skipped: a PostgreSQL cluster test (set ADE_TEST_PG_URL=postgres://... to run it)\n",
-            );
-            None
-        }
-    }
-}
-
-/// A schema of its own on the test database, dropped at the end.
-struct Schema {
-    admin_url: String,
-    name: String,
-}
-
-impl Schema {
-    async fn create(admin_url: &str) -> Self {
-        let name = format!("ade_cluster_{}", ade_core::event::RunId::new().to_string().to_lowercase());
-        let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to ADE_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.expect("schema");
-        Self { admin_url: admin_url.to_owned(), name }
-    }
-
-    /// What the instances are given: connections that use the schema.
-    fn url(&self) -> String {
-        let separator = if self.admin_url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options[search_path]={name}&application_name={name}", self.admin_url, name = self.name)
-    }
-
-    async fn query_one(&self, sql: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.url()).await.expect("connect");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut conn).await.expect("query")
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        });
-        let _ = cleanup.join();
-    }
+/// One number from the shared database.
+async fn query_one(schema: &Schema, sql: &str) -> i64 {
+    let pool = schema.connect().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.expect("query")
 }
 
 /// One `ade-server` process; killed when dropped.
@@ -99,7 +46,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(admin_url: &str) -> Self {
-        let schema = Schema::create(admin_url).await;
+        let (_pool, schema) = fresh_schema(admin_url).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let (data, config, pids) = (dir.path().join("data"), dir.path().join("config"), dir.path().join("pids"));
         for path in [&data, &config, &pids] {
@@ -218,7 +165,7 @@ fn assert_contiguous_and_terminal(events: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_created_on_a_runs_once_and_streams_from_c_as_logged() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = pg_testing::url() else { return };
     let cluster = Cluster::start(&url).await;
     let id = cluster.create(0, "slow").await;
     let executor = cluster.executor_of(&id).await;
@@ -241,7 +188,7 @@ async fn a_run_created_on_a_runs_once_and_streams_from_c_as_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_executing_instance_ends_its_run_once_within_the_lease() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = pg_testing::url() else { return };
     let mut cluster = Cluster::start(&url).await;
     let id = cluster.create(0, "slow").await;
     let executor = cluster.executor_of(&id).await;
@@ -270,7 +217,7 @@ async fn kill_9_of_the_executing_instance_ends_its_run_once_within_the_lease() {
     assert_eq!(run["status"], "failed");
     assert_eq!(run["last_sequence"].as_u64(), Some(log.len() as u64));
     assert_eq!(
-        cluster.schema.query_one(&format!("SELECT count(*) FROM ade_events WHERE run_id = '{id}'")).await,
+        query_one(&cluster.schema, &format!("SELECT count(*) FROM ade_events WHERE run_id = '{id}'")).await,
         log.len() as i64,
         "nothing stored beyond the log"
     );
@@ -278,7 +225,7 @@ async fn kill_9_of_the_executing_instance_ends_its_run_once_within_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_runs_across_three_instances_all_complete_exactly_once() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = pg_testing::url() else { return };
     let cluster = Cluster::start(&url).await;
     let mut ids = Vec::new();
     for i in 0..200 {
@@ -291,9 +238,9 @@ async fn two_hundred_runs_across_three_instances_all_complete_exactly_once() {
         assert_eq!(events.last().map(|e| &e["payload"]["status"]), Some(&json!("succeeded")), "{id}");
     }
     assert_eq!(
-        cluster.schema.query_one("SELECT count(*) FROM ade_runs WHERE status = 'succeeded'").await,
+        query_one(&cluster.schema, "SELECT count(*) FROM ade_runs WHERE status = 'succeeded'").await,
         200,
         "every run finished once"
     );
-    assert_eq!(cluster.schema.query_one("SELECT count(*) FROM ade_events WHERE terminal").await, 200);
+    assert_eq!(query_one(&cluster.schema, "SELECT count(*) FROM ade_events WHERE terminal").await, 200);
 }

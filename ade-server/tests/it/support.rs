@@ -4,11 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ade_core::Runtime;
-use ade_core::config::{Configuration, EngineSpec};
-use ade_core::engine::{Engine, EngineContext, EngineFailure, EngineOutcome, EventSink};
-use ade_core::event::{ConsoleLevel, ConsoleStream};
+use ade_core::test_util::{GatedEngine, gated_configuration};
 use ade_server::{ServeError, Server, ServerConfig, ShutdownHandle, Tokens};
-use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -16,60 +13,6 @@ use tokio::task::JoinHandle;
 
 /// Longest any single wait in a test may take before the test fails instead of hanging.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
-
-/// An engine for tests, configured by its configuration's settings: `before` console lines, then
-/// (when `gated`) it waits for a permit of the server's gate, then `after` lines and an output.
-#[derive(Debug)]
-pub(crate) struct GatedEngine {
-    gate: Arc<Semaphore>,
-}
-
-fn number(configuration: &Configuration, name: &str) -> u64 {
-    match &configuration.engine {
-        EngineSpec::Custom { settings, .. } => settings.get(name).and_then(Value::as_u64).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-#[async_trait]
-impl Engine for GatedEngine {
-    fn version(&self) -> &str {
-        "gated-1"
-    }
-
-    async fn run(&self, context: EngineContext, sink: EventSink) -> EngineOutcome {
-        let configuration = context.configuration.clone();
-        for i in 0..number(&configuration, "before") {
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("before {i}")).await;
-        }
-        if number(&configuration, "gated") == 1 {
-            tokio::select! {
-                permit = self.gate.acquire() => match permit {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => return EngineOutcome::failed(EngineFailure::new("engine_error", "gate closed")),
-                },
-                () = context.cancel.cancelled() => {
-                    return EngineOutcome::failed(EngineFailure::new("cancelled", "stopped at the gate"));
-                }
-            }
-        }
-        for i in 0..number(&configuration, "after") {
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("after {i}")).await;
-        }
-        let _ = tokio::fs::create_dir_all(&context.output_dir).await;
-        let _ = tokio::fs::write(context.output_dir.join("result.txt"), b"done\n").await;
-        EngineOutcome::succeeded(vec!["outputs/result.txt".to_owned()])
-    }
-}
-
-/// A configuration of the gated engine.
-pub(crate) fn gated_configuration(id: &str, before: u64, gated: bool, after: u64) -> Configuration {
-    serde_json::from_value(json!({
-        "id": id, "version": "1", "engine": "gated",
-        "before": before, "gated": u64::from(gated), "after": after,
-    }))
-    .expect("a valid configuration")
-}
 
 /// The process-wide Prometheus recorder (a recorder can be installed once per process).
 pub(crate) fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::dispatch::{DispatchOptions, Dispatcher};
-use crate::store::pg_testing::{self, Schema};
 use crate::store::{PgEventStore, PgRunStore, RunStore, Transition};
+use crate::test_util::postgres::{self as pg_testing, Schema};
 
 /// A runtime on the schema, sharing `dir` with the other instances.
 async fn instance(schema: &Schema, dir: &std::path::Path, lease: Duration) -> Runtime {

@@ -492,8 +492,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::postgres::testing;
     use crate::store::runs::conformance::{self, queued_run};
+    use crate::test_util::postgres as testing;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn conforms() {
