@@ -1,10 +1,12 @@
-//! [`ServerConfig`]: limits, keepalive, tokens and the optional metrics handle.
+//! [`ServerConfig`]: limits, keepalive, tokens, CORS, the public URL and the optional metrics handle.
 
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Tokens;
+use crate::cors::CorsOrigins;
+use crate::mount::PublicUrl;
 
 /// How the server behaves. Build it with [`ServerConfig::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
@@ -55,6 +57,13 @@ pub struct ServerConfig {
     /// Longest request target (path and query), in bytes (default 8 KiB): a longer one is
     /// answered 414.
     pub max_uri_bytes: usize,
+    /// The origins whose pages may call the API from a browser (CORS); `None` (the default): no
+    /// CORS, cross-origin pages cannot read any answer ([`crate::cors`]).
+    pub cors: Option<CorsOrigins>,
+    /// The URL clients reach the server at, when it is not what the request shows (a proxy that
+    /// strips a prefix); links in responses are then absolute URLs under it. `None` (the
+    /// default): links are paths under the request's mount point ([`crate::mount`]).
+    pub public_url: Option<PublicUrl>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +85,8 @@ impl Default for ServerConfig {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
+            cors: None,
+            public_url: None,
         }
     }
 }
@@ -174,6 +185,20 @@ impl ServerConfig {
     #[must_use]
     pub fn with_max_uri_bytes(mut self, bytes: usize) -> Self {
         self.max_uri_bytes = bytes.max(256);
+        self
+    }
+
+    /// Sets [`cors`](Self::cors): the origins allowed to call the API from a browser.
+    #[must_use]
+    pub fn with_cors(mut self, origins: CorsOrigins) -> Self {
+        self.cors = Some(origins);
+        self
+    }
+
+    /// Sets [`public_url`](Self::public_url).
+    #[must_use]
+    pub fn with_public_url(mut self, url: PublicUrl) -> Self {
+        self.public_url = Some(url);
         self
     }
 

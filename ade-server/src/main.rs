@@ -14,7 +14,7 @@ use ade_core::Runtime;
 use ade_core::config::{Configuration, DEFAULT_MAX_FIELDS, EngineSpec};
 use ade_core::engine::{MAX_CONSOLE_MESSAGE, MAX_PUBLISHED_ISSUES, MIN_CONSOLE_MESSAGE, SinkLimits};
 use ade_core::store::Durability;
-use ade_server::{Server, ServerConfig, Tokens};
+use ade_server::{CorsOrigins, PublicUrl, Server, ServerConfig, Tokens};
 use clap::{Parser, ValueEnum};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
@@ -51,6 +51,16 @@ struct Args {
     /// Serve without tokens on an address that is not loopback.
     #[arg(long, env = "ADE_ALLOW_OPEN")]
     allow_open: bool,
+    /// An origin (`scheme://host[:port]`) whose pages may call the API from a browser (CORS);
+    /// repeat it, or list several separated by commas (ADE_CORS_ORIGINS). `*` alone allows any
+    /// origin. Off by default.
+    #[arg(long = "cors-origin", env = "ADE_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// The URL clients reach the server at (`https://example.com/ade`), when a proxy in front of
+    /// it strips a prefix or changes the host: links in responses are then absolute URLs under it.
+    /// By default they are paths under the request's own mount point.
+    #[arg(long, env = "ADE_PUBLIC_URL", value_parser = parse_public_url, value_name = "URL")]
+    public_url: Option<PublicUrl>,
     /// How many runs execute at once.
     #[arg(long, env = "ADE_WORKERS", default_value_t = 2)]
     workers: usize,
@@ -111,6 +121,10 @@ fn parse_lease(text: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_public_url(text: &str) -> Result<PublicUrl, String> {
+    PublicUrl::parse(text).map_err(|e| e.to_string())
+}
+
 /// A console message limit with room for the `…[truncated N bytes]` marker.
 fn parse_console_limit(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -166,6 +180,7 @@ async fn serve(args: Args) -> Result<(), String> {
         (None, Some(json)) => Tokens::from_json(json).map_err(|e| e.to_string())?,
         (None, None) => Tokens::none(),
     };
+    let cors = CorsOrigins::parse(&args.cors_origins).map_err(|e| e.to_string())?;
     let metrics = PrometheusBuilder::new()
         .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0])
         .and_then(PrometheusBuilder::install_recorder)
@@ -215,7 +230,7 @@ async fn serve(args: Args) -> Result<(), String> {
     if tokens.is_empty() {
         tracing::warn!("no tokens configured: the server is open to anyone who can reach it");
     }
-    let config = ServerConfig::new()
+    let mut config = ServerConfig::new()
         .with_tokens(tokens)
         .with_allow_open(args.allow_open)
         .with_keepalive(Duration::from_secs(args.keepalive_secs.max(1)))
@@ -229,6 +244,13 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
         .with_shutdown_drain(Duration::from_secs(args.shutdown_drain_secs))
         .with_metrics(metrics);
+    if let Some(origins) = cors {
+        tracing::info!(origins = ?origins.origins(), any = origins.is_any(), "CORS enabled");
+        config = config.with_cors(origins);
+    }
+    if let Some(url) = args.public_url {
+        config = config.with_public_url(url);
+    }
     let server = Server::bind(args.bind, runtime, config).await.map_err(|e| e.to_string())?;
     // Listening for signals before saying so: a SIGTERM sent the moment the address is announced
     // must stop the server gracefully, not kill it with the default action.

@@ -17,6 +17,7 @@ use super::excerpt;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{ApiPath, ApiQuery, content_length};
+use crate::mount::Mount;
 use crate::state::AppState;
 
 /// Room for multipart headers and boundaries around the file itself.
@@ -24,6 +25,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 pub(super) async fn upload(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     request: Request,
@@ -64,7 +66,7 @@ pub(super) async fn upload(
         let body = request.into_body().into_data_stream();
         store(&state, &workspace_id, &filename, media, body, limit).await?
     };
-    let location = HeaderValue::from_str(&format!("/documents/{}", document.id))
+    let location = HeaderValue::from_str(&mount.link(&format!("/documents/{}", document.id)))
         .map_err(|_| Error::Internal("a document link is not a header value".to_owned()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(document)).into_response())
 }

@@ -98,14 +98,25 @@ async fn openapi() -> axum::Json<&'static serde_json::Value> {
 /// No timeout layer applies to responses: event streams last as long as their run. Request bodies
 /// have a read timeout ([`crate::body_timeout`]); body limits are enforced by the handlers, which
 /// name the limit in their errors (SPEC §9).
+///
+/// With [CORS](crate::cors) configured, its layer is outside the auth middleware (a preflight
+/// needs no token) and outside the body and URI limits (their refusals are readable by the page).
+///
+/// Nested under a prefix (`Router::new().nest("/ade", router(state))`), the links it returns
+/// and the viewer's URLs carry the prefix ([`crate::mount`]).
 pub fn router(state: AppState) -> Router {
-    api_routes(&state)
+    let routes = api_routes(&state)
         .merge(public_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(state.clone(), crate::body_timeout::limit))
-        .layer(from_fn_with_state(state.clone(), crate::connection::limit_uri))
+        .layer(from_fn_with_state(state.clone(), crate::connection::limit_uri));
+    let routes = match &state.config().cors {
+        Some(origins) => routes.layer(origins.layer()),
+        None => routes,
+    };
+    routes
         .layer(from_fn(crate::http_metrics::record))
         .layer(
             // Path only: the query may hold an `access_token`, which is never logged.

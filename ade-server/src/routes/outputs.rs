@@ -16,6 +16,7 @@ use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::ApiPath;
+use crate::mount::Mount;
 use crate::state::AppState;
 
 /// One output file of a run.
@@ -33,6 +34,7 @@ pub(crate) struct Output {
 
 pub(super) async fn list(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>> {
@@ -51,7 +53,7 @@ pub(super) async fn list(
             let name = entry.key.name().to_owned();
             Output {
                 content_type: content_type_for(&name),
-                href: format!("/runs/{id}/outputs/{name}"),
+                href: mount.link(&format!("/runs/{id}/outputs/{name}")),
                 byte_size: entry.size,
                 name,
             }

@@ -19,6 +19,7 @@ use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, decimal};
+use crate::mount::Mount;
 use crate::negotiate::prefers_sse;
 use crate::state::AppState;
 
@@ -49,6 +50,7 @@ pub(crate) struct CreateRunBody {
 
 pub(super) async fn create(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
@@ -85,6 +87,7 @@ pub(super) async fn create(
         Created::Existing(run) => (StatusCode::OK, run),
         _ => return Err(Error::Internal("the runtime answered create_run with an unknown outcome".to_owned())),
     };
+    let run = mount.run(run);
     let location = HeaderValue::from_str(&run.links.self_)
         .map_err(|_| Error::Internal("a run link is not a header value".to_owned()))?;
     let mut response = if stream {
@@ -120,22 +123,24 @@ fn request_hash(raw: &[u8]) -> String {
 
 pub(super) async fn get(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Run>> {
     let id = parse_run_id(&id)?;
-    Ok(Json(visible_run(&state, &caller, id).await?))
+    Ok(Json(mount.run(visible_run(&state, &caller, id).await?)))
 }
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Run>)> {
     let id = parse_run_id(&id)?;
     let run = visible_run(&state, &caller, id).await?;
     let run = state.runtime().cancel(Some(&run.workspace_id), id).await?;
-    Ok((StatusCode::ACCEPTED, Json(run)))
+    Ok((StatusCode::ACCEPTED, Json(mount.run(run))))
 }
 
 /// Query of `GET /runs`.
@@ -153,6 +158,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list(
     State(state): State<AppState>,
+    mount: Mount,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>> {
@@ -198,5 +204,6 @@ pub(super) async fn list(
         })?,
     };
     let page = state.runtime().list_runs(&filter, limit, query.cursor.as_deref()).await?;
-    Ok(Json(serde_json::json!({ "runs": page.runs, "next_cursor": page.next_cursor })))
+    let runs: Vec<Run> = page.runs.into_iter().map(|run| mount.run(run)).collect();
+    Ok(Json(serde_json::json!({ "runs": runs, "next_cursor": page.next_cursor })))
 }

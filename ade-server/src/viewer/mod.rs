@@ -1,9 +1,12 @@
 //! The run viewer (SPEC §4 `GET /`): one self-contained page, HTML, CSS and plain JavaScript
 //! embedded in the binary. No build step and no external resource; the page holds no data of
 //! its own: everything it shows comes from the authenticated API, so the page itself is public.
+//! Mounted under a prefix, the page asks for its assets and the API under that prefix.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::mount::Mount;
 
 const INDEX_HTML: &str = include_str!("index.html");
 const VIEWER_JS: &str = include_str!("viewer.js");
@@ -14,9 +17,29 @@ const VIEWER_CSS: &str = include_str!("viewer.css");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /`: the page.
-pub(crate) async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX_HTML)
+/// What `index.html` says where the API's paths start (`/ade` when mounted there, else empty).
+const BASE_PLACEHOLDER: &str = "__ADE_BASE__";
+
+/// `GET /`: the page, with its assets and API requests under the mount point ([`Mount`]): the
+/// `ade-base` meta element gives viewer.js the path to put before the API's paths.
+pub(crate) async fn index(mount: Mount) -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML.replace(BASE_PLACEHOLDER, &attribute(mount.path())))
+}
+
+/// `text` escaped for an HTML attribute value in double quotes.
+fn attribute(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// `GET /viewer.js`: the page's script.
@@ -29,7 +52,7 @@ pub(crate) async fn style() -> Response {
     asset("text/css; charset=utf-8", VIEWER_CSS)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

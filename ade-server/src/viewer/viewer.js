@@ -30,6 +30,11 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // Where the API's paths start: empty at the server's root, `/ade` when the server is mounted
+  // under /ade (the server fills the `ade-base` meta element of the page it serves). Links the
+  // API returns (outputs' `href`) already carry it.
+  const BASE = (document.querySelector('meta[name="ade-base"]') || { content: '' }).content.replace(/\/+$/, '');
+
   // ---------------------------------------------------------------- small DOM helpers
 
   // el('div', {class: 'x', 'data-n': 3}, child, 'text', ...): text is always set as text, never
@@ -129,9 +134,19 @@
     }
   }
 
-  // fetch with the token in a header (never in the URL), and the banner kept up to date: a
-  // network failure means the server is unreachable, a 401 that a token is needed.
-  async function api(path, options) {
+  // The API path `path` (`/runs`), under the mount point.
+  function apiUrl(path) {
+    return BASE + path;
+  }
+
+  // fetch of an API path, with the token in a header (never in the URL), and the banner kept up
+  // to date: a network failure means the server is unreachable, a 401 that a token is needed.
+  function api(path, options) {
+    return request(apiUrl(path), options);
+  }
+
+  // The same for a URL as the API gave it (a link).
+  async function request(url, options) {
     const init = Object.assign({ cache: 'no-store' }, options || {});
     const headers = new Headers(init.headers || {});
     if (token) headers.set('Authorization', 'Bearer ' + token);
@@ -139,9 +154,9 @@
     init.headers = headers;
     let response;
     try {
-      response = await fetch(path, init);
+      response = await fetch(url, init);
     } catch (error) {
-      setProblem('offline', 'The server at ' + location.origin + ' is unreachable; retrying…');
+      setProblem('offline', 'The server at ' + location.origin + BASE + ' is unreachable; retrying…');
       throw new ApiError(0, 'the server is unreachable');
     }
     clearProblem('offline');
@@ -168,9 +183,9 @@
   }
 
   // Downloads through fetch, so that the token goes in a header (a plain link cannot send it).
-  async function download(path, accept, filename) {
+  async function download(url, accept, filename) {
     try {
-      const response = await api(path, { headers: { Accept: accept } });
+      const response = await request(url, { headers: { Accept: accept } });
       const url = URL.createObjectURL(await response.blob());
       const link = el('a', { href: url, download: filename });
       document.body.append(link);
@@ -464,7 +479,7 @@
     const params = new URLSearchParams({ after_sequence: String(v.lastSeq) });
     // EventSource cannot send headers: the token goes in the query, on this one URL only.
     if (token) params.set('access_token', token);
-    const source = new EventSource('/runs/' + encodeURIComponent(v.runId) + '/events?' + params);
+    const source = new EventSource(apiUrl('/runs/' + encodeURIComponent(v.runId) + '/events?' + params));
     v.source = source;
     source.addEventListener('open', () => {
       clearProblem('offline');
@@ -764,7 +779,7 @@
 
   function downloadEvents() {
     if (!view) return;
-    download('/runs/' + encodeURIComponent(view.runId) + '/events', 'application/x-ndjson', view.runId + '.ndjson');
+    download(apiUrl('/runs/' + encodeURIComponent(view.runId) + '/events'), 'application/x-ndjson', view.runId + '.ndjson');
   }
 
   // ---------------------------------------------------------------- routing and start-up
