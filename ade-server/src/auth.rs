@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ade_core::event::WorkspaceId;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::extract::{MatchedPath, NestedPath, Query, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -273,8 +273,13 @@ fn caller_of(state: &AppState, request: &Request) -> Result<Caller, Error> {
 }
 
 fn access_token_allowed(request: &Request) -> bool {
+    // Nested under a prefix (`Router::nest("/ade", …)`), the matched path starts with it.
+    let nested = request.extensions().get::<NestedPath>().map_or("", |nested| nested.as_str().trim_end_matches('/'));
     request.method() == Method::GET
-        && request.extensions().get::<MatchedPath>().is_some_and(|path| path.as_str() == EVENTS_ROUTE)
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|path| path.as_str().strip_prefix(nested) == Some(EVENTS_ROUTE))
         && matches!(negotiate_events(request.headers()), Ok(EventsFormat::Sse))
 }
 

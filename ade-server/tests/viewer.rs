@@ -419,3 +419,152 @@ async fn an_unreachable_server_shows_a_clear_message() {
     browser.screenshot("server-unreachable.png").await;
     browser.close().await;
 }
+
+/// The viewer of a server nested under `/ade` in another application: its assets, API calls,
+/// event streams (with the token in the query) and output links all go under `/ade`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_mounted_under_a_prefix_works_there() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start_mounted("/ade").await;
+    assert!(server.base.ends_with("/ade"));
+    let browser = Browser::start().await;
+    // `Router::nest("/ade", …)` serves the page at `/ade` (not `/ade/`).
+    browser.client.goto(&server.base).await.expect("open the page");
+    browser.type_into("#token", "admin-secret").await;
+    browser.click("#token-save").await;
+    browser
+        .wait_script(
+            "the configurations, under /ade",
+            "return document.querySelector('#banner').hidden && !!document.querySelector('#configuration option[value=\"slow\"]');",
+        )
+        .await;
+    let base = browser.eval("return document.querySelector('meta[name=\"ade-base\"]').content;").await;
+    assert_eq!(base, "/ade");
+
+    // Live: the lines after the gate come over the EventSource under /ade.
+    let select = browser.client.find(Locator::Css("#configuration")).await.expect("the configuration select");
+    select.select_by_value("slow").await.expect("pick slow");
+    browser.click("#start").await;
+    browser.wait_script("the new run to open", OPEN_RUN).await;
+    assert_eq!(wait_for_lines(&browser, SLOW_BEFORE_GATE).await, expected_slow_lines(SLOW_BEFORE_GATE));
+    browser.wait_script("the live stream", "return document.querySelector('#run-live').textContent === 'live';").await;
+    server.open_gate("slow");
+    browser.wait_script("the final summary", COMPLETE).await;
+    assert_eq!(browser.console_lines().await, expected_slow_lines(SLOW_TOTAL));
+    let streamed = browser.eval("return Number(document.querySelector('#run').dataset.streamed);").await;
+    assert!(as_u64(&streamed) > 0, "events came over the EventSource");
+
+    // A run with an output: its link is under /ade, and downloading it from the page works.
+    browser.client.goto(&format!("{}#/", server.base)).await.expect("home");
+    browser
+        .wait_script("the configurations", "return !!document.querySelector('#configuration option[value=\"hello\"]');")
+        .await;
+    let select = browser.client.find(Locator::Css("#configuration")).await.expect("the configuration select");
+    select.select_by_value("hello").await.expect("pick hello");
+    browser.click("#start").await;
+    browser.wait_script("the final summary", COMPLETE).await;
+    let href = browser
+        .wait_script(
+            "the output link",
+            "const a = document.querySelector('#final a.output'); return a && a.getAttribute('href');",
+        )
+        .await;
+    let href = href.as_str().expect("an href").to_owned();
+    assert!(href.starts_with("/ade/runs/") && href.ends_with("/outputs/count.txt"), "{href}");
+    let origin = server.base.trim_end_matches("/ade");
+    let response = server.http.get(format!("{origin}{href}")).bearer_auth("admin-secret").send().await.expect("get");
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "GET {href}");
+    assert!(browser.eval("return document.querySelector('#banner').hidden;").await == true, "no problem shown");
+    browser.close().await;
+}
+
+/// A page of another origin (a frontend on its dev server): `fetch` with a bearer token, reading
+/// the `Location` header, and an `EventSource` with `?access_token=` on a run's events.
+const FOREIGN_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>another origin</title></head>
+<body><pre id="result"></pre>
+<script>
+(async () => {
+  const query = new URLSearchParams(location.search);
+  const api = query.get('api');
+  const result = {};
+  try {
+    const response = await fetch(api + '/runs', {
+      method: 'POST',
+      headers: { 'Authorization': 'Bearer admin-secret', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ configuration_id: 'hello' }),
+    });
+    result.status = response.status;
+    result.location = response.headers.get('Location');
+    result.created = (await response.json()).id;
+  } catch (error) {
+    result.fetch_error = String(error);
+  }
+  result.events = await new Promise((resolve) => {
+    const types = [];
+    const source = new EventSource(api + '/runs/' + query.get('run') + '/events?access_token=admin-secret');
+    source.addEventListener('ade.event', (event) => {
+      const type = JSON.parse(event.data).type;
+      types.push(type);
+      if (type === 'run.completed') { source.close(); resolve(types); }
+    });
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) resolve({ error: 'closed', received: types });
+    };
+  });
+  document.getElementById('result').textContent = JSON.stringify(result);
+  document.body.dataset.done = 'true';
+})();
+</script></body></html>"#;
+
+/// Serves [`FOREIGN_PAGE`] at `/` on `listener`.
+fn serve_foreign_page(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { axum::response::Html(FOREIGN_PAGE) }));
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve the page");
+    })
+}
+
+/// Opens the foreign page against `server` (following the run `run_id`); what the page saw.
+async fn foreign_page_result(browser: &Browser, page: &str, server: &TestServer, run_id: &str) -> Value {
+    browser.client.goto(&format!("{page}/?api={}&run={run_id}", server.base)).await.expect("open the page");
+    browser.wait_script("the page's requests", "return document.body.dataset.done === 'true';").await;
+    let text = browser.eval("return document.getElementById('result').textContent;").await;
+    serde_json::from_str(text.as_str().expect("text")).expect("the page's JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_origin_uses_the_api_and_its_events_only_with_cors() {
+    if !browser_available() {
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the page's server");
+    let page = format!("http://{}", listener.local_addr().expect("address"));
+    let _page_server = serve_foreign_page(listener);
+    let origins = ade_server::CorsOrigins::parse([page.as_str()]).expect("an origin").expect("some");
+    let allowed = TestServer::start_with_token(ade_server::ServerConfig::new().with_cors(origins)).await;
+    let closed = TestServer::start_with_tokens().await;
+    let browser = Browser::start().await;
+
+    let run_id = allowed.create_run("hello").await;
+    let result = foreign_page_result(&browser, &page, &allowed, &run_id).await;
+    assert_eq!(result["status"], 201, "{result}");
+    let created = result["created"].as_str().expect("a created run");
+    assert_eq!(result["location"], format!("/runs/{created}"), "Location is exposed: {result}");
+    let events = result["events"].as_array().unwrap_or_else(|| panic!("the events of {run_id}: {result}"));
+    assert_eq!(events.first(), Some(&Value::from("run.queued")), "{result}");
+    assert_eq!(events.last(), Some(&Value::from("run.completed")), "{result}");
+    let log: Vec<Value> = allowed.log(&run_id).await.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(events, &log, "the page saw the whole log over the EventSource");
+
+    // The same page against a server without CORS: the browser lets it read nothing.
+    let run_id = closed.create_run("hello").await;
+    let result = foreign_page_result(&browser, &page, &closed, &run_id).await;
+    assert!(result["fetch_error"].as_str().is_some_and(|e| !e.is_empty()), "{result}");
+    assert!(result.get("status").is_none() && result.get("created").is_none(), "{result}");
+    assert_eq!(result["events"]["error"], "closed", "{result}");
+    assert_eq!(result["events"]["received"], serde_json::json!([]), "{result}");
+    browser.close().await;
+}

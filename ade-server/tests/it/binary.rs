@@ -7,7 +7,12 @@ use crate::support::{PATIENCE, announced_base};
 
 pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ade-server"));
-    command.env_remove("ADE_TOKENS").env_remove("ADE_TOKENS_FILE").env("RUST_LOG", "info");
+    command
+        .env_remove("ADE_TOKENS")
+        .env_remove("ADE_TOKENS_FILE")
+        .env_remove("ADE_CORS_ORIGINS")
+        .env_remove("ADE_PUBLIC_URL")
+        .env("RUST_LOG", "info");
     command
 }
 
@@ -179,5 +184,77 @@ async fn a_sigterm_right_after_the_announcement_is_a_graceful_stop() {
         let dir = tempfile::tempdir().expect("dir");
         let (child, _) = start(dir.path()).await;
         stop(child).await;
+    }
+}
+
+/// The `Access-Control-Allow-Origin` of a preflight of `POST /runs` from `origin`.
+async fn allowed_origin(http: &reqwest::Client, base: &str, origin: &str) -> String {
+    let response = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/runs"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("request");
+    crate::support::header(&response, "access-control-allow-origin")
+}
+
+#[tokio::test]
+async fn cors_origins_and_the_public_url_come_from_flags_or_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let http = reqwest::Client::new();
+    let spawn =
+        |command: &mut Command| command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start the binary");
+
+    // From the environment: a comma-separated list, and the public URL.
+    let mut child = spawn(
+        binary()
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("ADE_CORS_ORIGINS", "http://localhost:5173, https://app.example.com")
+            .env("ADE_PUBLIC_URL", "https://ade.example.com/api/"),
+    );
+    let base = announced_base(&mut child).await;
+    assert_eq!(allowed_origin(&http, &base, "http://localhost:5173").await, "http://localhost:5173");
+    assert_eq!(allowed_origin(&http, &base, "https://app.example.com").await, "https://app.example.com");
+    assert_eq!(allowed_origin(&http, &base, "http://localhost:3000").await, "");
+    let upload = http.post(format!("{base}/documents?filename=a.csv")).body("a\n1\n").send().await.expect("upload");
+    let location = crate::support::header(&upload, "location");
+    assert!(location.starts_with("https://ade.example.com/api/documents/doc_"), "{location}");
+    stop(child).await;
+
+    // From flags, repeated; without them (the default) there is no CORS.
+    let mut child = spawn(binary().args(["--bind", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).args([
+        "--cors-origin",
+        "http://localhost:5173",
+        "--cors-origin",
+        "http://127.0.0.1:8000",
+    ]));
+    let base = announced_base(&mut child).await;
+    assert_eq!(allowed_origin(&http, &base, "http://127.0.0.1:8000").await, "http://127.0.0.1:8000");
+    assert_eq!(allowed_origin(&http, &base, "https://app.example.com").await, "");
+    stop(child).await;
+    let (child, base) = start(dir.path()).await;
+    assert_eq!(allowed_origin(&http, &base, "http://localhost:5173").await, "");
+    stop(child).await;
+
+    // What is not an origin or a base URL stops the start, saying why.
+    for (args, reason) in [
+        (["--cors-origin", "localhost:5173"], "expected scheme://host[:port]"),
+        (["--public-url", "ade.example.com/api"], "expected http(s)://host[:port][/path]"),
+    ] {
+        let child = binary()
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+        let output = tokio::time::timeout(PATIENCE, output).await.expect("it exits").expect("join").expect("output");
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(args[1]) && stderr.contains(reason), "{args:?}: {stderr}");
     }
 }

@@ -200,3 +200,22 @@ async fn a_public_url_overrides_the_mount_point() {
     let page = app.send(Method::GET, "/ade", None).await.text().await.expect("body");
     assert!(page.contains(r#"<meta name="ade-base" content="/api">"#), "{page}");
 }
+
+#[tokio::test]
+async fn access_token_is_accepted_on_the_event_stream_under_the_prefix_and_only_there() {
+    let config = ServerConfig::new().with_tokens(crate::support::test_tokens());
+    for nesting in [Nesting::Nest, Nesting::NestService] {
+        let app = Mounted::start(config.clone(), nesting).await;
+        let body = json!({ "configuration_id": "quick" });
+        let created = app.http.post(format!("{}/ade/runs", app.origin)).bearer_auth("admin-secret").json(&body);
+        let run: Value = created.send().await.expect("request").json().await.expect("json");
+        let events = format!("{}/ade/runs/{}/events?access_token=admin-secret", app.origin, id_of(&run));
+        let response = app.http.get(&events).header("accept", "text/event-stream").send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{nesting:?}");
+        assert!(response.text().await.expect("body").contains("run.completed"));
+        let response = app.http.get(&events).header("accept", "application/json").send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{nesting:?}: not for a JSON page");
+        let list = app.http.get(format!("{}/ade/runs?access_token=admin-secret", app.origin)).send().await;
+        assert_eq!(list.expect("request").status(), StatusCode::UNAUTHORIZED, "{nesting:?}: not elsewhere");
+    }
+}

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use ade_core::Runtime;
 use ade_core::config::Configuration;
-use ade_server::{ServeError, Server, ServerConfig, ShutdownHandle, Tokens};
+use ade_server::{AppState, Server, ServerConfig, Tokens};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The longest any one wait may take before the test fails instead of hanging.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
@@ -223,15 +224,22 @@ fn truthy(value: &Value) -> bool {
 
 /// A running server with the sample configurations and the viewer tests' `process` ones.
 pub(crate) struct TestServer {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, and the prefix it is mounted under if any (`/ade`).
     pub(crate) base: String,
     /// A plain HTTP client.
     pub(crate) http: reqwest::Client,
     /// The token requests of [`get_json`](Self::get_json) etc. carry, if any.
     pub(crate) token: Option<String>,
-    shutdown: ShutdownHandle,
-    task: Option<JoinHandle<Result<(), ServeError>>>,
+    /// The server's shutdown signal ([`ade_server::ShutdownHandle`] cancels the same token).
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
     dir: tempfile::TempDir,
+}
+
+/// `admin-secret`, for every workspace.
+fn admin_token() -> Tokens {
+    Tokens::from_json(r#"{"tokens": [{"name": "admin", "token": "admin-secret", "workspaces": ["*"]}]}"#)
+        .expect("valid tokens")
 }
 
 /// `slow`: 40 numbered lines, then (once the gate file exists) 160 more with small pauses.
@@ -268,17 +276,55 @@ impl TestServer {
 
     /// A server with tokens: `admin-secret` (every workspace).
     pub(crate) async fn start_with_tokens() -> Self {
-        let tokens =
-            Tokens::from_json(r#"{"tokens": [{"name": "admin", "token": "admin-secret", "workspaces": ["*"]}]}"#)
-                .expect("valid tokens");
-        let mut server = Self::start_with(ServerConfig::new().with_tokens(tokens)).await;
+        Self::start_with_token(ServerConfig::new()).await
+    }
+
+    /// A server with `config` and the token `admin-secret` (every workspace).
+    pub(crate) async fn start_with_token(config: ServerConfig) -> Self {
+        let mut server = Self::start_with(config.with_tokens(admin_token())).await;
         server.token = Some("admin-secret".to_owned());
         server
     }
 
     async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let runtime = Runtime::builder()
+        let runtime = Self::runtime(&dir).await;
+        let server =
+            Server::bind("127.0.0.1:0".parse().expect("address"), runtime, config).await.expect("bind the server");
+        let base = format!("http://{}", server.local_addr());
+        let shutdown = server.state().shutdown_token().clone();
+        let task = tokio::spawn(async move {
+            server.run(std::future::pending()).await.expect("serve");
+        });
+        Self { base, http: reqwest::Client::new(), token: None, shutdown, task: Some(task), dir }
+    }
+
+    /// The API nested under `prefix` in an application of its own
+    /// (`Router::new().nest(prefix, ade_server::router(state))`), as an embedder serves it, with
+    /// the token `admin-secret`; [`base`](Self::base) ends with the prefix.
+    pub(crate) async fn start_mounted(prefix: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = AppState::new(Self::runtime(&dir).await, ServerConfig::new().with_tokens(admin_token()));
+        let shutdown = state.shutdown_token().clone();
+        let app = axum::Router::new().nest(prefix, ade_server::router(state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}{prefix}", listener.local_addr().expect("address"));
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.expect("serve");
+        });
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            token: Some("admin-secret".to_owned()),
+            shutdown,
+            task: Some(task),
+            dir,
+        }
+    }
+
+    async fn runtime(dir: &tempfile::TempDir) -> Runtime {
+        Runtime::builder()
             .data_dir(dir.path().join("data"))
             .workers(2)
             .configurations_dir(repo_path("examples/config"))
@@ -286,13 +332,7 @@ impl TestServer {
             .configuration(process_configuration("fast", FAST_SCRIPT, &dir.path().join("gate-fast")))
             .build()
             .await
-            .expect("runtime");
-        let server =
-            Server::bind("127.0.0.1:0".parse().expect("address"), runtime, config).await.expect("bind the server");
-        let base = format!("http://{}", server.local_addr());
-        let shutdown = server.shutdown_handle();
-        let task = tokio::spawn(server.run(std::future::pending()));
-        Self { base, http: reqwest::Client::new(), token: None, shutdown, task: Some(task), dir }
+            .expect("runtime")
     }
 
     /// Lets the runs of configuration `id` (`slow` or `fast`) past their gate.
@@ -343,7 +383,7 @@ impl TestServer {
 
     /// Stops the server and waits for it to finish.
     pub(crate) async fn stop(&mut self) {
-        self.shutdown.shutdown();
+        self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(PATIENCE, task).await;
         }
@@ -352,7 +392,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.shutdown.shutdown();
+        self.shutdown.cancel();
     }
 }
 
