@@ -221,6 +221,27 @@ impl Client {
         &self.base
     }
 
+    /// The URL of a link the server returned (a run's `links`, a `Location`, an output's
+    /// `href`), resolved against the base URL as a browser would: an absolute URL stays as it is
+    /// (a server with a public URL returns those), a path from the root (`/ade/runs/run_…`, from
+    /// a server mounted under `/ade`) goes to the base URL's origin, and anything else is taken
+    /// as relative to the base URL.
+    pub fn resolve(&self, link: &str) -> String {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            return link.to_owned();
+        }
+        if let Some(path) = link.strip_prefix('/') {
+            let origin = self
+                .base
+                .split_once("://")
+                .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)));
+            if let Some(origin) = origin {
+                return format!("{origin}/{path}");
+            }
+        }
+        format!("{}/{}", self.base, link.trim_start_matches('/'))
+    }
+
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
@@ -457,4 +478,21 @@ pub(crate) async fn problem(response: Response) -> Error {
 async fn json<T: DeserializeOwned>(response: Response, what: &'static str) -> Result<T> {
     let bytes = response.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Decode { what, reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_resolve_against_the_base_url_as_a_browser_would() {
+        let root = Client::new("http://127.0.0.1:8080/").expect("a client");
+        assert_eq!(root.resolve("/runs/run_1/outputs"), "http://127.0.0.1:8080/runs/run_1/outputs");
+        let mounted = Client::new("https://example.com:8443/ade").expect("a client");
+        // A server mounted under /ade returns paths that already carry the prefix.
+        assert_eq!(mounted.resolve("/ade/runs/run_1"), "https://example.com:8443/ade/runs/run_1");
+        assert_eq!(mounted.resolve("runs/run_1"), "https://example.com:8443/ade/runs/run_1");
+        // A server with a public URL returns absolute URLs.
+        assert_eq!(mounted.resolve("https://public.example/api/runs/run_1"), "https://public.example/api/runs/run_1");
+    }
 }

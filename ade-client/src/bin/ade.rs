@@ -448,7 +448,7 @@ fn print_summary(client: &Client, embedded: Option<&ade_client::core::Runtime>, 
 /// Where the run's output files are: paths on disk when embedded, URLs on a server.
 fn outputs(client: &Client, embedded: Option<&ade_client::core::Runtime>, run: &Run) -> Vec<String> {
     let Some(runtime) = embedded else {
-        return vec![format!("{}{}", client.base_url(), run.links.outputs)];
+        return vec![client.resolve(&run.links.outputs)];
     };
     let dir = runtime.run_dir(&run.workspace_id, run.id).join("outputs");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
