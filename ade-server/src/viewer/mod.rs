@@ -63,3 +63,15 @@ fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_is_escaped_for_its_attribute() {
+        assert_eq!(attribute("/ade"), "/ade");
+        assert_eq!(attribute(r#"/a"><script>'&"#), "/a&quot;&gt;&lt;script&gt;&#39;&amp;");
+        assert!(INDEX_HTML.contains(&format!(r#"<meta name="ade-base" content="{BASE_PLACEHOLDER}">"#)));
+    }
+}
