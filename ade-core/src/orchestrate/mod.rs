@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::run::Created;
 pub use documents::{content_type_for, sanitize_filename};
 
 use crate::blob::{BlobStore, DirBlobStore};
@@ -104,32 +105,6 @@ impl CreateRun {
     pub fn idempotency_key(mut self, key: impl Into<String>, request_hash: impl Into<String>) -> Self {
         self.idempotency = Some(IdempotencyKey { key: key.into(), request_hash: request_hash.into() });
         self
-    }
-}
-
-/// What [`Runtime::create_run`] did.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Created {
-    /// A new run.
-    New(Run),
-    /// The run an earlier request with the same idempotency key created.
-    Existing(Run),
-}
-
-impl Created {
-    /// The run, new or existing.
-    pub fn run(&self) -> &Run {
-        match self {
-            Self::New(run) | Self::Existing(run) => run,
-        }
-    }
-
-    /// Takes the run.
-    pub fn into_run(self) -> Run {
-        match self {
-            Self::New(run) | Self::Existing(run) => run,
-        }
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) async fn put(
                 .to_owned(),
         ));
     }
-    let id: ConfigurationId = id.parse().map_err(|e: ade_core::Error| Error::Unprocessable(e.to_string()))?;
+    let id = id.parse::<ConfigurationId>().map_err(|e| Error::Unprocessable(e.to_string()))?;
     let Value::Object(mut object) = body.value else {
         return Err(Error::Unprocessable("a configuration is a JSON object".to_owned()));
     };

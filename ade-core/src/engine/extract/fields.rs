@@ -178,14 +178,7 @@ impl<'a> IntoIterator for &'a CompiledFields {
 
 /// The configuration's name of a field type: `string`, `integer`, …
 pub(crate) fn type_name(field_type: FieldType) -> &'static str {
-    match field_type {
-        FieldType::String => "string",
-        FieldType::Integer => "integer",
-        FieldType::Number => "number",
-        FieldType::Date => "date",
-        FieldType::Email => "email",
-        FieldType::Boolean => "boolean",
-    }
+    field_type.as_str()
 }
 
 fn error(field: &FieldSpec, message: String) -> FieldError {

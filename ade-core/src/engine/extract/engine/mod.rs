@@ -363,11 +363,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 fn severity_text(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Error => "error",
-    }
+    severity.as_str()
 }
 
 fn cancelled() -> EngineOutcome {

@@ -11,7 +11,7 @@ use crate::event::ConfigurationId;
 use crate::run::Extra;
 
 /// Fields an `extract` configuration may have unless the runtime is told otherwise
-/// ([`RuntimeBuilder::max_configuration_fields`](crate::RuntimeBuilder::max_configuration_fields)).
+/// (`ade_core::RuntimeBuilder::max_configuration_fields`).
 /// Every run's summary lists each field (`breakdowns.by_field`), and `run.completed` carries the
 /// summary in one event of at most 1 MiB: at this many fields the list fits whole within its
 /// bound ([`MAX_BY_FIELD_BYTES`](crate::summary::bounds::MAX_BY_FIELD_BYTES)) unless the fields
@@ -304,6 +304,20 @@ pub enum FieldType {
     Email,
     /// True or false.
     Boolean,
+}
+
+impl FieldType {
+    /// The spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Date => "date",
+            Self::Email => "email",
+            Self::Boolean => "boolean",
+        }
+    }
 }
 
 /// Settings of the `process` engine.

@@ -75,7 +75,7 @@ impl RunSummary {
     /// The smallest form of this (bounded) summary, for a run whose `run.completed` would not fit
     /// even so: `run` and the totals of `core`, without the codes or the breakdowns, which
     /// `truncated` counts as left out.
-    pub(crate) fn minimal(&self) -> RunSummary {
+    pub fn minimal(&self) -> RunSummary {
         let mut cuts = self.truncated.clone().unwrap_or_default();
         // Cuts inside entries that are no longer there say nothing.
         cuts.omitted.retain(|place, _| !place.contains("[]"));
@@ -180,7 +180,7 @@ const MARKER: &str = "…[truncated  bytes]";
 /// Cuts `text` on a character boundary so that it takes at most `max` bytes of JSON (`max` ≥ 64),
 /// marked `…[truncated N bytes]` (N: the bytes of text left out, as console lines are); whether
 /// it was cut.
-pub(crate) fn shorten(text: &mut String, max: usize) -> bool {
+pub fn shorten(text: &mut String, max: usize) -> bool {
     if json_len(text) <= max {
         return false;
     }

@@ -2,11 +2,38 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
 
-use ade_client::ListRuns;
+use ade_client::{Client, ListRuns};
+use ade_core::Runtime;
 use ade_core::run::RunStatus;
+use ade_core::test_util::{GatedEngine, gated_configuration};
+use ade_server::{Server, ServerConfig};
+use tokio::sync::Semaphore;
 
-use crate::support::{PATIENCE, TestServer};
+/// Longest any single wait in a test may take before the test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A real server on 127.0.0.1 with the configurations `quick` (3 lines, 2 lines) and `gated`
+/// (2 lines, a gate no permit opens, 3 lines): its base URL and its shutdown.
+async fn start_server(dir: &Path) -> (String, ade_server::ShutdownHandle) {
+    let gate = Arc::new(Semaphore::new(0));
+    let runtime = Runtime::builder()
+        .data_dir(dir)
+        .configuration(gated_configuration("quick", 3, false, 2))
+        .configuration(gated_configuration("gated", 2, true, 3))
+        .engine("gated", Arc::new(GatedEngine { gate }), None)
+        .build()
+        .await
+        .expect("runtime");
+    let config = ServerConfig::new().with_shutdown_grace(Duration::from_millis(200));
+    let server = Server::bind("127.0.0.1:0".parse().expect("address"), runtime, config).await.expect("bind");
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = server.shutdown_handle();
+    tokio::spawn(server.run(std::future::pending()));
+    (base, shutdown)
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -96,19 +123,20 @@ async fn embedded_run_on_the_sample_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_a_server_exit_codes() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let server = TestServer::start(dir.path()).await;
-    let client = server.client();
+    let (base, shutdown) = start_server(dir.path()).await;
+    let client = Client::new(base.clone()).expect("client");
     let members = examples().join("data/members.csv").display().to_string();
 
-    let out = ade(strings(&["--server", server.base.as_str(), "run", members.as_str(), "--config", "quick"])).await;
+    let out = ade(strings(&["--server", base.as_str(), "run", members.as_str(), "--config", "quick"])).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stdout {stdout}\nstderr {}", text(&out.stderr));
     assert!(stdout.contains(": succeeded"), "{stdout}");
-    assert!(stdout.contains(&format!("{}/runs/", server.base)), "the outputs' URL in {stdout}");
+    assert!(stdout.contains(&format!("{base}/runs/")), "the outputs' URL in {stdout}");
 
     // A run that is cancelled exits 1.
-    let base = server.base.clone();
-    let child = tokio::spawn(ade(strings(&["--server", base.as_str(), "run", members.as_str(), "--config", "gated"])));
+    let child_base = base.clone();
+    let child =
+        tokio::spawn(ade(strings(&["--server", child_base.as_str(), "run", members.as_str(), "--config", "gated"])));
     let gated = tokio::time::timeout(PATIENCE, async {
         loop {
             let page = client.list_runs(&ListRuns::default().status(RunStatus::Running)).await.expect("list");
@@ -127,7 +155,7 @@ async fn against_a_server_exit_codes() {
     assert!(stdout.contains(": cancelled"), "{stdout}");
 
     // Unknown run, unreachable server: 2.
-    let out = ade(strings(&["--server", server.base.as_str(), "runs", "get", "run_01JK3HXPQKZ4P6RZ3BET8ESZ1T"])).await;
+    let out = ade(strings(&["--server", base.as_str(), "runs", "get", "run_01JK3HXPQKZ4P6RZ3BET8ESZ1T"])).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -135,5 +163,5 @@ async fn against_a_server_exit_codes() {
     drop(listener);
     let out = ade(strings(&["--server", nobody.as_str(), "runs", "list"])).await;
     assert_eq!(out.status.code(), Some(2));
-    server.stop().await;
+    shutdown.shutdown();
 }

@@ -9,7 +9,7 @@ use ade_core::event::{ConfigurationId, Envelope, RunId};
 use ade_core::run::RunStatus;
 use futures::StreamExt as _;
 
-use crate::support::{PATIENCE, TestServer, Transport, cutting_proxy, fake_sse, quick, raw_log};
+use crate::client::support::{PATIENCE, TestServer, Transport, cutting_proxy, fake_sse, quick, raw_log};
 
 async fn create(client: &Client, configuration: &str) -> RunId {
     let request = NewRun::new(ConfigurationId::new(configuration).expect("configuration id"));
@@ -130,7 +130,7 @@ async fn the_stream_resumes_across_a_server_restart() {
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "streams::child_server", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", "client::streams::child_server", "--ignored", "--nocapture", "--test-threads", "1"])
         .env(CHILD_DIR, dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -20,6 +20,17 @@ pub enum EventSource {
     Worker,
 }
 
+impl EventSource {
+    /// The spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Engine => "engine",
+            Self::Worker => "worker",
+        }
+    }
+}
+
 /// One event of a run's log, stamped by the dispatcher.
 ///
 /// Serializes as one compact JSON object with the fields in SPEC order: `type`, `event_id`,

@@ -96,6 +96,17 @@ pub enum RunMode {
     DryRun,
 }
 
+impl RunMode {
+    /// The spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Execute => "execute",
+            Self::ValidateOnly => "validate_only",
+            Self::DryRun => "dry_run",
+        }
+    }
+}
+
 /// Which half of a run something happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -241,5 +252,85 @@ mod tests {
         }
         assert!(Queued.can_transition_to(Failed) && Building.can_transition_to(Cancelled));
         assert!(!Building.can_transition_to(Succeeded), "a run cannot succeed without running");
+    }
+}
+
+/// An uploaded input document (`POST /documents`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Document {
+    /// The document's id.
+    pub id: DocumentId,
+    /// The workspace it belongs to.
+    pub workspace_id: WorkspaceId,
+    /// The sanitized file name it was uploaded with.
+    pub filename: String,
+    /// Its size in bytes.
+    pub byte_size: u64,
+    /// Hex sha256 of its bytes.
+    pub sha256: String,
+    /// Its media type.
+    pub content_type: String,
+    /// When it was uploaded.
+    pub created_at: Timestamp,
+}
+
+/// Which runs to list; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only this workspace.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this configuration.
+    pub configuration_id: Option<ConfigurationId>,
+}
+
+impl RunFilter {
+    /// Only `workspace_id`.
+    #[must_use]
+    pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
+        self.workspace_id = Some(workspace_id);
+        self
+    }
+
+    /// Only runs in `status`.
+    #[must_use]
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only runs of `configuration_id`.
+    #[must_use]
+    pub fn configuration(mut self, configuration_id: ConfigurationId) -> Self {
+        self.configuration_id = Some(configuration_id);
+        self
+    }
+}
+
+/// What creating a run did (`ade_core::Runtime::create_run`, `POST /runs`: 201 or 200).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Created {
+    /// A new run.
+    New(Run),
+    /// The run an earlier request with the same idempotency key created.
+    Existing(Run),
+}
+
+impl Created {
+    /// The run, new or existing.
+    pub fn run(&self) -> &Run {
+        match self {
+            Self::New(run) | Self::Existing(run) => run,
+        }
+    }
+
+    /// Takes the run.
+    pub fn into_run(self) -> Run {
+        match self {
+            Self::New(run) | Self::Existing(run) => run,
+        }
     }
 }

@@ -5,7 +5,7 @@ use ade_core::Created;
 use ade_core::event::{ConfigurationId, RunId};
 use ade_core::run::RunStatus;
 
-use crate::support::{TestServer, Transport};
+use crate::client::support::{TestServer, Transport};
 
 fn configuration(id: &str) -> ConfigurationId {
     ConfigurationId::new(id).expect("configuration id")
@@ -68,7 +68,7 @@ async fn documents_configurations_runs_and_pages(transport: Transport) {
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     // `get_run` reads the log (terminal as soon as run.completed is persisted), `list_runs` and
     // `cancel` read the run row, which the runtime updates a moment later: wait for the row.
-    tokio::time::timeout(crate::support::PATIENCE, async {
+    tokio::time::timeout(crate::client::support::PATIENCE, async {
         loop {
             let page = client.list_runs(&ListRuns::default().status(RunStatus::Cancelled)).await.expect("list");
             if page.runs.iter().any(|r| r.id == gated.id) {

@@ -109,6 +109,16 @@ pub enum ConsoleStream {
     Stderr,
 }
 
+impl ConsoleStream {
+    /// The spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
 /// Who made a build environment, and whether it was reused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BuildEnv {

@@ -106,9 +106,9 @@ impl From<&TableSummary> for TableFacts {
 /// are ignored.
 ///
 /// ```
-/// use ade_core::event::{ConfigurationId, Envelope, RunId, WorkspaceId};
-/// use ade_core::run::RunStatus;
-/// use ade_core::summary::{ConfiguredField, RunOutcomeInfo, RunSummaryBuilder};
+/// use ade_model::event::{ConfigurationId, Envelope, RunId, WorkspaceId};
+/// use ade_model::run::RunStatus;
+/// use ade_model::summary::{ConfiguredField, RunOutcomeInfo, RunSummaryBuilder};
 ///
 /// let line = r#"{"type":"run.queued","event_id":"evt_01JK3J0YRKJ7Q2M5XW8T4V6B9N",
 ///   "created_at":"2026-11-26T18:52:57.145320Z","sequence":1,"source":"api","workspace_id":"acme",
