@@ -81,7 +81,8 @@ pub mod orchestrate;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod testing;
 
 pub use orchestrate::{CreateRun, Created, Runtime, RuntimeBuilder};
