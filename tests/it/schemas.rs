@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ade::event::{Envelope, EventPayload};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn schemas_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
@@ -325,4 +325,188 @@ fn schemas_reject_what_the_contract_forbids() {
             assert!(typed.is_err(), "the typed model accepted an event with {what}");
         }
     }
+}
+
+fn examples_config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")
+}
+
+/// Every `examples/config/*.json`, parsed.
+fn example_configurations() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_config_dir())
+        .expect("examples/config")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path.display().to_string(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_configuration_validates_against_configuration_json() {
+    // The committed file, as users of `schemas/` have it (the staleness test keeps it generated).
+    let path = schemas_dir().join("configuration.json");
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schemas/configuration.json")).expect("JSON");
+    let schema = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&committed)
+        .expect("schemas/configuration.json compiles");
+    let examples = example_configurations();
+    let engines: BTreeSet<&str> = examples.iter().filter_map(|(_, c)| c["engine"].as_str()).collect();
+    assert!(engines.contains("extract") && engines.contains("process"), "examples of both engines: {engines:?}");
+    for (path, configuration) in &examples {
+        assert_valid(&schema, configuration, path);
+        serde_json::from_value::<ade::config::Configuration>(configuration.clone())
+            .unwrap_or_else(|e| panic!("{path} is not a configuration: {e}"));
+    }
+}
+
+/// `configuration.json` accepts exactly what the typed model accepts, on valid configurations of
+/// each engine and on near misses.
+#[test]
+fn the_configuration_schema_accepts_what_serde_accepts_and_nothing_else() {
+    let schema = validator("configuration.json");
+    let extract = json!({ "id": "members", "version": "1", "engine": "extract", "fields": [{ "name": "email" }] });
+    let process = json!({ "id": "hello", "version": "2", "engine": "process", "command": ["sh", "x.sh"] });
+    let custom = json!({ "id": "magic", "version": "3", "engine": "magic", "speed": 3, "nested": { "a": [1] } });
+    let edited = |base: &Value, edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut value = base.clone();
+        edit(value.as_object_mut().expect("an object"));
+        value
+    };
+    let valid: Vec<(&str, Value)> = vec![
+        ("extract", extract.clone()),
+        (
+            "extract with every field",
+            edited(&extract, &|c| {
+                c.insert("description".into(), "people".into());
+                c.insert("timeout_s".into(), 60.into());
+                c.insert("output_format".into(), "csv".into());
+                c.insert(
+                    "fields".into(),
+                    json!([{ "name": "n", "label": "N", "required": true, "type": "integer", "synonyms": ["no"],
+                             "pattern": "^[0-9]+$", "min": 1, "max": 9.5, "allowed_values": ["1"] }]),
+                );
+            }),
+        ),
+        ("process", process.clone()),
+        (
+            "process with build and env",
+            edited(&process, &|c| {
+                c.insert("build".into(), json!([["make"], ["make", "install"]]));
+                c.insert("env".into(), json!({ "A": "1" }));
+            }),
+        ),
+        ("custom with settings", custom.clone()),
+        ("custom without settings", json!({ "id": "m", "version": "1", "engine": "magic" })),
+    ];
+    let invalid: Vec<(&str, Value)> = vec![
+        ("an unknown field on extract", edited(&extract, &|c| drop(c.insert("colour".into(), "red".into())))),
+        ("a process field on extract", edited(&extract, &|c| drop(c.insert("command".into(), json!(["sh"]))))),
+        ("an unknown field on process", edited(&process, &|c| drop(c.insert("comand".into(), json!(["sh"]))))),
+        (
+            "a misspelt field spec",
+            edited(&extract, &|c| drop(c.insert("fields".into(), json!([{ "name": "a", "requried": true }])))),
+        ),
+        ("an unknown output format", edited(&extract, &|c| drop(c.insert("output_format".into(), "pdf".into())))),
+        (
+            "an unknown field type",
+            edited(&extract, &|c| drop(c.insert("fields".into(), json!([{ "name": "a", "type": "money" }])))),
+        ),
+        ("extract without fields", edited(&extract, &|c| drop(c.remove("fields")))),
+        ("process without command", edited(&process, &|c| drop(c.remove("command")))),
+        ("a command that is not a list", edited(&process, &|c| drop(c.insert("command".into(), "sh x.sh".into())))),
+        ("no version", edited(&extract, &|c| drop(c.remove("version")))),
+        ("no id", edited(&process, &|c| drop(c.remove("id")))),
+        ("a numeric version", edited(&process, &|c| drop(c.insert("version".into(), 1.into())))),
+        ("an id with a slash", edited(&extract, &|c| drop(c.insert("id".into(), "a/b".into())))),
+        ("a negative timeout", edited(&process, &|c| drop(c.insert("timeout_s".into(), (-1).into())))),
+        ("no engine", edited(&custom, &|c| drop(c.remove("engine")))),
+        ("an empty engine", edited(&custom, &|c| drop(c.insert("engine".into(), "".into())))),
+        ("a numeric engine", edited(&custom, &|c| drop(c.insert("engine".into(), 7.into())))),
+        ("custom without version", edited(&custom, &|c| drop(c.remove("version")))),
+        ("not an object", json!(["extract"])),
+    ];
+    for (what, configuration) in &valid {
+        assert_valid(&schema, configuration, what);
+        serde_json::from_value::<ade::config::Configuration>(configuration.clone())
+            .unwrap_or_else(|e| panic!("the typed model refused {what}: {e}"));
+    }
+    for (what, configuration) in &invalid {
+        assert!(!schema.is_valid(configuration), "configuration.json accepted {what}: {configuration}");
+        assert!(
+            serde_json::from_value::<ade::config::Configuration>(configuration.clone()).is_err(),
+            "the typed model accepted {what}: {configuration}"
+        );
+    }
+}
+
+/// What `GET /configurations` and `GET /configurations/{id}` answer matches the OpenAPI
+/// `Configuration` component, for configurations of each kind of engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configurations_a_real_server_sends_match_the_openapi_component() {
+    let document = ade::server::openapi::document();
+    let component = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&document["components"]["schemas"]["Configuration"])
+        .expect("the Configuration component compiles");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let custom: ade::config::Configuration =
+        serde_json::from_value(json!({ "id": "magic", "version": "1", "engine": "magic", "speed": 3 }))
+            .expect("a custom configuration");
+    let runtime = ade::Runtime::builder()
+        .data_dir(dir.path())
+        .configurations_dir(examples_config_dir())
+        .configuration(custom)
+        .build()
+        .await
+        .expect("runtime");
+    let server =
+        ade::server::Server::bind("127.0.0.1:0".parse().expect("address"), runtime, ade::server::ServerConfig::new())
+            .await
+            .expect("bind");
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = server.shutdown_handle();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let response = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            assert_eq!(response.status(), reqwest::StatusCode::OK, "GET {url}");
+            response.json::<Value>().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        }
+    };
+
+    let list = get("/configurations".to_owned()).await;
+    let configurations = list["configurations"].as_array().expect("a list of configurations");
+    let engines: BTreeSet<&str> = configurations.iter().filter_map(|c| c["engine"].as_str()).collect();
+    assert_eq!(engines, BTreeSet::from(["extract", "magic", "process"]), "{list}");
+    for configuration in configurations {
+        assert_valid(&component, configuration, "an item of GET /configurations");
+        let id = configuration["id"].as_str().expect("an id");
+        let one = get(format!("/configurations/{id}")).await;
+        assert_valid(&component, &one, &format!("GET /configurations/{id}"));
+        assert_eq!(&one, configuration, "GET /configurations/{id} answers as the list does");
+    }
+    // The component is no rubber stamp: a field the extract engine does not know is refused.
+    let mut members = get("/configurations/members".to_owned()).await;
+    members["colour"] = "red".into();
+    assert!(!component.is_valid(&members), "the Configuration component accepted an unknown extract field");
+
+    shutdown.shutdown();
+    task.await.expect("the server task").expect("the server stops cleanly");
 }
