@@ -3,3 +3,4 @@
 mod recovery;
 mod sample;
 mod schemas;
+mod typescript;
