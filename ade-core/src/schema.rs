@@ -82,14 +82,15 @@ pub fn generate() -> Vec<(String, String)> {
     files.push(("run.json".to_owned(), root_schema_for::<Run>(generator(), "Run")));
     files.push(("run_summary.json".to_owned(), root_schema_for::<RunSummary>(generator(), "RunSummary")));
     for (_, schema) in &mut files {
+        omit_null_for_optional(schema);
         close_known_objects(schema);
     }
+    // What users write: an optional field may be `null` wherever serde takes that for omitted.
     files.push(("configuration.json".to_owned(), root_schema_for::<Configuration>(input_generator(), "Configuration")));
 
     files
         .into_iter()
         .map(|(path, mut schema)| {
-            omit_null_for_optional(&mut schema);
             refs_stand_alone(&mut schema);
             // Serializing a `Value` cannot fail; an empty file would make the staleness test fail loudly.
             let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
@@ -119,10 +120,10 @@ pub fn output_schema_for<T: JsonSchema>(title: &str) -> Value {
     schema
 }
 
-/// The schema of a type users write (fields with defaults are optional).
+/// The schema of a type users write: fields with defaults are optional, and an optional field may
+/// be `null` where serde takes that for omitted (the schema accepts what the server reads).
 pub fn input_schema_for<T: JsonSchema>(title: &str) -> Value {
     let mut schema = root_schema_for::<T>(input_generator(), title);
-    omit_null_for_optional(&mut schema);
     refs_stand_alone(&mut schema);
     schema
 }

@@ -25,7 +25,7 @@ export interface ExtractConfiguration {
   /**
    * What it is for, for people.
    */
-  description?: string;
+  description?: string | null;
   engine: "extract";
   /**
    * The canonical fields, in output order.
@@ -42,7 +42,7 @@ export interface ExtractConfiguration {
   /**
    * Run timeout in seconds (default 3600).
    */
-  timeout_s?: number;
+  timeout_s?: number | null;
   /**
    * The author's version of it (reported as `config_version`).
    */
@@ -55,19 +55,19 @@ export interface FieldSpec {
   /**
    * The only values allowed.
    */
-  allowed_values?: string[];
+  allowed_values?: string[] | null;
   /**
    * A label for people; also matched against headers.
    */
-  label?: string;
+  label?: string | null;
   /**
    * Largest allowed number (or length, for strings).
    */
-  max?: number;
+  max?: number | null;
   /**
    * Smallest allowed number (or length, for strings).
    */
-  min?: number;
+  min?: number | null;
   /**
    * The field's name, used in outputs and issues.
    */
@@ -75,7 +75,7 @@ export interface FieldSpec {
   /**
    * A regular expression values must match.
    */
-  pattern?: string;
+  pattern?: string | null;
   /**
    * Whether every row needs a value.
    */
@@ -104,7 +104,7 @@ export interface ProcessConfiguration {
   /**
    * What it is for, for people.
    */
-  description?: string;
+  description?: string | null;
   engine: "process";
   /**
    * Extra environment for the build and engine commands.
@@ -119,7 +119,7 @@ export interface ProcessConfiguration {
   /**
    * Run timeout in seconds (default 3600).
    */
-  timeout_s?: number;
+  timeout_s?: number | null;
   /**
    * The author's version of it (reported as `config_version`).
    */
@@ -132,7 +132,7 @@ export interface CustomEngineConfiguration {
   /**
    * What it is for, for people.
    */
-  description?: string;
+  description?: string | null;
   /**
    * The registered engine's name: any but `extract` and `process`.
    */
@@ -144,7 +144,7 @@ export interface CustomEngineConfiguration {
   /**
    * Run timeout in seconds (default 3600).
    */
-  timeout_s?: number;
+  timeout_s?: number | null;
   /**
    * The author's version of it (reported as `config_version`).
    */

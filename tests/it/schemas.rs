@@ -411,6 +411,14 @@ fn the_configuration_schema_accepts_what_serde_accepts_and_nothing_else() {
                 c.insert("env".into(), json!({ "A": "1" }));
             }),
         ),
+        (
+            "nulls for omitted optional fields",
+            edited(&extract, &|c| {
+                c.insert("description".into(), Value::Null);
+                c.insert("timeout_s".into(), Value::Null);
+                c.insert("fields".into(), json!([{ "name": "n", "label": null, "pattern": null, "min": null }]));
+            }),
+        ),
         ("custom with settings", custom.clone()),
         ("custom without settings", json!({ "id": "m", "version": "1", "engine": "magic" })),
     ];
@@ -439,6 +447,8 @@ fn the_configuration_schema_accepts_what_serde_accepts_and_nothing_else() {
         ("an empty engine", edited(&custom, &|c| drop(c.insert("engine".into(), "".into())))),
         ("a numeric engine", edited(&custom, &|c| drop(c.insert("engine".into(), 7.into())))),
         ("custom without version", edited(&custom, &|c| drop(c.remove("version")))),
+        ("a null version", edited(&extract, &|c| drop(c.insert("version".into(), Value::Null)))),
+        ("null fields", edited(&extract, &|c| drop(c.insert("fields".into(), Value::Null)))),
         ("not an object", json!(["extract"])),
     ];
     for (what, configuration) in &valid {
