@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::event::ConfigurationId;
@@ -19,7 +20,10 @@ use crate::run::Extra;
 pub const DEFAULT_MAX_FIELDS: usize = 1_000;
 
 /// A configuration: an id, a version, and what engine runs it.
+// Its JSON Schema is a `oneOf` of one whole object per kind of engine, each with the common fields
+// (see `configuration_schema`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = configuration_schema)]
 pub struct Configuration {
     /// The configuration's id.
     pub id: ConfigurationId,
@@ -189,28 +193,96 @@ impl JsonSchema for EngineSpec {
         "EngineSpec".into()
     }
 
+    /// One whole object per engine, `engine` included: the built-in engines' settings are closed
+    /// (`additionalProperties: false`, as serde denies unknown fields), a custom engine's are open.
+    /// [`Configuration`]'s schema adds the common fields to each (see [`configuration_schema`]).
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let tagged = |name: &str, spec: schemars::Schema| {
-            schemars::json_schema!({
-                "allOf": [
-                    { "type": "object", "properties": { "engine": { "const": name } }, "required": ["engine"] },
-                    spec,
-                ]
-            })
+        let with_engine = |name: &str, mut spec: schemars::Schema| {
+            if let Some(properties) = spec.ensure_object().get_mut("properties").and_then(Value::as_object_mut) {
+                properties.insert("engine".to_owned(), json!({ "const": name }));
+            }
+            let required = spec.ensure_object().entry("required").or_insert_with(|| json!([]));
+            if let Value::Array(required) = required {
+                required.insert(0, json!("engine"));
+            }
+            spec
         };
         schemars::json_schema!({
             "description": "The engine (`engine`) and its settings.",
             "oneOf": [
-                tagged("extract", generator.subschema_for::<ExtractSpec>()),
-                tagged("process", generator.subschema_for::<ProcessSpec>()),
+                with_engine("extract", ExtractSpec::json_schema(generator)),
+                with_engine("process", ProcessSpec::json_schema(generator)),
                 {
                     "description": "An engine registered by the embedding application; other fields are its settings.",
                     "type": "object",
-                    "properties": { "engine": { "type": "string", "minLength": 1, "not": { "enum": ["extract", "process"] } } },
+                    "properties": {
+                        "engine": {
+                            "description": "The registered engine's name: any but `extract` and `process`.",
+                            "type": "string",
+                            "minLength": 1,
+                            "not": { "enum": ["extract", "process"] },
+                        },
+                    },
                     "required": ["engine"],
+                    "additionalProperties": true,
                 },
             ]
         })
+    }
+}
+
+/// The title, description, and whether unknown fields are refused, of each of [`Configuration`]'s
+/// `oneOf` branches, in [`EngineSpec`]'s order. [`ExtractSpec`] and [`ProcessSpec`] deny unknown
+/// fields; a custom engine's other fields are its settings.
+const CONFIGURATION_BRANCHES: [(&str, &str, bool); 3] = [
+    ("ExtractConfiguration", "A configuration of the reference spreadsheet engine `extract` (SPEC §10).", true),
+    (
+        "ProcessConfiguration",
+        "A configuration of the `process` engine: a command that speaks the subprocess wire (SPEC §8.2).",
+        true,
+    ),
+    (
+        "CustomEngineConfiguration",
+        "A configuration of an engine registered by the embedding application; its other fields are the engine's settings.",
+        false,
+    ),
+];
+
+/// Turns the derived schema of [`Configuration`] (its common fields beside the flattened
+/// [`EngineSpec`]'s `oneOf`) into a `oneOf` of three whole objects, each with the common fields:
+/// a branch with `additionalProperties: false` must list every field it allows, or `id` and
+/// `version` would count as unknown. (schemars drops `additionalProperties: false` from a flattened
+/// schema's branches, so it is set here again.)
+fn configuration_schema(schema: &mut schemars::Schema) {
+    let root = schema.ensure_object();
+    let common = match root.remove("properties") {
+        Some(Value::Object(properties)) => properties,
+        _ => Map::new(),
+    };
+    let common_required = match root.remove("required") {
+        Some(Value::Array(required)) => required,
+        _ => Vec::new(),
+    };
+    root.remove("type");
+    let Some(Value::Array(branches)) = root.get_mut("oneOf") else { return };
+    for (branch, (title, description, closed)) in branches.iter_mut().zip(CONFIGURATION_BRANCHES) {
+        let Value::Object(branch) = branch else { continue };
+        let mut properties = common.clone();
+        if let Some(Value::Object(own)) = branch.remove("properties") {
+            properties.extend(own);
+        }
+        let mut required = common_required.clone();
+        if let Some(Value::Array(own)) = branch.remove("required") {
+            required.extend(own);
+        }
+        let mut whole = Map::new();
+        whole.insert("title".to_owned(), json!(title));
+        whole.insert("description".to_owned(), json!(description));
+        whole.insert("type".to_owned(), json!("object"));
+        whole.insert("properties".to_owned(), Value::Object(properties));
+        whole.insert("required".to_owned(), Value::Array(required));
+        whole.insert("additionalProperties".to_owned(), json!(!closed));
+        *branch = whole;
     }
 }
 

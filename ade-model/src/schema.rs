@@ -39,9 +39,9 @@ pub fn generate() -> Vec<(String, String)> {
     // One self-contained file per event type: the whole envelope with that type and payload.
     for (event_type, payload) in &catalog {
         let mut defs = definitions.clone();
-        let body = event_schema(&mut defs, json!({ "const": event_type }), payload.clone().to_value());
+        let body = event_schema(&mut defs, json!({ "const": event_type }), payload_schema(event_type, payload));
         let description = describe(&definitions, payload);
-        let mut root = root(event_type, &description, body);
+        let mut root = root(&format!("{}Event", pascal_case(event_type)), &description, body);
         root.insert("$defs".to_owned(), Value::Object(defs));
         files.push((format!("events/{event_type}.json"), Value::Object(root)));
     }
@@ -50,16 +50,26 @@ pub fn generate() -> Vec<(String, String)> {
     let mut defs = definitions.clone();
     let mut one_of = Vec::new();
     for (event_type, payload) in &catalog {
-        let body = event_schema(&mut defs, json!({ "const": event_type }), payload.clone().to_value());
-        defs.insert((*event_type).to_owned(), Value::Object(body));
+        let body = event_schema(&mut defs, json!({ "const": event_type }), payload_schema(event_type, payload));
+        let mut titled = Map::from_iter([("title".to_owned(), json!(format!("{}Event", pascal_case(event_type))))]);
+        titled.extend(body);
+        defs.insert((*event_type).to_owned(), Value::Object(titled));
         one_of.push(json!({ "$ref": format!("#/$defs/{event_type}") }));
     }
+    // `tsType` is json-schema-to-typescript's keyword for a TypeScript type of its own: a template
+    // literal type, so that `switch (e.type)` narrows the catalog types away from extensions.
     let extension = event_schema(
         &mut defs,
-        json!({ "type": "string", "pattern": EXTENSION_TYPE_PATTERN }),
-        json!({ "type": "object", "description": "Any object; extension events pass through untouched." }),
+        json!({ "type": "string", "pattern": EXTENSION_TYPE_PATTERN, "tsType": "`x.${string}`" }),
+        json!({
+            "type": "object",
+            "additionalProperties": true,
+            "description": "Any object; extension events pass through untouched.",
+        }),
     );
-    defs.insert("extension".to_owned(), Value::Object(extension));
+    let mut titled = Map::from_iter([("title".to_owned(), json!("ExtensionEvent"))]);
+    titled.extend(extension);
+    defs.insert("extension".to_owned(), Value::Object(titled));
     one_of.push(json!({ "$ref": "#/$defs/extension" }));
     let mut envelope = root(
         "Envelope",
@@ -71,12 +81,17 @@ pub fn generate() -> Vec<(String, String)> {
 
     files.push(("run.json".to_owned(), root_schema_for::<Run>(generator(), "Run")));
     files.push(("run_summary.json".to_owned(), root_schema_for::<RunSummary>(generator(), "RunSummary")));
+    for (_, schema) in &mut files {
+        omit_null_for_optional(schema);
+        close_known_objects(schema);
+    }
+    // What users write: an optional field may be `null` wherever serde takes that for omitted.
     files.push(("configuration.json".to_owned(), root_schema_for::<Configuration>(input_generator(), "Configuration")));
 
     files
         .into_iter()
         .map(|(path, mut schema)| {
-            omit_null_for_optional(&mut schema);
+            refs_stand_alone(&mut schema);
             // Serializing a `Value` cannot fail; an empty file would make the staleness test fail loudly.
             let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
             text.push('\n');
@@ -100,13 +115,16 @@ fn root(title: &str, description: &str, body: Map<String, Value>) -> Map<String,
 pub fn output_schema_for<T: JsonSchema>(title: &str) -> Value {
     let mut schema = root_schema_for::<T>(generator(), title);
     omit_null_for_optional(&mut schema);
+    close_known_objects(&mut schema);
+    refs_stand_alone(&mut schema);
     schema
 }
 
-/// The schema of a type users write (fields with defaults are optional).
+/// The schema of a type users write: fields with defaults are optional, and an optional field may
+/// be `null` where serde takes that for omitted (the schema accepts what the server reads).
 pub fn input_schema_for<T: JsonSchema>(title: &str) -> Value {
     let mut schema = root_schema_for::<T>(input_generator(), title);
-    omit_null_for_optional(&mut schema);
+    refs_stand_alone(&mut schema);
     schema
 }
 
@@ -116,6 +134,65 @@ fn root_schema_for<T: JsonSchema>(generator: SchemaGenerator, title: &str) -> Va
         map.insert("title".to_owned(), json!(title));
     }
     schema
+}
+
+/// `run.validation.summary` → `RunValidationSummary`: the stem of an event type's schema titles.
+fn pascal_case(event_type: &str) -> String {
+    event_type
+        .split(['.', '_'])
+        .flat_map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|first| first.to_ascii_uppercase()).into_iter().chain(chars)
+        })
+        .collect()
+}
+
+/// The `payload` of a catalog event: the payload type, titled `<Type>Payload` (e.g.
+/// `RunCompletedPayload`), which code generators use as its name even where two event types share
+/// a payload type (`build.phase.started`, `run.phase.started`).
+fn payload_schema(event_type: &str, payload: &Schema) -> Value {
+    let mut schema = Map::from_iter([("title".to_owned(), json!(format!("{}Payload", pascal_case(event_type))))]);
+    if let Some(payload) = payload.as_object() {
+        schema.extend(payload.clone());
+    }
+    Value::Object(schema)
+}
+
+/// Objects ade writes keep the fields a newer version added (`#[serde(flatten)] extra`), which
+/// schemars spells `additionalProperties: true`. That is JSON Schema's default already, and left
+/// out it does not make code generators give every payload an index signature, under which a
+/// misspelt field would compile. Maps (objects without `properties`) keep it.
+fn close_known_objects(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && map.get("additionalProperties") == Some(&Value::Bool(true)) {
+                map.remove("additionalProperties");
+            }
+            map.values_mut().for_each(close_known_objects);
+        }
+        Value::Array(items) => items.iter_mut().for_each(close_known_objects),
+        _ => {}
+    }
+}
+
+/// A `$ref` with other keywords beside it (a field's `description`, `default`, a payload's `title`)
+/// becomes `allOf: [{ "$ref": … }]` beside them, which validates the same. Code generators
+/// (json-schema-to-typescript) copy a `$ref` that has siblings into a new type each time, named
+/// `BuildEnv1`, `BuildEnv2`…; a `$ref` alone is one type, named after its definition.
+fn refs_stand_alone(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            map.values_mut().for_each(refs_stand_alone);
+            if map.len() > 1
+                && let Some(reference) = map.remove("$ref")
+                && let Value::Array(all_of) = map.entry("allOf").or_insert_with(|| json!([]))
+            {
+                all_of.insert(0, json!({ "$ref": reference }));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(refs_stand_alone),
+        _ => {}
+    }
 }
 
 /// The description of a payload: the doc comment of the type its `$ref` points to.

@@ -4,3 +4,4 @@ mod client;
 mod recovery;
 mod sample;
 mod schemas;
+mod typescript;
