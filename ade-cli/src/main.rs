@@ -178,7 +178,10 @@ async fn connect(target: &Target) -> Result<(Client, Option<ade_client::core::Ru
         };
         return Ok((client, None));
     }
-    let mut builder = ade_client::core::Runtime::builder().data_dir(&target.data_dir);
+    let builder = ade_client::core::Runtime::builder();
+    #[cfg(feature = "extract")]
+    let builder = ade_extract::register(builder);
+    let mut builder = builder.data_dir(&target.data_dir);
     if let Some(dir) = &target.config_dir {
         builder = builder.configurations_dir(dir);
     }

@@ -53,12 +53,14 @@
 //!
 //! # Cargo features
 //!
-//! Both are on by default:
-//! - `postgres`: the PostgreSQL event and run stores (`RuntimeBuilder::postgres`), for several
-//!   instances on one database.
-//! - `extract`: the reference spreadsheet engine (`engine::extract`, SPEC §10) and the crates it
-//!   alone needs (calamine, rust_xlsxwriter, csv, regex). Without it, `"engine": "extract"`
-//!   configurations still load, and their runs fail with `config_error` naming the feature.
+//! - `postgres` (on by default): the PostgreSQL event and run stores (`RuntimeBuilder::postgres`),
+//!   for several instances on one database.
+//! - `test-util`: helpers for the tests of crates built on this one ([`test_util`], the stores'
+//!   conformance suite, stores that fail on purpose).
+//!
+//! The reference spreadsheet engine `extract` (SPEC §10) is the crate `ade-extract`, registered by
+//! the host (`ade_extract::register(Runtime::builder())`). Without it, `"engine": "extract"`
+//! configurations still load, and their runs fail with `config_error` naming that crate.
 //!
 //! # Forward compatibility
 //!

@@ -480,7 +480,7 @@ async fn configurations_a_real_server_sends_match_the_openapi_component() {
     let custom: ade::config::Configuration =
         serde_json::from_value(json!({ "id": "magic", "version": "1", "engine": "magic", "speed": 3 }))
             .expect("a custom configuration");
-    let runtime = ade::Runtime::builder()
+    let runtime = ade::extract::register(ade::Runtime::builder())
         .data_dir(dir.path())
         .configurations_dir(examples_config_dir())
         .configuration(custom)

@@ -147,14 +147,6 @@ impl Default for RuntimeBuilder {
                 builder: Some(Arc::new(ProcessBuilder::default())),
             },
         );
-        #[cfg(feature = "extract")]
-        engines.insert(
-            "extract".to_owned(),
-            EngineEntry {
-                engine: Arc::new(crate::engine::extract::ExtractEngine::default()),
-                builder: Some(Arc::new(crate::engine::extract::ExtractBuilder::default())),
-            },
-        );
         Self {
             data_dir: PathBuf::from("./ade-data"),
             in_memory: false,
@@ -606,13 +598,13 @@ impl Runtime {
     /// [`Error::Config`] when no registered engine runs it, or when it has more fields than
     /// [`RuntimeBuilder::max_configuration_fields`].
     pub fn check_configuration(&self, configuration: &Configuration) -> Result<()> {
-        if !self.inner.engines.contains_key(configuration.engine.engine_name()) {
-            return Err(Error::Config {
-                path: PathBuf::from(configuration.id.as_str()),
-                reason: format!("no engine named {:?} is registered", configuration.engine.engine_name()),
-            });
-        }
-        check_fields_of(configuration, self.inner.max_configuration_fields)
+        let invalid = |reason: String| Error::Config { path: PathBuf::from(configuration.id.as_str()), reason };
+        let name = configuration.engine.engine_name();
+        let Some(entry) = self.inner.engines.get(name) else {
+            return Err(invalid(execute::missing_engine_message(name)));
+        };
+        check_fields_of(configuration, self.inner.max_configuration_fields)?;
+        entry.engine.check(configuration).map_err(invalid)
     }
 
     /// Adds or replaces a configuration.

@@ -278,7 +278,7 @@ impl TestServer {
 
     async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let runtime = Runtime::builder()
+        let runtime = ade_extract::register(Runtime::builder())
             .data_dir(dir.path().join("data"))
             .workers(2)
             .configurations_dir(repo_path("examples/config"))

@@ -6,11 +6,11 @@ use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
 use super::output::*;
 use super::*;
-use crate::engine::extract::{MAX_VALUE_CHARS, test_support};
-use crate::event::{DocumentId, Envelope, EventPayload, WorkspaceId};
-use crate::orchestrate::{CreateRun, Runtime};
-use crate::run::{RunOptions, RunOutcome, Stage};
-use crate::testing::{completion, id, run_to_end, types};
+use crate::{MAX_VALUE_CHARS, test_support};
+use ade_core::event::{DocumentId, Envelope, EventPayload, WorkspaceId};
+use ade_core::orchestrate::{CreateRun, Runtime};
+use ade_core::run::{RunOptions, RunOutcome, Stage};
+use ade_core::test_util::{assert_well_formed, completion, id, run_to_end, types};
 
 const MEMBERS_CSV: &str = "Members 2024\n\
     \n\
@@ -48,7 +48,7 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = Runtime::builder()
+    let runtime = crate::register(Runtime::builder())
         .data_dir(dir.path())
         .workers(1)
         .configuration(configuration("members", "csv", None))
@@ -245,7 +245,7 @@ async fn an_invalid_configuration_fails_the_build() {
         _ => None,
     });
     let build = build.expect("build.completed");
-    assert_eq!(build.status, crate::event::BuildStatus::Failed);
+    assert_eq!(build.status, ade_core::event::BuildStatus::Failed);
     let error = build.error.as_ref().expect("an error");
     assert_eq!(error.code, "config_invalid");
     assert!(error.message.contains("'email'"), "{}", error.message);
@@ -413,7 +413,7 @@ fn issue_rows(events: &[Envelope]) -> Vec<(String, Option<u64>, String)> {
 /// The sheets of an XLSX file, each cell as a person sees it.
 fn read_back(path: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     let bytes = std::fs::read(path).expect("output");
-    crate::engine::extract::read_workbook(bytes, WorkbookFormat::Xlsx, None)
+    crate::read_workbook(bytes, WorkbookFormat::Xlsx, None)
         .expect("readable")
         .into_iter()
         .map(|sheet| (sheet.name, sheet.rows.iter().map(|r| r.iter().map(Cell::display).collect()).collect()))
@@ -850,7 +850,7 @@ async fn a_cancel_during_a_large_run_ends_it_cancelled() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A long grace: the run can only end before the engine returns, so an engine that ignored
     // the cancel would go on to write its output.
-    let runtime = Runtime::builder()
+    let runtime = crate::register(Runtime::builder())
         .data_dir(dir.path())
         .workers(1)
         .cancel_grace(std::time::Duration::from_secs(600))
@@ -864,7 +864,7 @@ async fn a_cancel_during_a_large_run_ends_it_cancelled() {
     }
     let document = upload(&runtime, "large.csv", csv.as_bytes()).await;
     let run = runtime.create_run(CreateRun::new(id("members")).document(document)).await.expect("create").into_run();
-    let mut stream = runtime.subscribe(None, run.id, crate::dispatch::After(0)).await.expect("subscribe");
+    let mut stream = runtime.subscribe(None, run.id, ade_core::dispatch::After(0)).await.expect("subscribe");
     let mut events = Vec::new();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(120), async {
         while let Some(event) = stream.next().await {
@@ -904,10 +904,10 @@ fn thousands_separators() {
 }
 
 /// Every event of a long run, followed with a longer hang guard than `run_to_end`'s.
-async fn run_to_end_slowly(runtime: &Runtime, request: CreateRun) -> (crate::run::Run, Vec<Envelope>) {
+async fn run_to_end_slowly(runtime: &Runtime, request: CreateRun) -> (ade_core::run::Run, Vec<Envelope>) {
     use futures::StreamExt;
     let run = runtime.create_run(request).await.expect("create").into_run();
-    let mut stream = runtime.subscribe(None, run.id, crate::dispatch::After(0)).await.expect("subscribe");
+    let mut stream = runtime.subscribe(None, run.id, ade_core::dispatch::After(0)).await.expect("subscribe");
     let mut events = Vec::new();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(300), async {
         while let Some(event) = stream.next().await {
@@ -1210,4 +1210,54 @@ fn more_rows_than_an_xlsx_sheet_holds_fail_before_writing_with_a_clear_message()
     let (mut counter, _lines) = progress(Duration::ZERO);
     assert!(write_xlsx(&path, &sheets, &fields, &[], &mut counter, 4).expect("fits").is_some());
     assert_eq!(read_back(&path)[0].1.len(), 5);
+}
+
+/// Runs whose `run.completed` would be over the event size limit still end (issue 16): with
+/// 10,000 fields the summary's `by_field` is cut and marked.
+#[tokio::test]
+async fn a_run_of_a_ten_thousand_field_configuration_ends_with_a_completion_that_fits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = crate::register(Runtime::builder())
+        .data_dir(dir.path())
+        .max_configuration_fields(10_000)
+        .configuration(wide_configuration())
+        .build()
+        .await
+        .expect("runtime");
+    let csv = b"field_00000,field_00001,field_09999\n1,2,3\n4,5,6\n";
+    let document =
+        runtime.upload_document(&WorkspaceId::default(), "small.csv", None, &csv[..], 1 << 20).await.expect("upload");
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("wide")).document(document.id)).await;
+    assert!(run.status.is_terminal(), "the row is terminal: {:?}", run.status);
+    let completed = completion(&events);
+    assert_eq!(completed.status, RunOutcome::Succeeded, "{:?}", completed.failure);
+    // The stored line is the envelope's serialization.
+    let bytes = events.last().expect("events").to_json().expect("json").len();
+    assert!(bytes < 1024 * 1024, "run.completed is {bytes} bytes");
+    let summary = &completed.summary;
+    assert_eq!(summary.core.canonical_field_count, 10_000, "the totals count every field");
+    // The engine's own run.table.summary lists every field and is over the limit too: not published,
+    // and said so.
+    let warned = events.iter().any(|e| {
+        matches!(&e.payload, EventPayload::ConsoleLine(line)
+            if line.level == ConsoleLevel::Warn && line.message.contains("was not published"))
+    });
+    assert!(warned, "the lost table summary is reported");
+    assert!(summary.breakdowns.by_field.len() < 10_000, "by_field is cut");
+    let truncated = summary.truncated.as_ref().expect("a truncated marker");
+    let left_out = truncated.omitted.get("breakdowns.by_field").copied();
+    assert_eq!(left_out, Some(10_000 - summary.breakdowns.by_field.len() as u64));
+    assert_eq!(summary.breakdowns.by_field[0].field, "field_00000", "kept in configuration order");
+    assert_well_formed(&run, &events);
+    runtime.shutdown().await;
+}
+
+/// An `extract` configuration with 10,000 fields `field_00000`, `field_00001`, …
+fn wide_configuration() -> Configuration {
+    let fields: Vec<_> =
+        (0..10_000).map(|i| json!({ "name": format!("field_{i:05}"), "label": format!("Field number {i}") })).collect();
+    serde_json::from_value(json!({
+        "id": "wide", "version": "1", "engine": "extract", "output_format": "csv", "fields": fields
+    }))
+    .expect("valid configuration")
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
 
 use super::{IssueRecord, Progress, Sheet, XLSX_MAX_DATA_ROWS, data_rows, severity_text, thousands, to_u64};
-use crate::engine::extract::cell::Cell;
-use crate::engine::extract::fields::CompiledFields;
+use crate::cell::Cell;
+use crate::fields::CompiledFields;
 
 /// The columns of `issues.csv` and of the `issues` sheet.
 pub(super) const ISSUE_COLUMNS: [&str; 10] =

@@ -210,8 +210,8 @@ fn last_non_blank(row: &[Cell]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FieldType;
-    use crate::engine::extract::test_support::{compile, field, members, row};
+    use crate::test_support::{compile, field, members, row};
+    use ade_core::config::FieldType;
 
     fn region(header: usize, last: usize, columns: (usize, usize)) -> TableRegion {
         TableRegion {

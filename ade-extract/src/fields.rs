@@ -18,7 +18,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use crate::config::{ExtractSpec, FieldSpec, FieldType};
+use ade_core::config::{ExtractSpec, FieldSpec, FieldType};
 
 /// A configuration field that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

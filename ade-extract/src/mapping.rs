@@ -26,8 +26,8 @@
 use super::cell::Cell;
 use super::fields::{CompiledField, CompiledFields, MatchKey, normalize, tokens};
 use super::validate::parses_as;
-use crate::config::FieldType;
-use crate::event::{MappedColumn, TableMapping, UnmappedColumn};
+use ade_core::config::FieldType;
+use ade_core::event::{MappedColumn, TableMapping, UnmappedColumn};
 
 /// Weight of the header score in the combined score.
 pub const HEADER_WEIGHT: f64 = 0.75;
@@ -244,7 +244,7 @@ fn levenshtein(a: &[char], b: &[char], max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::extract::test_support::{compile, field, members, t};
+    use crate::test_support::{compile, field, members, t};
 
     fn headers(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| (*name).to_owned()).collect()

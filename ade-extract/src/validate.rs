@@ -35,8 +35,8 @@ use chrono::NaiveDate;
 
 use super::cell::Cell;
 use super::fields::{CompiledField, type_name};
-use crate::config::FieldType;
-use crate::event::Severity;
+use ade_core::config::FieldType;
+use ade_core::event::Severity;
 
 /// A required field's cell is blank (error).
 pub const MISSING_REQUIRED_VALUE: &str = "missing_required_value";
@@ -228,8 +228,8 @@ fn is_email(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ExtractSpec, FieldSpec};
-    use crate::engine::extract::CompiledFields;
+    use crate::CompiledFields;
+    use ade_core::config::{ExtractSpec, FieldSpec};
 
     fn compiled(edit: impl FnOnce(&mut FieldSpec)) -> CompiledField {
         let mut spec = FieldSpec::new("f");

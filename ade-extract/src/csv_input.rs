@@ -80,7 +80,7 @@ pub(crate) fn too_many_cells() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::extract::test_support::row;
+    use crate::test_support::row;
 
     #[test]
     fn empty_lines_keep_their_row_numbers() {

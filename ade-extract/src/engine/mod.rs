@@ -82,15 +82,15 @@ use super::fields::{CompiledField, CompiledFields};
 use super::mapping::map_columns;
 use super::validate::validate;
 use super::workbook_input::{WorkbookError, WorkbookFormat, read_workbook_with};
-use crate::config::{Configuration, EngineSpec, ExtractSpec, OutputFormat};
-use crate::engine::{
+use ade_core::config::{Configuration, EngineSpec, ExtractSpec, OutputFormat};
+use ade_core::engine::{
     BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
 };
-use crate::event::{
+use ade_core::event::{
     ConsoleLevel, ConsoleStream, PhaseStatus, Severity, TableMapping, TableMetadata, TableSummary, ValidationAggregate,
     ValidationIssue,
 };
-use crate::run::{Extra, RunMode};
+use ade_core::run::{Extra, RunMode};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
@@ -140,11 +140,7 @@ impl Builder for ExtractBuilder {
     }
 
     async fn build(&self, context: BuildContext, mut sink: EventSink) -> BuildOutcome {
-        let failed = |code: &str, message: String| BuildOutcome {
-            result: Err(EngineFailure::new(code, message)),
-            exit_code: None,
-            summary: None,
-        };
+        let failed = |code: &str, message: String| BuildOutcome::failed(EngineFailure::new(code, message));
         let start = Instant::now();
         let _ = sink.phase_started("load_config", None).await;
         let Some(spec) = extract_spec(&context.configuration) else {
@@ -178,7 +174,7 @@ impl Builder for ExtractBuilder {
             data: json!({ "fields": count }),
         };
         let noun = if count == 1 { "field" } else { "fields" };
-        BuildOutcome { result: Ok(artifact), exit_code: None, summary: Some(format!("{count} {noun} compiled")) }
+        BuildOutcome::succeeded(artifact).with_summary(format!("{count} {noun} compiled"))
     }
 }
 
@@ -491,6 +487,12 @@ async fn read_input(
 impl Engine for ExtractEngine {
     fn version(&self) -> &str {
         env!("CARGO_PKG_VERSION")
+    }
+
+    /// Every field's rules compile (patterns, bounds, allowed values): what a run would refuse.
+    fn check(&self, configuration: &Configuration) -> Result<(), String> {
+        let spec = extract_spec(configuration).ok_or("not an extract configuration")?;
+        CompiledFields::compile(spec).map(drop).map_err(|e| e.to_string())
     }
 
     async fn run(&self, context: EngineContext, mut sink: EventSink) -> EngineOutcome {

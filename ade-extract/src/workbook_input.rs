@@ -309,7 +309,7 @@ mod tests {
     use calamine::{CellErrorType, ExcelDateTime, ExcelDateTimeType};
 
     use super::*;
-    use crate::engine::extract::test_support::{encrypted_workbook, ods, stored_zip};
+    use crate::test_support::{encrypted_workbook, ods, stored_zip};
 
     #[test]
     fn values_become_cells() {

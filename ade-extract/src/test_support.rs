@@ -1,7 +1,7 @@
 //! Helpers shared by this module's tests.
 
 use super::{Cell, CompiledFields};
-use crate::config::{ExtractSpec, FieldSpec, FieldType};
+use ade_core::config::{ExtractSpec, FieldSpec, FieldType};
 
 /// A field with only a name and a type.
 pub(crate) fn field(name: &str, field_type: FieldType) -> FieldSpec {

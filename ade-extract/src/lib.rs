@@ -1,13 +1,22 @@
-//! The reference extraction engine's core (SPEC §10): everything that does not depend on a file
-//! format, working on a sheet given as rows of [`Cell`]s.
+//! # ade-extract
 //!
-//! - [`CompiledFields::compile`] checks an [`ExtractSpec`](crate::config::ExtractSpec)'s fields
+//! The reference spreadsheet engine of ade, `extract` (SPEC §10), registered by the host:
+//!
+//! ```
+//! # async fn example() -> ade_core::Result<()> {
+//! let runtime = ade_extract::register(ade_core::Runtime::builder()).data_dir("./ade-data").build().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Its core does not depend on a file format; it works on a sheet given as rows of [`Cell`]s:
+//!
+//! - [`CompiledFields::compile`] checks an [`ExtractSpec`](ade_core::config::ExtractSpec)'s fields
 //!   once (patterns, bounds, allowed values) and prepares their normalized match keys.
 //! - [`find_tables`] finds the tables of a sheet ([`TableRegion`]s): header rows judged by how
 //!   well their cells name fields, then data rows until two blank rows or the next header.
 //! - [`map_columns`] maps a table's columns to the fields ([`header_score`], [`type_fit`]; greedy
 //!   in field order, one column per field) and yields the SPEC-shaped
-//!   [`TableMapping`](crate::event::TableMapping).
+//!   [`TableMapping`](ade_core::event::TableMapping).
 //! - [`validate`] checks one value against one field and returns the first problem with its
 //!   severity and issue code ([`MISSING_REQUIRED_VALUE`], …).
 //!
@@ -38,6 +47,17 @@ pub use validate::{
     ABOVE_MAXIMUM, BELOW_MINIMUM, INVALID_EMAIL, INVALID_TYPE, MISSING_REQUIRED_VALUE, NOT_ALLOWED_VALUE,
     PATTERN_MISMATCH, validate,
 };
+/// Registers the engine and its builder as `extract` on `builder`. Configurations with
+/// `"engine": "extract"` are then checked when they are put ([`ExtractEngine`]'s
+/// [`check`](ade_core::engine::Engine::check): every field's rules compile) and run by it.
+pub fn register(builder: ade_core::RuntimeBuilder) -> ade_core::RuntimeBuilder {
+    builder.engine(
+        "extract",
+        std::sync::Arc::new(ExtractEngine::default()),
+        Some(std::sync::Arc::new(ExtractBuilder::default())),
+    )
+}
+
 pub use workbook_input::{
     ROWS_PER_REPORT, WorkbookError, WorkbookFormat, WorkbookSheet, read_workbook, read_workbook_with,
 };
