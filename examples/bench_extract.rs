@@ -302,7 +302,7 @@ async fn main() -> Result<(), BoxError> {
     );
 
     let data_dir = tempfile::tempdir()?;
-    let runtime = Runtime::builder()
+    let runtime = ade::extract::register(Runtime::builder())
         .data_dir(data_dir.path())
         .workers(1)
         .configuration(serde_json::from_value(configuration())?)

@@ -7,11 +7,16 @@
 //!
 //! | module | crate | what |
 //! |---|---|---|
-//! | [`core`] | `ade-core` | the model and the guarantees: event catalog, dispatcher, stores, runtime |
+//! | [`model`] | `ade-model` | the model: event catalog, ids, runs, summaries, configurations, schemas (also re-exported by `core`) |
+//! | [`core`] | `ade-core` | the runtime and its guarantees: dispatcher, stores, engines, orchestration |
+//! | `extract` | `ade-extract` | the reference spreadsheet engine (feature `extract`, on by default) |
 //! | [`server`] | `ade-server` | the HTTP host |
 //! | [`client`] | `ade-client` | the typed client |
 
 pub use ade_client as client;
 pub use ade_core as core;
 pub use ade_core::*;
+#[cfg(feature = "extract")]
+pub use ade_extract as extract;
+pub use ade_model as model;
 pub use ade_server as server;

@@ -2,29 +2,30 @@
 
 use std::time::Duration;
 
-use ade_core::config::Configuration;
-use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
-use ade_core::run::{Run, RunMode, RunOptions, RunStatus};
-use ade_core::store::{Document, RunFilter};
-use ade_core::{Created, Runtime};
+use std::sync::Arc;
+
+use ade_model::config::Configuration;
+use ade_model::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
+use ade_model::run::{Created, Document, Run, RunFilter, RunMode, RunOptions, RunStatus};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problem, Result};
-use crate::local;
 use crate::stream::{EventStream, Reconnect};
+use crate::transport::InProcess;
 
-/// A client of ade: of one server over HTTP ([`Client::new`]), or of an embedded
-/// [`Runtime`] in this process ([`Client::local`]), with the same operations and errors. Cheap to
-/// clone (the connection pool or the runtime is shared).
+/// A client of ade: of one server over HTTP ([`Client::new`]), or (feature `local`) of an
+/// embedded `ade_core::Runtime` in this process (`Client::local`), with the same operations and
+/// errors. Cheap to clone (the connection pool or the runtime is shared).
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
     pub(crate) token: Option<String>,
     pub(crate) reconnect: Reconnect,
-    pub(crate) local: Option<Runtime>,
+    /// The in-process transport, when this client has one instead of a server.
+    pub(crate) local: Option<Arc<dyn InProcess>>,
 }
 
 /// What to create with [`Client::create_run`].
@@ -187,13 +188,14 @@ impl Client {
 
     /// A client of `runtime`, in this process: no network; errors are the problems the server
     /// would answer (404 unknown run, 422 unknown configuration, …). Sees every workspace.
-    pub fn local(runtime: Runtime) -> Self {
+    #[cfg(feature = "local")]
+    pub fn local(runtime: ade_core::Runtime) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: "local:".to_owned(),
             token: None,
             reconnect: Reconnect::default(),
-            local: Some(runtime),
+            local: Some(Arc::new(runtime)),
         }
     }
 
@@ -262,7 +264,7 @@ impl Client {
     ) -> Result<Document> {
         let bytes = bytes.into();
         if let Some(runtime) = &self.local {
-            return local::upload_document(runtime, filename, &bytes, workspace_id).await;
+            return runtime.upload_document(filename, &bytes, workspace_id).await;
         }
         let mut query = vec![("filename", filename.to_owned())];
         if let Some(workspace) = workspace_id {
@@ -282,7 +284,7 @@ impl Client {
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_document(&self, id: DocumentId) -> Result<Document> {
         if let Some(runtime) = &self.local {
-            return local::get_document(runtime, id).await;
+            return runtime.get_document(id).await;
         }
         json(send(self.request(Method::GET, &format!("/documents/{id}"))).await?, "a document").await
     }
@@ -293,7 +295,7 @@ impl Client {
     /// [`Error::Api`], [`Error::Transport`], [`Error::Decode`].
     pub async fn list_configurations(&self) -> Result<Vec<Configuration>> {
         if let Some(runtime) = &self.local {
-            return Ok(runtime.configurations().iter().map(|c| c.as_ref().clone()).collect());
+            return runtime.list_configurations();
         }
         let list: Configurations =
             json(send(self.request(Method::GET, "/configurations")).await?, "configurations").await?;
@@ -306,7 +308,7 @@ impl Client {
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_configuration(&self, id: &ConfigurationId) -> Result<Configuration> {
         if let Some(runtime) = &self.local {
-            return local::get_configuration(runtime, id);
+            return runtime.get_configuration(id);
         }
         let request = self.request(Method::GET, &format!("/configurations/{}", id.as_str()));
         json(send(request).await?, "a configuration").await
@@ -320,7 +322,7 @@ impl Client {
     /// [`Error::Transport`], [`Error::Decode`].
     pub async fn create_run(&self, run: &NewRun) -> Result<Created> {
         if let Some(runtime) = &self.local {
-            return local::create_run(runtime, run).await;
+            return runtime.create_run(run).await;
         }
         let mut request = self.request(Method::POST, "/runs").json(run);
         if let Some(key) = &run.idempotency_key {
@@ -338,7 +340,7 @@ impl Client {
     /// [`Error::Api`] (404 when unknown), [`Error::Transport`], [`Error::Decode`].
     pub async fn get_run(&self, id: RunId) -> Result<Run> {
         if let Some(runtime) = &self.local {
-            return local::get_run(runtime, id).await;
+            return runtime.get_run(id).await;
         }
         json(send(self.request(Method::GET, &format!("/runs/{id}"))).await?, "a run").await
     }
@@ -349,7 +351,7 @@ impl Client {
     /// [`Error::Api`] (400 for a bad filter or cursor), [`Error::Transport`], [`Error::Decode`].
     pub async fn list_runs(&self, list: &ListRuns) -> Result<RunList> {
         if let Some(runtime) = &self.local {
-            return local::list_runs(runtime, list).await;
+            return runtime.list_runs(list).await;
         }
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(workspace) = &list.filter.workspace_id {
@@ -376,7 +378,7 @@ impl Client {
     /// [`Error::Api`] (404 unknown, 409 already ended), [`Error::Transport`], [`Error::Decode`].
     pub async fn cancel(&self, id: RunId) -> Result<Run> {
         if let Some(runtime) = &self.local {
-            return runtime.cancel(None, id).await.map_err(local::problem);
+            return runtime.cancel(id).await;
         }
         json(send(self.request(Method::POST, &format!("/runs/{id}/cancel"))).await?, "a run").await
     }
@@ -388,7 +390,7 @@ impl Client {
     /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
     pub async fn events_page(&self, id: RunId, after: u64, limit: Option<usize>) -> Result<EventPage> {
         if let Some(runtime) = &self.local {
-            return local::events_page(runtime, id, after, limit).await;
+            return runtime.events_page(id, after, limit).await;
         }
         let mut query = vec![("after_sequence", after.to_string())];
         if let Some(limit) = limit {
@@ -405,7 +407,7 @@ impl Client {
     /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
     pub async fn events_log(&self, id: RunId, after: u64) -> Result<Vec<Envelope>> {
         if let Some(runtime) = &self.local {
-            return local::events_log(runtime, id, after).await;
+            return runtime.events_log(id, after).await;
         }
         let request = self
             .request(Method::GET, &format!("/runs/{id}/events"))
@@ -424,7 +426,7 @@ impl Client {
     /// reconnects by itself (see [`EventStream`]) and ends after `run.completed`.
     pub fn events(&self, id: RunId, after: u64) -> EventStream {
         if let Some(runtime) = &self.local {
-            return local::events(runtime.clone(), id, after);
+            return runtime.events(id, after);
         }
         EventStream::new(self.clone(), id, after)
     }

@@ -8,7 +8,7 @@
 //! ```no_run
 //! use futures::StreamExt as _;
 //!
-//! # async fn example(run_id: ade_client::core::event::RunId) -> Result<(), ade_client::Error> {
+//! # async fn example(run_id: ade_client::model::event::RunId) -> Result<(), ade_client::Error> {
 //! let client = ade_client::Client::new("http://127.0.0.1:8080")?;
 //! let mut events = client.events(run_id, 0);
 //! while let Some(event) = events.next().await {
@@ -21,12 +21,22 @@
 //! # }
 //! ```
 
+//! # Cargo features
+//!
+//! - `local` (off by default): [`Client::local`], the same operations over an `ade_core::Runtime`
+//!   in this process, and `ade_client::core` (ade-core). Without it the crate depends on
+//!   `ade-model` and reqwest only.
+
 mod client;
 mod error;
+#[cfg(feature = "local")]
 mod local;
 mod stream;
+mod transport;
 
+#[cfg(feature = "local")]
 pub use ade_core as core;
+pub use ade_model as model;
 pub use client::{Client, EventPage, ListRuns, NewRun, RunList};
 pub use error::{Error, Problem, Result};
 pub use stream::{EventStream, Reconnect};

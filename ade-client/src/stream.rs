@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ade_core::event::{Envelope, RunId};
+use ade_model::event::{Envelope, RunId};
 use bytes::{Buf as _, BytesMut};
 use futures::{Stream, StreamExt as _};
 use reqwest::{Method, StatusCode};
@@ -154,6 +154,7 @@ enum Connected {
 
 impl EventStream {
     /// A stream of already ordered, gap-free events (the local transport).
+    #[cfg_attr(not(feature = "local"), allow(dead_code))]
     pub(crate) fn from_stream(stream: impl Stream<Item = Result<Envelope>> + Send + 'static) -> Self {
         Self { inner: Box::pin(stream) }
     }

@@ -171,6 +171,26 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+    /// An error of the model (`ade-model`) that has no variant of its own here.
+    #[error(transparent)]
+    Model(ade_model::Error),
+}
+
+/// The model's errors keep their names here, so code matching `ade_core::Error::InvalidId` (or
+/// `Config`, `CorruptEvent`, …) sees the same variant whichever crate raised it.
+impl From<ade_model::Error> for Error {
+    fn from(error: ade_model::Error) -> Self {
+        use ade_model::Error as Model;
+        match error {
+            Model::InvalidId { kind, value, reason } => Self::InvalidId { kind, value, reason },
+            Model::InvalidTimestamp { value, reason } => Self::InvalidTimestamp { value, reason },
+            Model::Json(source) => Self::Json(source),
+            Model::Io { action, path, source } => Self::Io { action, path, source },
+            Model::CorruptEvent { sequence, reason } => Self::CorruptEvent { sequence, reason },
+            Model::Config { path, reason } => Self::Config { path, reason },
+            other => Self::Model(other),
+        }
+    }
 }
 
 impl Error {
@@ -195,10 +215,4 @@ pub(crate) fn io_out_of_space(error: &std::io::Error) -> bool {
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Cuts user-supplied text before it is echoed in an error message.
-pub(crate) fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(100) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
+pub(crate) use ade_model::error::excerpt;

@@ -1,36 +1,66 @@
 //! # ade-core
 //!
-//! The model and the guarantees of ade: every run has one ordered, typed, persisted event log.
+//! The runtime of ade: every run has one ordered, typed, persisted event log. This crate holds
+//! the dispatcher (sequence numbers, persistence before publication, live fan-out), the storage
+//! traits ([`store::EventStore`], [`store::RunStore`], [`blob::BlobStore`]) with their in-memory
+//! and NDJSON + SQLite implementations, the engine traits and the `process` engine, and the
+//! orchestration that turns a request into a run ([`Runtime`]).
 //!
-//! This crate holds the typed event catalog of the contract (`SPEC.md`): the [`Envelope`](event::Envelope)
-//! every event travels in, one payload type per catalog entry ([`EventPayload`](event::EventPayload)),
-//! extension (`x.*`) and unknown types kept as they were, id and timestamp newtypes, the run
-//! resource ([`run::Run`]), the run summary ([`summary::RunSummary`]), configurations
-//! ([`config::Configuration`]) and their JSON Schemas ([`schema`]).
+//! The model (the event catalog, ids, runs, summaries, configurations and their JSON Schemas) is
+//! the `ade-model` crate, re-exported here under the same names: [`event`], [`run`],
+//! [`summary`], [`config`], [`schema`].
 //!
 //! # Example
 //!
-//! ```
-//! use ade_core::event::{Envelope, EventPayload};
+//! A runtime on a data directory, with a `process` configuration, running one run and reading its
+//! log as it is written:
 //!
-//! let line = r#"{"type":"run.phase.started","event_id":"evt_01JK3J0YRKJ7Q2M5XW8T4V6B9N",
-//!   "created_at":"2026-11-26T18:52:57.802612Z","sequence":23,"source":"engine",
-//!   "workspace_id":"acme","configuration_id":"members","run_id":"run_01JK3HXPQKZ4P6RZ3BET8ESZ1T",
-//!   "payload":{"phase":"mapping","message":"Mapping columns to fields"}}"#;
-//! let event: Envelope = serde_json::from_str(line)?;
-//! assert_eq!(event.event_type(), "run.phase.started");
-//! assert!(matches!(&event.payload, EventPayload::RunPhaseStarted(p) if p.phase == "mapping"));
-//! # Ok::<(), serde_json::Error>(())
+//! ```
+//! use ade_core::config::Configuration;
+//! use ade_core::dispatch::After;
+//! use ade_core::event::EventPayload;
+//! use ade_core::run::RunOutcome;
+//! use ade_core::{CreateRun, Runtime};
+//! use futures::StreamExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data_dir = tempfile::tempdir()?;
+//! let configuration: Configuration = serde_json::from_str(
+//!     r#"{"id": "hello", "version": "1", "engine": "process", "command": ["sh", "-c", "echo hello"]}"#,
+//! )?;
+//! let runtime = Runtime::builder().data_dir(data_dir.path()).configuration(configuration).build().await?;
+//!
+//! let run = runtime.create_run(CreateRun::new("hello".parse()?)).await?.into_run();
+//! let mut events = runtime.subscribe(None, run.id, After(0)).await?;
+//! let mut lines = Vec::new();
+//! while let Some(event) = events.next().await {
+//!     let event = event?;
+//!     match &event.envelope()?.payload {
+//!         EventPayload::ConsoleLine(line) => lines.push(line.message.clone()),
+//!         EventPayload::RunCompleted(done) => {
+//!             assert_eq!(done.status, RunOutcome::Succeeded);
+//!             break;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(lines, ["hello"]);
+//! runtime.shutdown().await;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # Cargo features
 //!
-//! Both are on by default:
-//! - `postgres`: the PostgreSQL event and run stores (`RuntimeBuilder::postgres`), for several
-//!   instances on one database.
-//! - `extract`: the reference spreadsheet engine (`engine::extract`, SPEC §10) and the crates it
-//!   alone needs (calamine, rust_xlsxwriter, csv, regex). Without it, `"engine": "extract"`
-//!   configurations still load, and their runs fail with `config_error` naming the feature.
+//! - `postgres` (on by default): the PostgreSQL event and run stores (`RuntimeBuilder::postgres`),
+//!   for several instances on one database.
+//! - `test-util`: helpers for the tests of crates built on this one ([`test_util`], the stores'
+//!   conformance suite, stores that fail on purpose).
+//!
+//! The reference spreadsheet engine `extract` (SPEC §10) is the crate `ade-extract`, registered by
+//! the host (`ade_extract::register(Runtime::builder())`). Without it, `"engine": "extract"`
+//! configurations still load, and their runs fail with `config_error` naming that crate.
 //!
 //! # Forward compatibility
 //!
@@ -39,13 +69,10 @@
 //! fields are kept in each payload's `extra` map, so both survive a round trip.
 
 pub mod blob;
-pub mod config;
 pub mod error;
-pub mod event;
-pub mod run;
-pub mod schema;
-pub mod summary;
 mod sync;
+
+pub use ade_model::{config, event, run, schema, summary};
 
 pub use error::{Error, Result};
 pub mod dispatch;
@@ -56,7 +83,8 @@ pub mod orchestrate;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod testing;
 
 pub use orchestrate::{CreateRun, Created, Runtime, RuntimeBuilder};

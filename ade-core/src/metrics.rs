@@ -36,12 +36,7 @@ pub(crate) fn type_label(payload: &crate::event::EventPayload) -> &'static str {
 
 /// The `source` label.
 pub(crate) fn source_label(source: crate::event::EventSource) -> &'static str {
-    use crate::event::EventSource;
-    match source {
-        EventSource::Api => "api",
-        EventSource::Engine => "engine",
-        EventSource::Worker => "worker",
-    }
+    source.as_str()
 }
 
 /// Moves one run between statuses in `ade_runs_active{status}` (`""` for none).

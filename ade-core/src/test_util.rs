@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub use crate::testing::{assert_well_formed, completion, follow, id, run_to_end, types};
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;

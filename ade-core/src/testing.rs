@@ -72,12 +72,12 @@ pub(crate) fn lines(run: &RunKey, first: u64, last: u64) -> Vec<Arc<StoredEvent>
 }
 
 /// A configuration id from a literal.
-pub(crate) fn id(text: &str) -> ConfigurationId {
+pub fn id(text: &str) -> ConfigurationId {
     ConfigurationId::new(text).expect("valid id")
 }
 
 /// Creates a run and follows it to its end: the run as stored, and every event.
-pub(crate) async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
+pub async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, Vec<Envelope>) {
     let run = runtime.create_run(request).await.expect("create").into_run();
     let events = follow(runtime, run.id).await;
     let run = runtime.get_run(None, run.id).await.expect("get").expect("exists");
@@ -85,7 +85,7 @@ pub(crate) async fn run_to_end(runtime: &Runtime, request: CreateRun) -> (Run, V
 }
 
 /// Every event of a run, replayed then live, until `run.completed` (with a hang guard).
-pub(crate) async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
+pub async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
     let stream = runtime.subscribe(None, id, After(0)).await.expect("subscribe");
     let events: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
         .await
@@ -95,14 +95,28 @@ pub(crate) async fn follow(runtime: &Runtime, id: RunId) -> Vec<Envelope> {
 }
 
 /// The events' types, in order.
-pub(crate) fn types(events: &[Envelope]) -> Vec<&str> {
+pub fn types(events: &[Envelope]) -> Vec<&str> {
     events.iter().map(Envelope::event_type).collect()
 }
 
 /// The payload of the log's last event, which must be `run.completed`.
-pub(crate) fn completion(events: &[Envelope]) -> &RunCompleted {
+pub fn completion(events: &[Envelope]) -> &RunCompleted {
     match &events.last().expect("events").payload {
         EventPayload::RunCompleted(completed) => completed,
         other => panic!("last event is {}", other.event_type()),
     }
+}
+
+/// What every finished run's log and row must say (SPEC §5): sequences contiguous from 1, one
+/// `run.completed` (the last event), counting the log, and the row agreeing with it.
+pub fn assert_well_formed(run: &Run, events: &[Envelope]) {
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>(), "contiguous from 1");
+    assert_eq!(types(events).iter().filter(|t| **t == "run.completed").count(), 1);
+    let completed = completion(events);
+    assert_eq!(completed.event_count, events.len() as u64);
+    assert_eq!(run.status, crate::run::RunStatus::from(completed.status), "the row and the log agree");
+    assert_eq!(run.last_sequence, events.len() as u64);
+    assert_eq!(run.summary.as_ref(), Some(&completed.summary));
+    assert_eq!(run.failure, completed.failure);
 }

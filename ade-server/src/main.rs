@@ -185,7 +185,10 @@ async fn serve(args: Args) -> Result<(), String> {
         .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0])
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
-    let mut builder = Runtime::builder()
+    let builder = Runtime::builder();
+    #[cfg(feature = "extract")]
+    let builder = ade_extract::register(builder);
+    let mut builder = builder
         .data_dir(&args.data_dir)
         .workers(args.workers)
         .lease(Duration::from_secs_f64(args.lease_secs))

@@ -1,5 +1,7 @@
 //! Cross-crate tests of the `ade` workspace, in one binary to keep link time down.
 
+mod client;
 mod recovery;
 mod sample;
 mod schemas;
+mod typescript;

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 async fn the_sample_members_file_is_extracted_with_its_three_problems() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = Runtime::builder()
+    let runtime = ade::extract::register(Runtime::builder())
         .data_dir(dir.path())
         .configurations_dir(examples.join("config"))
         .build()

@@ -5,12 +5,11 @@
 //! fingerprint (configuration content + engine version). Engines never stamp events: everything
 //! they emit goes through the sink to the dispatcher.
 //!
-//! The reference spreadsheet engine, [`extract`], is compiled only with the cargo feature `extract`
-//! (on by default), so that embedders who need only `process` or their own engines skip its
-//! spreadsheet crates.
+//! The `process` engine is built in. Others are registered by the host
+//! ([`RuntimeBuilder::engine`](crate::RuntimeBuilder::engine)): the reference spreadsheet engine
+//! is the crate `ade-extract` (`ade_extract::register`), so that embedders who need only
+//! `process` or their own engines compile no spreadsheet crates.
 
-#[cfg(feature = "extract")]
-pub mod extract;
 mod orphans;
 mod process;
 mod sink;
@@ -157,11 +156,48 @@ pub struct BuildOutcome {
     pub summary: Option<String>,
 }
 
+impl BuildOutcome {
+    /// A build that made `artifact`.
+    pub fn succeeded(artifact: BuildArtifact) -> Self {
+        Self { result: Ok(artifact), exit_code: None, summary: None }
+    }
+
+    /// A build that failed.
+    pub fn failed(failure: EngineFailure) -> Self {
+        Self { result: Err(failure), exit_code: None, summary: None }
+    }
+
+    /// The same outcome with a word for people (`build.completed.summary`).
+    #[must_use]
+    pub fn with_summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = Some(summary.into());
+        self
+    }
+
+    /// The same outcome with the exit code of the build's subprocess.
+    #[must_use]
+    pub fn with_exit_code(mut self, exit_code: i32) -> Self {
+        self.exit_code = Some(exit_code);
+        self
+    }
+}
+
 /// Executes runs of configurations of one engine kind.
 #[async_trait]
 pub trait Engine: Send + Sync + Debug + 'static {
     /// The engine's version: part of the build fingerprint and reported in `run.started`.
     fn version(&self) -> &str;
+
+    /// Whether this engine could run `configuration`: what it would refuse when a run starts,
+    /// refused when the configuration is put instead (`PUT /configurations/{id}`,
+    /// [`Runtime::put_configuration`](crate::Runtime::put_configuration)). The default takes
+    /// every configuration.
+    ///
+    /// # Errors
+    /// Why not, for people (e.g. naming the field whose pattern does not compile).
+    fn check(&self, _configuration: &Configuration) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Runs. Everything that happens goes to `sink`; the outcome says how it ended. Must return
     /// soon after `context.cancel` fires.

@@ -333,7 +333,7 @@ impl RunExecution<'_> {
         }
         let name = configuration.engine.engine_name().to_owned();
         let Some(entry) = self.runtime.inner.engines.get(&name).cloned() else {
-            let message = missing_engine_message(&name, cfg!(feature = "extract"));
+            let message = missing_engine_message(&name);
             return self.fail(Stage::Run, failure_code::CONFIG_ERROR, message).await;
         };
         let run_sink =
@@ -628,12 +628,12 @@ impl Ending {
 
 /// Stops the run (reason `TimedOut`) when `timeout` passes, unless the returned token is cancelled
 /// first.
-/// Why no engine named `name` can run. A built-in engine left out of this build (`extract` without
-/// its cargo feature) says which feature brings it back, so the failure is not a mystery.
-fn missing_engine_message(name: &str, extract_compiled: bool) -> String {
-    if name == "extract" && !extract_compiled {
-        return "engine \"extract\" is not compiled into this build: ade-core's cargo feature `extract` \
-                (on by default) is off"
+/// Why no engine named `name` can run. The reference engine `extract` says where it comes from,
+/// so that its absence from a host that did not register it is not a mystery.
+pub(super) fn missing_engine_message(name: &str) -> String {
+    if name == "extract" {
+        return "no engine named \"extract\" is registered: the host registers the reference \
+                spreadsheet engine with the crate ade-extract (`ade_extract::register`)"
             .to_owned();
     }
     format!("no engine named {name:?} is registered")
@@ -814,10 +814,9 @@ mod tests {
     use super::missing_engine_message;
 
     #[test]
-    fn a_missing_extract_engine_names_its_cargo_feature() {
-        let message = missing_engine_message("extract", false);
-        assert!(message.contains("cargo feature `extract`"), "{message}");
-        assert_eq!(missing_engine_message("extract", true), "no engine named \"extract\" is registered");
-        assert_eq!(missing_engine_message("mine", false), "no engine named \"mine\" is registered");
+    fn a_missing_extract_engine_names_the_crate_that_registers_it() {
+        let message = missing_engine_message("extract");
+        assert!(message.contains("ade_extract::register"), "{message}");
+        assert_eq!(missing_engine_message("mine"), "no engine named \"mine\" is registered");
     }
 }

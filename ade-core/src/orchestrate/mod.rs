@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::run::Created;
 pub use documents::{content_type_for, sanitize_filename};
 
 use crate::blob::{BlobStore, DirBlobStore};
@@ -107,32 +108,6 @@ impl CreateRun {
     }
 }
 
-/// What [`Runtime::create_run`] did.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Created {
-    /// A new run.
-    New(Run),
-    /// The run an earlier request with the same idempotency key created.
-    Existing(Run),
-}
-
-impl Created {
-    /// The run, new or existing.
-    pub fn run(&self) -> &Run {
-        match self {
-            Self::New(run) | Self::Existing(run) => run,
-        }
-    }
-
-    /// Takes the run.
-    pub fn into_run(self) -> Run {
-        match self {
-            Self::New(run) | Self::Existing(run) => run,
-        }
-    }
-}
-
 /// An engine and its builder, registered under an engine name.
 #[derive(Debug, Clone)]
 struct EngineEntry {
@@ -170,14 +145,6 @@ impl Default for RuntimeBuilder {
             EngineEntry {
                 engine: Arc::new(ProcessEngine::default()),
                 builder: Some(Arc::new(ProcessBuilder::default())),
-            },
-        );
-        #[cfg(feature = "extract")]
-        engines.insert(
-            "extract".to_owned(),
-            EngineEntry {
-                engine: Arc::new(crate::engine::extract::ExtractEngine::default()),
-                builder: Some(Arc::new(crate::engine::extract::ExtractBuilder::default())),
             },
         );
         Self {
@@ -631,13 +598,13 @@ impl Runtime {
     /// [`Error::Config`] when no registered engine runs it, or when it has more fields than
     /// [`RuntimeBuilder::max_configuration_fields`].
     pub fn check_configuration(&self, configuration: &Configuration) -> Result<()> {
-        if !self.inner.engines.contains_key(configuration.engine.engine_name()) {
-            return Err(Error::Config {
-                path: PathBuf::from(configuration.id.as_str()),
-                reason: format!("no engine named {:?} is registered", configuration.engine.engine_name()),
-            });
-        }
-        check_fields_of(configuration, self.inner.max_configuration_fields)
+        let invalid = |reason: String| Error::Config { path: PathBuf::from(configuration.id.as_str()), reason };
+        let name = configuration.engine.engine_name();
+        let Some(entry) = self.inner.engines.get(name) else {
+            return Err(invalid(execute::missing_engine_message(name)));
+        };
+        check_fields_of(configuration, self.inner.max_configuration_fields)?;
+        entry.engine.check(configuration).map_err(invalid)
     }
 
     /// Adds or replaces a configuration.

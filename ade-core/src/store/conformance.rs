@@ -1,4 +1,6 @@
-//! One test suite for every [`EventStore`] backend: what the trait promises.
+//! One test suite for every [`EventStore`] backend: what the trait promises (cargo feature
+//! `test-util`). An embedder's own store passes it before the runtime is given it
+//! (`examples/custom_store.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ async fn sequences(store: &dyn EventStore, run: &super::RunKey, after: u64) -> V
 }
 
 /// Runs every conformance test against fresh stores from `make`; `G` keeps a store's resources
-/// (a temporary directory, a database schema) alive while it is used.
-pub(crate) async fn run_all<F, Fut, G>(make: &F)
+/// (a temporary directory, a database schema) alive while it is used. Panics, naming the broken
+/// promise, when the store does not keep one.
+pub async fn run_all<F, Fut, G>(make: &F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = (Arc<dyn EventStore>, G)>,

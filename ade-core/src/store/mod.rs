@@ -115,8 +115,14 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     async fn release(&self, _run: &RunKey) {}
 }
 
-/// Checks that `events` continue a log whose tail is `tail`.
-pub(crate) fn check_continues(run: &RunKey, tail: LogTail, events: &[Arc<StoredEvent>]) -> Result<()> {
+/// Checks that `events` continue a log whose tail is `tail`: the batch is non-empty, contiguous,
+/// starts right after `tail.last_sequence`, belongs to `run`, and follows no `run.completed`; a
+/// `run.completed` may only be the batch's last event. What every [`EventStore::append`] must
+/// check before it writes anything ([`Error::SequenceConflict`], [`Error::RunComplete`]).
+///
+/// # Errors
+/// The first rule the batch breaks.
+pub fn check_continues(run: &RunKey, tail: LogTail, events: &[Arc<StoredEvent>]) -> Result<()> {
     if tail.terminal {
         return Err(Error::RunComplete(run.run_id));
     }
@@ -133,5 +139,5 @@ pub(crate) fn check_continues(run: &RunKey, tail: LogTail, events: &[Arc<StoredE
     Ok(())
 }
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;

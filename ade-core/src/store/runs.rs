@@ -4,67 +4,13 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::event::{BuildId, ConfigurationId, DocumentId, RunId, Timestamp, WorkspaceId};
+use crate::event::{BuildId, DocumentId, RunId, Timestamp, WorkspaceId};
 use crate::run::{Failure, Run, RunStatus};
 use crate::summary::RunSummary;
 
-/// An uploaded input document (`POST /documents`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Document {
-    /// The document's id.
-    pub id: DocumentId,
-    /// The workspace it belongs to.
-    pub workspace_id: WorkspaceId,
-    /// The sanitized file name it was uploaded with.
-    pub filename: String,
-    /// Its size in bytes.
-    pub byte_size: u64,
-    /// Hex sha256 of its bytes.
-    pub sha256: String,
-    /// Its media type.
-    pub content_type: String,
-    /// When it was uploaded.
-    pub created_at: Timestamp,
-}
-
-/// Which runs to list; every field narrows the list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RunFilter {
-    /// Only this workspace.
-    pub workspace_id: Option<WorkspaceId>,
-    /// Only runs in this status.
-    pub status: Option<RunStatus>,
-    /// Only runs of this configuration.
-    pub configuration_id: Option<ConfigurationId>,
-}
-
-impl RunFilter {
-    /// Only `workspace_id`.
-    #[must_use]
-    pub fn workspace(mut self, workspace_id: WorkspaceId) -> Self {
-        self.workspace_id = Some(workspace_id);
-        self
-    }
-
-    /// Only runs in `status`.
-    #[must_use]
-    pub fn status(mut self, status: RunStatus) -> Self {
-        self.status = Some(status);
-        self
-    }
-
-    /// Only runs of `configuration_id`.
-    #[must_use]
-    pub fn configuration(mut self, configuration_id: ConfigurationId) -> Self {
-        self.configuration_id = Some(configuration_id);
-        self
-    }
-}
+pub use crate::run::{Document, RunFilter};
 
 /// One page of runs, newest first.
 #[derive(Debug, Clone, PartialEq)]

@@ -45,7 +45,7 @@ pub(super) async fn put(
                 .to_owned(),
         ));
     }
-    let id: ConfigurationId = id.parse().map_err(|e: ade_core::Error| Error::Unprocessable(e.to_string()))?;
+    let id = id.parse::<ConfigurationId>().map_err(|e| Error::Unprocessable(e.to_string()))?;
     let Value::Object(mut object) = body.value else {
         return Err(Error::Unprocessable("a configuration is a JSON object".to_owned()));
     };
@@ -58,15 +58,15 @@ pub(super) async fn put(
     }
     let configuration: Configuration = serde_json::from_value(Value::Object(object))
         .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))?;
-    let EngineSpec::Extract(spec) = &configuration.engine else {
+    let EngineSpec::Extract(_) = &configuration.engine else {
         return Err(Error::Unprocessable(format!(
             "only `extract` configurations can be created over HTTP (this one is {:?}); \
              `process` configurations come from the server's configuration directory",
             configuration.engine.engine_name()
         )));
     };
-    check_fields(spec)?;
-    // Refused before anything is written: too many fields for a run's summary, say.
+    // Refused before anything is written: no `extract` engine registered, rules that do not
+    // compile (the engine's own check), too many fields for a run's summary.
     state.runtime().check_configuration(&configuration)?;
     // One change at a time: the check below compares the live configuration with its file.
     let _writing = state.configuration_writes().lock().await;
@@ -103,20 +103,6 @@ pub(super) async fn put(
     }
     let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(configuration)))
-}
-
-/// What the engine would refuse when building a run is refused now, naming the field.
-#[cfg(feature = "extract")]
-fn check_fields(spec: &ade_core::config::ExtractSpec) -> Result<()> {
-    ade_core::engine::extract::CompiledFields::compile(spec)
-        .map(drop)
-        .map_err(|e| Error::Unprocessable(format!("invalid configuration: {e}")))
-}
-
-/// Without the engine, no `extract` configuration can run here.
-#[cfg(not(feature = "extract"))]
-fn check_fields(_spec: &ade_core::config::ExtractSpec) -> Result<()> {
-    Err(Error::Unprocessable("this server is built without the `extract` engine (cargo feature `extract`)".to_owned()))
 }
 
 /// Where a `PUT` keeps configuration `id`.

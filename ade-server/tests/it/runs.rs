@@ -52,7 +52,6 @@ async fn create_refuses_unknown_configurations_documents_and_fields() {
         (json!({"configuration_id": "members", "document_ids": [], "colour": 1}), "unknown field"),
         (json!({"configuration_id": "members", "document_ids": [], "options": {"forse_rebuild": true}}), "options"),
         (json!({"configuration_id": "members", "document_ids": [], "mode": "fast"}), "fast"),
-        (json!({"configuration_id": "members"}), "document_ids"),
         (json!({"configuration_id": "members", "document_ids": ["doc_x"]}), "doc"),
         (json!({"configuration_id": "members", "document_ids": [], "workspace_id": "../etc"}), "workspace"),
     ];

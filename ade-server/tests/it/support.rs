@@ -68,7 +68,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let gate = Arc::new(Semaphore::new(0));
         let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
-        let runtime = Runtime::builder()
+        let runtime = ade_extract::register(Runtime::builder())
             .data_dir(dir.path())
             .workers(4)
             .configurations_dir(examples)

@@ -324,7 +324,7 @@ impl TestServer {
     }
 
     async fn runtime(dir: &tempfile::TempDir) -> Runtime {
-        Runtime::builder()
+        ade_extract::register(Runtime::builder())
             .data_dir(dir.path().join("data"))
             .workers(2)
             .configurations_dir(repo_path("examples/config"))

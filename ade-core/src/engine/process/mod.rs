@@ -23,7 +23,6 @@ use super::{
 };
 use crate::config::{Configuration, EngineSpec, ProcessSpec};
 use crate::event::PhaseStatus;
-use crate::run::RunMode;
 use subprocess::{Invocation, run_subprocess};
 
 /// The default time between SIGTERM and SIGKILL.
@@ -134,11 +133,7 @@ fn engine_env(context: &EngineContext, spec: &ProcessSpec) -> Result<Vec<(String
     let options = serde_json::to_string(&context.options).map_err(|e| format!("cannot encode the run options: {e}"))?;
     let inputs: Vec<String> = context.inputs.iter().map(|input| input.path.to_string_lossy().into_owned()).collect();
     let inputs = serde_json::to_string(&inputs).map_err(|e| format!("cannot encode the input paths: {e}"))?;
-    let mode = match context.mode {
-        RunMode::Execute => "execute",
-        RunMode::ValidateOnly => "validate_only",
-        RunMode::DryRun => "dry_run",
-    };
+    let mode = context.mode.as_str();
     let mut env: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend([
         ("ADE_RUN_ID".to_owned(), context.run_id.to_string()),

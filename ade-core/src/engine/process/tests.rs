@@ -12,7 +12,7 @@ use super::*;
 use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter};
 use crate::engine::{InputDocument, MAX_CONSOLE_MESSAGE};
 use crate::event::{BuildId, ConfigurationId, ConsoleScope, DocumentId, EventSource, TableSummary};
-use crate::run::RunOptions;
+use crate::run::{RunMode, RunOptions};
 use crate::store::{MemoryEventStore, RunKey};
 use crate::testing::{completed, run_key};
 

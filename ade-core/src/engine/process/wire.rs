@@ -80,19 +80,13 @@ pub(super) async fn pump<R: AsyncRead + Unpin>(
 }
 
 fn stream_name(stream: ConsoleStream) -> &'static str {
-    match stream {
-        ConsoleStream::Stdout => "stdout",
-        ConsoleStream::Stderr => "stderr",
-    }
+    stream.as_str()
 }
 
 /// One line of output: an event (stdout JSON with a string `type`) or a console line.
 async fn forward_line(bytes: &[u8], dropped: usize, stream: ConsoleStream, sink: &EventSink, state: &mut PumpState) {
     let text = String::from_utf8_lossy(bytes);
-    let level = match stream {
-        ConsoleStream::Stderr => ConsoleLevel::Warn,
-        ConsoleStream::Stdout => ConsoleLevel::Info,
-    };
+    let level = if stream == ConsoleStream::Stderr { ConsoleLevel::Warn } else { ConsoleLevel::Info };
     let looks_like_json = stream == ConsoleStream::Stdout && text.trim_start().starts_with('{');
     if dropped > 0 {
         let total = bytes.len() + dropped;

@@ -364,12 +364,12 @@ impl Columns for SqliteRow {
     }
 }
 
-fn parsed<T: FromStr<Err = Error>>(row: &impl Columns, name: &str) -> Result<T> {
-    row.text(name)?.parse()
+fn parsed<T: FromStr<Err: Into<Error>>>(row: &impl Columns, name: &str) -> Result<T> {
+    row.text(name)?.parse().map_err(Into::into)
 }
 
-fn parsed_opt<T: FromStr<Err = Error>>(row: &impl Columns, name: &str) -> Result<Option<T>> {
-    row.text_opt(name)?.map(|text| text.parse()).transpose()
+fn parsed_opt<T: FromStr<Err: Into<Error>>>(row: &impl Columns, name: &str) -> Result<Option<T>> {
+    row.text_opt(name)?.map(|text| text.parse().map_err(Into::into)).transpose()
 }
 
 fn from_json<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<T> {

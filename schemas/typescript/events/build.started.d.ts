@@ -1,0 +1,69 @@
+/* eslint-disable */
+/**
+ * Generated from ade's schemas/ by json-schema-to-typescript (tests/typescript/generate.mjs).
+ * Do not edit: run `UPDATE_SCHEMAS=1 cargo test --test it typescript` instead.
+ */
+
+/**
+ * `build_` followed by a ULID (26 Crockford base32 characters).
+ */
+export type BuildId = string;
+export type ConfigurationId = string;
+/**
+ * RFC 3339 UTC with microseconds, e.g. 2026-11-26T18:52:57.802612Z.
+ */
+export type Timestamp = string;
+/**
+ * `evt_` followed by a ULID (26 Crockford base32 characters).
+ */
+export type EventId = string;
+export type BuildStartedPayload = BuildStarted;
+/**
+ * Why a build happens, or does not.
+ */
+export type BuildReason = "cache_miss" | "cache_hit" | "force_rebuild";
+/**
+ * The constant `status` of `build.started`: `"building"`.
+ */
+export type BuildingStatus = "building";
+/**
+ * `run_` followed by a ULID (26 Crockford base32 characters).
+ */
+export type RunId = string;
+/**
+ * Who emitted an event.
+ */
+export type EventSource = "api" | "engine" | "worker";
+export type WorkspaceId = string;
+
+/**
+ * `build.started`: the builder started.
+ */
+export interface BuildStartedEvent {
+  build_id?: BuildId;
+  configuration_id: ConfigurationId;
+  created_at: Timestamp;
+  event_id: EventId;
+  payload: BuildStartedPayload;
+  run_id: RunId;
+  /**
+   * Per-run position: starts at 1, +1 per event, no gaps.
+   */
+  sequence: number;
+  source: EventSource;
+  type: "build.started";
+  workspace_id: WorkspaceId;
+}
+/**
+ * `build.started`: the builder started.
+ */
+export interface BuildStarted {
+  /**
+   * Why the build runs.
+   */
+  reason: BuildReason;
+  /**
+   * Always `building`.
+   */
+  status: BuildingStatus;
+}
