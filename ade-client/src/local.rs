@@ -1,6 +1,7 @@
 //! The local transport: [`Client`](crate::Client) operations over an embedded [`Runtime`], with
 //! the errors the server would answer.
 
+use ade_core::api::{self, Refusal};
 use ade_core::config::Configuration;
 use ade_core::dispatch::After;
 use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
@@ -9,59 +10,42 @@ use ade_core::store::{Document, RunKey};
 use ade_core::{CreateRun, Created, Runtime};
 use async_trait::async_trait;
 use futures::{StreamExt as _, TryStreamExt as _};
-use sha2::{Digest as _, Sha256};
 
 use crate::client::{EventPage, ListRuns, NewRun, RunList};
 use crate::error::{Error, Problem, Result};
 use crate::stream::EventStream;
 use crate::transport::InProcess;
 
-/// Largest document the local transport accepts (the server's default upload limit).
-const MAX_UPLOAD: u64 = 100 * 1024 * 1024;
-/// Runs per page when the filter names no limit (the server's default).
-const DEFAULT_RUNS_LIMIT: usize = 50;
-/// Most runs per page.
-const MAX_RUNS_LIMIT: usize = 200;
-/// Events per page when none is named, and the most (as the server).
-const DEFAULT_EVENTS_LIMIT: usize = 1000;
-const MAX_EVENTS_LIMIT: usize = 10_000;
+/// The problem the server answers for a core error (the same mapping: `ade_core::api::Refusal`).
+fn problem(error: ade_core::Error) -> Error {
+    let refusal = Refusal::from(error);
+    api(refusal.status(), refusal.detail().to_owned())
+}
 
-/// A problem as the server would write it.
-fn api(status: u16, slug: &str, title: &str, detail: String) -> Error {
+/// A problem as the server writes it.
+fn api(status: u16, detail: String) -> Error {
+    let (slug, title) = match status {
+        400 => ("bad-request", "Bad Request"),
+        404 => ("not-found", "Not Found"),
+        409 => ("conflict", "Conflict"),
+        413 => ("payload-too-large", "Payload Too Large"),
+        422 => ("unprocessable", "Unprocessable Entity"),
+        507 => ("insufficient-storage", "Insufficient Storage"),
+        _ => ("internal", "Internal Server Error"),
+    };
     Error::Api(Problem { type_: format!("urn:ade:problem:{slug}"), title: title.to_owned(), status, detail })
 }
 
 fn not_found(detail: String) -> Error {
-    api(404, "not-found", "Not Found", detail)
+    api(404, detail)
 }
 
 fn bad_request(detail: String) -> Error {
-    api(400, "bad-request", "Bad Request", detail)
+    api(400, detail)
 }
 
-/// The problem the server answers for a core error.
-fn problem(error: ade_core::Error) -> Error {
-    use ade_core::Error as Core;
-    let unprocessable = |detail: String| api(422, "unprocessable", "Unprocessable Entity", detail);
-    match error {
-        Core::InvalidId { .. } => unprocessable(error.to_string()),
-        Core::RunNotFound(id) => not_found(format!("no run {id}")),
-        Core::UnknownConfiguration(id) => unprocessable(format!("unknown configuration {id}")),
-        Core::UnknownDocument(id) => unprocessable(format!("unknown document {id}")),
-        Core::IdempotencyConflict => unprocessable(
-            "the Idempotency-Key was already used in this workspace with a different request body".to_owned(),
-        ),
-        Core::AlreadyTerminal(id) => api(409, "conflict", "Conflict", format!("run {id} has already ended")),
-        Core::InvalidCursor(_) => bad_request("`cursor` is not a cursor this server made".to_owned()),
-        Core::DocumentTooLarge { limit } => api(
-            413,
-            "payload-too-large",
-            "Payload Too Large",
-            format!("the document is larger than the upload limit of {limit} bytes"),
-        ),
-        Core::Config { reason, .. } => unprocessable(format!("invalid configuration: {reason}")),
-        other => api(500, "internal", "Internal Server Error", other.to_string()),
-    }
+fn refused(refusal: Refusal) -> Error {
+    api(refusal.status(), refusal.detail().to_owned())
 }
 
 fn envelope(event: &ade_core::event::StoredEvent) -> Result<Envelope> {
@@ -80,7 +64,9 @@ impl InProcess for Runtime {
             return Err(bad_request("a raw upload needs a file name".to_owned()));
         }
         let workspace = workspace_id.cloned().unwrap_or_default();
-        Runtime::upload_document(self, &workspace, filename, None, bytes, MAX_UPLOAD).await.map_err(problem)
+        Runtime::upload_document(self, &workspace, filename, None, bytes, api::DEFAULT_MAX_UPLOAD)
+            .await
+            .map_err(problem)
     }
 
     async fn get_document(&self, id: DocumentId) -> Result<Document> {
@@ -109,9 +95,8 @@ impl InProcess for Runtime {
             create = create.document(*id);
         }
         if let Some(key) = &run.idempotency_key {
-            // As the server: sha256 of the body as canonical JSON (keys sorted, no whitespace).
             let body = serde_json::to_value(run).map_err(|e| bad_request(e.to_string()))?;
-            create = create.idempotency_key(key.clone(), format!("sha256:{:x}", Sha256::digest(body.to_string())));
+            create = create.idempotency_key(key.clone(), api::request_hash(&body));
         }
         Runtime::create_run(self, create).await.map_err(problem)
     }
@@ -121,10 +106,8 @@ impl InProcess for Runtime {
     }
 
     async fn list_runs(&self, list: &ListRuns) -> Result<RunList> {
-        let limit = list.limit.unwrap_or(DEFAULT_RUNS_LIMIT);
-        if !(1..=MAX_RUNS_LIMIT).contains(&limit) {
-            return Err(bad_request(format!("`limit` must be an integer from 1 to {MAX_RUNS_LIMIT}, not {limit}")));
-        }
+        let asked = list.limit.map(|limit| limit.to_string());
+        let limit = api::page_limit(asked.as_deref(), api::DEFAULT_RUNS_LIMIT, api::MAX_RUNS_LIMIT).map_err(refused)?;
         let page = Runtime::list_runs(self, &list.filter, limit, list.cursor.as_deref()).await.map_err(problem)?;
         Ok(RunList { runs: page.runs, next_cursor: page.next_cursor })
     }
@@ -134,23 +117,14 @@ impl InProcess for Runtime {
     }
 
     async fn events_page(&self, id: RunId, after: u64, limit: Option<usize>) -> Result<EventPage> {
-        let limit = limit.unwrap_or(DEFAULT_EVENTS_LIMIT);
-        if !(1..=MAX_EVENTS_LIMIT).contains(&limit) {
-            return Err(bad_request(format!("`limit` must be an integer from 1 to {MAX_EVENTS_LIMIT}, not {limit}")));
-        }
+        let asked = limit.map(|limit| limit.to_string());
+        let limit =
+            api::page_limit(asked.as_deref(), api::DEFAULT_EVENTS_LIMIT, api::MAX_EVENTS_LIMIT).map_err(refused)?;
         let run = InProcess::get_run(self, id).await?;
         let key = RunKey::new(run.workspace_id, id);
         let store = self.dispatcher().store();
-        let stored: Vec<_> = store
-            .read_after(&key, after)
-            .await
-            .map_err(problem)?
-            .take(limit + 1)
-            .try_collect()
-            .await
-            .map_err(problem)?;
-        let more = stored.len() > limit;
-        let events = stored.iter().take(limit).map(|e| envelope(e)).collect::<Result<Vec<_>>>()?;
+        let (stored, more) = api::events_page(store.as_ref(), &key, after, limit).await.map_err(problem)?;
+        let events = stored.iter().map(|e| envelope(e)).collect::<Result<Vec<_>>>()?;
         let next_after_sequence = if more { events.last().map(|e| e.sequence) } else { None };
         Ok(EventPage { events, next_after_sequence })
     }
@@ -158,13 +132,9 @@ impl InProcess for Runtime {
     async fn events_log(&self, id: RunId, after: u64) -> Result<Vec<Envelope>> {
         let run = InProcess::get_run(self, id).await?;
         let key = RunKey::new(run.workspace_id, id);
-        let store = self.dispatcher().store();
-        let last = store.tail(&key).await.map_err(problem)?.last_sequence;
-        let stored: Vec<_> = store
-            .read_after(&key, after)
+        let stored: Vec<_> = api::events_now(self.dispatcher().store().as_ref(), &key, after)
             .await
             .map_err(problem)?
-            .try_take_while(move |event| std::future::ready(Ok(event.sequence() <= last)))
             .try_collect()
             .await
             .map_err(problem)?;

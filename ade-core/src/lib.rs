@@ -68,6 +68,7 @@
 //! [`EventPayload::Unknown`](event::EventPayload::Unknown) with its raw payload, and unknown payload
 //! fields are kept in each payload's `extra` map, so both survive a round trip.
 
+pub mod api;
 pub mod blob;
 pub mod error;
 mod sync;

@@ -70,7 +70,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_json_body: 1024 * 1024,
-            max_upload: 100 * 1024 * 1024,
+            max_upload: ade_core::api::DEFAULT_MAX_UPLOAD,
             keepalive: Duration::from_secs(15),
             sse_retry: Duration::from_secs(2),
             tokens: Tokens::default(),
@@ -78,7 +78,7 @@ impl Default for ServerConfig {
             allow_open: false,
             shutdown_grace: Duration::from_secs(30),
             shutdown_drain: Duration::from_secs(10),
-            default_runs_limit: 50,
+            default_runs_limit: ade_core::api::DEFAULT_RUNS_LIMIT,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             min_body_rate: 1024,

@@ -7,6 +7,7 @@
 //! itself), unmatched routes and methods by the router's fallbacks, and `ade-core` errors
 //! by [`From<ade_core::Error>`].
 
+use ade_core::api::Refusal;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -162,40 +163,24 @@ impl IntoResponse for Error {
     }
 }
 
+/// The answer to a runtime error is the one every front gives (`ade_core::api::Refusal`).
 impl From<ade_core::Error> for Error {
     fn from(error: ade_core::Error) -> Self {
-        use ade_core::Error as Core;
-        if error.is_out_of_space() {
-            // Says what is full, not where: the store's message may name the server's files.
-            let what = match &error {
-                Core::StorageFull { what, .. } => what,
-                Core::WriteFailed { .. } => "the event log",
-                _ => "the data directory",
-            };
-            return Self::InsufficientStorage(format!(
-                "the server's storage is full ({what}); retry once space is freed"
-            ));
-        }
-        match error {
-            Core::InvalidId { .. } => Self::Unprocessable(error.to_string()),
-            Core::RunNotFound(id) => Self::NotFound(format!("no run {id}")),
-            Core::UnknownConfiguration(id) => Self::Unprocessable(format!("unknown configuration {id}")),
-            Core::UnknownDocument(id) => Self::Unprocessable(format!("unknown document {id}")),
-            Core::IdempotencyConflict => Self::Unprocessable(
-                "the Idempotency-Key was already used in this workspace with a different request body".to_owned(),
-            ),
-            Core::AlreadyTerminal(id) => Self::Conflict(format!("run {id} has already ended")),
-            Core::InvalidCursor(_) => Self::BadRequest("`cursor` is not a cursor this server made".to_owned()),
-            Core::DocumentTooLarge { limit } => {
-                Self::PayloadTooLarge(format!("the document is larger than the upload limit of {limit} bytes"))
-            }
-            Core::BlobTooLarge { limit } => {
-                Self::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"))
-            }
-            // A name from a request that would leave its directory names nothing there.
-            Core::InvalidBlobKey { .. } => Self::NotFound(error.to_string()),
-            Core::Config { reason, .. } => Self::Unprocessable(format!("invalid configuration: {reason}")),
-            other => Self::Internal(other.to_string()),
+        Self::from(Refusal::from(error))
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        let detail = refusal.detail().to_owned();
+        match refusal {
+            Refusal::BadRequest(_) => Self::BadRequest(detail),
+            Refusal::NotFound(_) => Self::NotFound(detail),
+            Refusal::Conflict(_) => Self::Conflict(detail),
+            Refusal::PayloadTooLarge(_) => Self::PayloadTooLarge(detail),
+            Refusal::Unprocessable(_) => Self::Unprocessable(detail),
+            Refusal::InsufficientStorage(_) => Self::InsufficientStorage(detail),
+            _ => Self::Internal(detail),
         }
     }
 }

@@ -88,7 +88,7 @@ struct Args {
     #[arg(long, env = "ADE_MAX_URI_BYTES", default_value_t = 8 * 1024)]
     max_uri_bytes: usize,
     /// Largest uploaded document, in bytes.
-    #[arg(long, env = "ADE_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, env = "ADE_MAX_UPLOAD_BYTES", default_value_t = ade_core::api::DEFAULT_MAX_UPLOAD)]
     max_upload_bytes: u64,
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "ADE_MAX_JSON_BYTES", default_value_t = 1024 * 1024)]

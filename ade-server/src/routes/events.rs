@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
+use ade_core::api;
 use ade_core::dispatch::After;
 use ade_core::store::RunKey;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::Caller;
@@ -16,11 +17,6 @@ use crate::error::{Error, Result};
 use crate::extract::{ApiPath, ApiQuery, decimal};
 use crate::negotiate::{EventsFormat, negotiate_events};
 use crate::state::AppState;
-
-/// Default size of a JSON page.
-const DEFAULT_LIMIT: usize = 1000;
-/// Largest JSON page.
-const MAX_LIMIT: usize = 10_000;
 
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -37,19 +33,12 @@ pub(super) async fn get(
     let store = state.runtime().dispatcher().store();
     match format {
         EventsFormat::Json => {
-            let limit = match query.get("limit") {
-                None => DEFAULT_LIMIT,
-                Some(text) => decimal::<usize>(text).filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "`limit` must be an integer from 1 to {MAX_LIMIT}, not {:?}",
-                        excerpt(text)
-                    ))
-                })?,
-            };
-            // One more than the page says whether more events exist now.
-            let events: Vec<_> = store.read_after(&key, cursor).await?.take(limit + 1).try_collect().await?;
-            let more = events.len() > limit;
-            let page = &events[..events.len().min(limit)];
+            let limit = api::page_limit(
+                query.get("limit").map(String::as_str),
+                api::DEFAULT_EVENTS_LIMIT,
+                api::MAX_EVENTS_LIMIT,
+            )?;
+            let (page, more) = api::events_page(store.as_ref(), &key, cursor, limit).await?;
             let mut body = Vec::with_capacity(page.iter().map(|e| e.json().len() + 1).sum::<usize>() + 48);
             body.extend_from_slice(b"{\"events\":[");
             for (i, event) in page.iter().enumerate() {
@@ -68,11 +57,7 @@ pub(super) async fn get(
         }
         EventsFormat::Ndjson => {
             // Every event that exists now, read from the store as it is sent: constant memory.
-            let last = store.tail(&key).await?.last_sequence;
-            let events = store
-                .read_after(&key, cursor)
-                .await?
-                .try_take_while(move |event| std::future::ready(Ok(event.sequence() <= last)));
+            let events = api::events_now(store.as_ref(), &key, cursor).await?;
             let lines = ndjson_chunks(events);
             let mut response = Response::new(Body::from_stream(lines));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));

@@ -13,21 +13,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{excerpt, parse_run_id, visible_run};
 use crate::auth::{Caller, Scope};
 use crate::error::{Error, Result};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, decimal};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::mount::Mount;
 use crate::negotiate::prefers_sse;
 use crate::state::AppState;
 
-/// The largest page of `GET /runs`.
-pub const MAX_RUNS_LIMIT: usize = 200;
+pub use ade_core::api::MAX_RUNS_LIMIT;
 
-/// Longest `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
+use ade_core::api::MAX_IDEMPOTENCY_KEY;
 
 // Also the OpenAPI document's `CreateRunRequest`: what is described is what is read.
 /// The body of `POST /runs`.
@@ -117,8 +114,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 /// The hash that says whether two requests with one key are the same: sha256 of the body as
 /// canonical JSON (object keys sorted, no insignificant whitespace).
 fn request_hash(raw: &[u8]) -> String {
-    let canonical = serde_json::from_slice::<serde_json::Value>(raw).map(|v| v.to_string()).unwrap_or_default();
-    format!("sha256:{:x}", Sha256::digest(canonical.as_bytes()))
+    serde_json::from_slice::<serde_json::Value>(raw)
+        .map(|body| ade_core::api::request_hash(&body))
+        .unwrap_or_else(|_| ade_core::api::request_hash(&serde_json::Value::Null))
 }
 
 pub(super) async fn get(
@@ -197,12 +195,7 @@ pub(super) async fn list(
         })?;
         filter = filter.configuration(configuration);
     }
-    let limit = match &query.limit {
-        None => state.config().default_runs_limit.clamp(1, MAX_RUNS_LIMIT),
-        Some(text) => decimal::<usize>(text).filter(|l| (1..=MAX_RUNS_LIMIT).contains(l)).ok_or_else(|| {
-            Error::BadRequest(format!("`limit` must be an integer from 1 to {MAX_RUNS_LIMIT}, not {:?}", excerpt(text)))
-        })?,
-    };
+    let limit = ade_core::api::page_limit(query.limit.as_deref(), state.config().default_runs_limit, MAX_RUNS_LIMIT)?;
     let page = state.runtime().list_runs(&filter, limit, query.cursor.as_deref()).await?;
     let runs: Vec<Run> = page.runs.into_iter().map(|run| mount.run(run)).collect();
     Ok(Json(serde_json::json!({ "runs": runs, "next_cursor": page.next_cursor })))
