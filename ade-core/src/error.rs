@@ -168,6 +168,9 @@ pub enum Error {
     /// Another process (or another runtime of this one) uses the data directory.
     #[error("data directory {} is in use by another ade runtime; stop it, or use another directory", .0.display())]
     DataDirInUse(PathBuf),
+    /// A [`RuntimeBuilder`](crate::RuntimeBuilder)'s settings contradict each other.
+    #[error("runtime settings: {0}")]
+    Settings(String),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

@@ -116,6 +116,20 @@ struct EngineEntry {
 }
 
 /// Configures and starts a [`Runtime`].
+///
+/// Where runs and events are kept is one of, with nothing implicit between them:
+/// - the data directory alone (default): NDJSON logs and `ade.sqlite`, locked to this runtime;
+/// - [`in_memory`](Self::in_memory): both stores in memory;
+/// - [`postgres`](Self::postgres): both stores on a PostgreSQL database, shared with other
+///   runtimes on it;
+/// - your own [`event_store`](Self::event_store) and/or [`run_store`](Self::run_store): each
+///   replaces its default (the data directory's, or memory's with `in_memory`); with both, the
+///   data directory is not locked.
+///
+/// [`build`](Self::build) refuses combinations that contradict each other (`postgres` with
+/// `in_memory` or with a store of your own) rather than letting one setting silently win.
+/// Documents, outputs and builds are in the [`blob_store`](Self::blob_store) (default: the data
+/// directory) whichever is chosen.
 #[derive(Debug)]
 #[must_use]
 pub struct RuntimeBuilder {
@@ -290,11 +304,29 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Refuses settings where one would silently override another.
+    fn check_settings(&self) -> Result<()> {
+        if self.database_url.is_none() {
+            return Ok(());
+        }
+        let contradiction = if self.in_memory {
+            "`postgres` and `in_memory` both say where runs and events are kept"
+        } else if self.event_store.is_some() || self.run_store.is_some() {
+            "`postgres` brings both stores (shared with the other runtimes on the database); \
+             it cannot be combined with `event_store` or `run_store`"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Settings(contradiction.to_owned()))
+    }
+
     /// Opens the stores, recovers runs a previous process left active, and starts the workers.
     ///
     /// # Errors
-    /// When the data directory or the stores cannot be opened, or a configuration is invalid.
+    /// [`Error::Settings`] for settings that contradict each other (see [`RuntimeBuilder`]); when
+    /// the data directory or the stores cannot be opened, or a configuration is invalid.
     pub async fn build(self) -> Result<Runtime> {
+        self.check_settings()?;
         tokio::fs::create_dir_all(&self.data_dir).await.map_err(|source| Error::Io {
             action: "create",
             path: self.data_dir.clone(),

@@ -688,3 +688,17 @@ async fn the_console_message_limit_is_a_setting_and_longer_lines_are_cut_and_mar
     assert_well_formed(&run, &events);
     runtime.shutdown().await;
 }
+
+/// Settings that say two different things about where runs and events are kept are refused,
+/// before any store is opened, rather than one of them silently winning.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn contradicting_store_settings_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unreachable = "postgres://nobody@127.0.0.1:1/none";
+    let refused = Runtime::builder().data_dir(dir.path()).postgres(unreachable).in_memory().build().await;
+    assert!(matches!(&refused, Err(Error::Settings(reason)) if reason.contains("in_memory")), "{refused:?}");
+    let store: Arc<dyn crate::store::EventStore> = Arc::new(crate::store::MemoryEventStore::new());
+    let refused = Runtime::builder().data_dir(dir.path()).postgres(unreachable).event_store(store).build().await;
+    assert!(matches!(&refused, Err(Error::Settings(reason)) if reason.contains("event_store")), "{refused:?}");
+}
