@@ -11,7 +11,12 @@ echo "a line on stderr becomes a warning" >&2
 # Input paths arrive as a JSON array of strings; sh has no JSON parser, so split on quotes.
 total=0
 for path in $(printf '%s' "$ADE_INPUT_PATHS_JSON" | tr -d '[]' | tr ',' '\n' | tr -d '"'); do
-  lines=$(wc -l < "$path" | tr -d ' ')
+  if [ ! -r "$path" ]; then
+    echo "cannot read input $path" >&2
+    exit 1
+  fi
+  lines=$(wc -l < "$path")
+  lines=$((lines + 0))
   echo "$(basename "$path"): $lines lines"
   total=$((total + lines))
 done

@@ -325,8 +325,15 @@ impl RuntimeBuilder {
     /// # Errors
     /// [`Error::Settings`] for settings that contradict each other (see [`RuntimeBuilder`]); when
     /// the data directory or the stores cannot be opened, or a configuration is invalid.
-    pub async fn build(self) -> Result<Runtime> {
+    pub async fn build(mut self) -> Result<Runtime> {
         self.check_settings()?;
+        // Engines run in their configuration's directory: a relative data directory would name
+        // another place there (their inputs, their output directory).
+        self.data_dir = std::path::absolute(&self.data_dir).map_err(|source| Error::Io {
+            action: "resolve",
+            path: self.data_dir.clone(),
+            source,
+        })?;
         tokio::fs::create_dir_all(&self.data_dir).await.map_err(|source| Error::Io {
             action: "create",
             path: self.data_dir.clone(),

@@ -702,3 +702,36 @@ async fn contradicting_store_settings_are_refused() {
     let refused = Runtime::builder().data_dir(dir.path()).postgres(unreachable).event_store(store).build().await;
     assert!(matches!(&refused, Err(Error::Settings(reason)) if reason.contains("event_store")), "{refused:?}");
 }
+
+/// A relative data directory is made absolute when the runtime is built: a `process` engine runs
+/// in its configuration's directory, where the relative path would name another place, so its
+/// inputs would not be found and its outputs would land beside the configuration.
+#[tokio::test]
+async fn a_relative_data_directory_still_reaches_engines_that_run_elsewhere() {
+    let config_dir = tempfile::tempdir().expect("configuration dir");
+    let script = r#"set -eu
+path=$(printf '%s' "$ADE_INPUT_PATHS_JSON" | tr -d '[]"')
+mkdir -p "$ADE_OUTPUT_DIR"
+cp "$path" "$ADE_OUTPUT_DIR/copy.txt"
+echo '{"type":"engine.completed","payload":{"output_paths":["outputs/copy.txt"]}}'"#;
+    std::fs::write(config_dir.path().join("copy.sh"), script).expect("script");
+    let configuration = json!({ "id": "copy", "version": "1", "engine": "process", "command": ["sh", "copy.sh"] });
+    std::fs::write(config_dir.path().join("copy.json"), configuration.to_string()).expect("configuration");
+    // A directory under the test's working directory, named relative to it.
+    let data = tempfile::tempdir_in(".").expect("data dir");
+    let relative = PathBuf::from(data.path().file_name().expect("a name"));
+    assert!(relative.is_relative());
+    let runtime =
+        Runtime::builder().data_dir(&relative).configurations_dir(config_dir.path()).build().await.expect("runtime");
+    assert!(runtime.data_dir().is_absolute(), "{}", runtime.data_dir().display());
+    let document = runtime
+        .upload_document(&WorkspaceId::default(), "in.txt", None, &b"hello\n"[..], 1 << 20)
+        .await
+        .expect("upload");
+    let (run, events) = run_to_end(&runtime, CreateRun::new(id("copy")).document(document.id)).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", completion(&events).failure);
+    let copy = runtime.run_dir(&run.workspace_id, run.id).join("outputs/copy.txt");
+    assert_eq!(std::fs::read(&copy).expect("the output, in the data directory"), b"hello\n");
+    assert!(!config_dir.path().join(&relative).exists(), "nothing is written beside the configuration");
+    runtime.shutdown().await;
+}
