@@ -32,8 +32,8 @@ pub use runs::PgRunStore;
 #[cfg(all(test, feature = "postgres"))]
 pub(crate) use runs::conformance::queued_run;
 pub use runs::{
-    CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
-    RunStore, SqliteRunStore, Transition,
+    CreateOutcome, Document, ExportBacklog, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore,
+    RunFilter, RunPage, RunStore, SqliteRunStore, Transition,
 };
 
 use crate::error::{Error, Result};
