@@ -50,6 +50,7 @@ mod sync;
 pub use error::{Error, Result};
 pub mod dispatch;
 pub mod engine;
+pub mod export;
 pub mod log_limit;
 pub mod metrics;
 pub mod orchestrate;
