@@ -6,7 +6,9 @@
 //! every event travels in, one payload type per catalog entry ([`EventPayload`](event::EventPayload)),
 //! extension (`x.*`) and unknown types kept as they were, id and timestamp newtypes, the run
 //! resource ([`run::Run`]), the run summary ([`summary::RunSummary`]), configurations
-//! ([`config::Configuration`]) and their JSON Schemas ([`schema`]).
+//! ([`config::Configuration`]) and their JSON Schemas ([`schema`]); and the runtime that executes
+//! runs ([`Runtime`]), with [`export::EventExporter`], through which an embedder gets every
+//! persisted event of every run, in order, at least once.
 //!
 //! # Example
 //!
