@@ -320,3 +320,105 @@ async fn shutdown_waits_for_exporters_to_catch_up() {
     assert!(gated.has_completed(run), "delivered before shutdown returned");
     assert_delivered(&gated.batches(run), &stored_ids(&runtime, run).await);
 }
+
+/// On PostgreSQL: runs of two instances reach each instance's exporter, and an exporter that
+/// starts later on either instance finds every finished run in the shared backlog.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_cursors_are_shared_and_a_late_exporter_gets_every_run() {
+    use crate::test_util::postgres as pg_testing;
+    let Some(url) = pg_testing::url() else { return };
+    let (_pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let instance = |exporter: Arc<Recorder>| builder(dir.path(), fast()).postgres(schema.url()).exporter(exporter);
+    let (a_hook, b_hook) = (Recorder::new("hook"), Recorder::new("hook"));
+    let a = instance(a_hook.clone()).build().await.expect("instance a");
+    let b = instance(b_hook.clone()).build().await.expect("instance b");
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        let creator = if i % 2 == 0 { &a } else { &b };
+        runs.push(creator.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+    }
+    for run in &runs {
+        follow(&a, *run).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    // Whoever delivered which batch, the cursor of "hook" reached every run's end.
+    for run in &runs {
+        let log = stored_ids(&a, *run).await;
+        assert_eq!(a.run_store().export_cursor("hook", *run).await.expect("cursor"), log.len() as u64);
+        assert!(a_hook.has_completed(*run) || b_hook.has_completed(*run));
+    }
+    assert!(a.run_store().export_backlog("hook", None, 100).await.expect("backlog").is_empty());
+
+    let late = Recorder::new("late");
+    let c = instance(late.clone()).build().await.expect("instance c");
+    late.wait_for("every run.completed", |r| runs.iter().all(|run| r.has_completed(*run))).await;
+    for run in &runs {
+        assert_delivered(&late.batches(*run), &stored_ids(&c, *run).await);
+    }
+    c.shutdown().await;
+}
+
+/// What an exporter sees keeps the guarantee whatever its failures and batch size: every event
+/// of every run, in order, batches contiguous, no gap, re-deliveries only of the same events.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fails the deliveries whose number (from 0) is in `failing`.
+    #[derive(Debug)]
+    struct Scripted {
+        inner: Arc<Recorder>,
+        calls: AtomicUsize,
+        failing: Vec<bool>,
+    }
+
+    #[async_trait]
+    impl EventExporter for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+
+        async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.failing.get(call).copied().unwrap_or(false) {
+                return Err(ExportError::new("scripted failure"));
+            }
+            self.inner.deliver(run, events).await
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn deliveries_keep_the_guarantee(
+            batch_size in 1usize..12,
+            runs in 1usize..4,
+            failing in proptest::collection::vec(any::<bool>(), 0..40),
+        ) {
+            let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+            tokio.block_on(async {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let recorder = Recorder::new("scripted");
+                let exporter = Arc::new(Scripted { inner: recorder.clone(), calls: AtomicUsize::new(0), failing });
+                let options = fast().with_batch_size(batch_size).with_backoff(Duration::from_millis(1), Duration::from_millis(2));
+                let runtime = builder(dir.path(), options).in_memory().exporter(exporter).build().await.expect("runtime");
+                let mut ids = Vec::new();
+                for _ in 0..runs {
+                    ids.push(runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+                }
+                recorder.wait_for("every run.completed", |r| ids.iter().all(|run| r.has_completed(*run))).await;
+                for run in &ids {
+                    let batches = recorder.batches(*run);
+                    assert!(batches.iter().all(|b| b.len() <= batch_size), "batches of at most {batch_size}");
+                    assert_delivered(&batches, &stored_ids(&runtime, *run).await);
+                }
+                runtime.shutdown().await;
+            });
+        }
+    }
+}
