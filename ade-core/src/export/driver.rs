@@ -1,7 +1,7 @@
 //! The delivery task of each exporter: which runs are due, reading them after the cursor,
 //! delivering, acknowledging, retrying.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ use crate::sync::lock;
 
 /// Runs asked for per page of the backlog.
 const BACKLOG_PAGE: usize = 256;
+
+/// Batches a run gets per turn: a run with more goes to the back of the queue, so a run that
+/// keeps producing events does not keep the exporter from the others.
+const BATCHES_PER_TURN: usize = 8;
 
 /// The exporters of a runtime and their delivery tasks.
 #[derive(Debug)]
@@ -54,7 +58,7 @@ impl Exporters {
                     events: events.clone(),
                     runs: runs.clone(),
                     options: options.clone(),
-                    due: Mutex::new(BTreeMap::new()),
+                    due: Mutex::new(Due::default()),
                     wake: Notify::new(),
                     failures_logged: LogLimit::every(Duration::from_secs(10)),
                 })
@@ -126,21 +130,42 @@ struct Driver {
     events: Arc<dyn EventStore>,
     runs: Arc<dyn RunStore>,
     options: ExportOptions,
-    /// Runs that may have events the exporter has not acknowledged, oldest id first.
-    due: Mutex<BTreeMap<RunId, RunKey>>,
+    /// Runs that may have events the exporter has not acknowledged.
+    due: Mutex<Due>,
     /// Signalled when a run becomes due.
     wake: Notify,
     failures_logged: LogLimit,
 }
 
+/// The runs due, in the order they became due, each once.
+#[derive(Debug, Default)]
+struct Due {
+    queue: VecDeque<RunKey>,
+    queued: HashSet<RunId>,
+}
+
+impl Due {
+    fn push(&mut self, run: RunKey) {
+        if self.queued.insert(run.run_id) {
+            self.queue.push_back(run);
+        }
+    }
+
+    fn pop(&mut self) -> Option<RunKey> {
+        let run = self.queue.pop_front()?;
+        self.queued.remove(&run.run_id);
+        Some(run)
+    }
+}
+
 impl Driver {
     fn mark_due(&self, run: &RunKey) {
-        lock(&self.due).entry(run.run_id).or_insert_with(|| run.clone());
+        lock(&self.due).push(run.clone());
         self.wake.notify_one();
     }
 
     fn next_due(&self) -> Option<RunKey> {
-        lock(&self.due).pop_first().map(|(_, key)| key)
+        lock(&self.due).pop()
     }
 
     /// Delivers due runs until `drain` is cancelled and none is left.
@@ -180,7 +205,7 @@ impl Driver {
                     let mut due = lock(&self.due);
                     for entry in page {
                         after = Some(entry.run.run_id);
-                        due.entry(entry.run.run_id).or_insert(entry.run);
+                        due.push(entry.run);
                     }
                     if !full {
                         return true;
@@ -195,31 +220,27 @@ impl Driver {
     }
 
     /// Delivers `run`'s events after the exporter's cursor, batch by batch, until there are none
-    /// left; every failure is retried after a backoff.
+    /// left or the run's turn is over (it is then due again, behind the others); every failure is
+    /// retried after a backoff.
     async fn export_run(&self, run: &RunKey) {
         let name = self.exporter.name();
         let mut backoff = Backoff::new(&self.options);
         let mut acked = loop {
             match self.runs.export_cursor(name, run.run_id).await {
                 Ok(cursor) => break cursor,
-                Err(error) => self.failed(run, "read the export cursor", &error, &mut backoff).await,
+                Err(error) => self.failed(run, "read the export cursor", &error.to_string(), &mut backoff).await,
             }
         };
-        loop {
-            let batch = match self.read_batch(run, acked).await {
-                Ok(batch) if batch.is_empty() => return,
-                Ok(batch) => batch,
-                Err(error) => {
-                    self.failed(run, "read events to export", &error, &mut backoff).await;
-                    continue;
+        for _ in 0..BATCHES_PER_TURN {
+            let batch = loop {
+                match self.read_and_deliver(run, acked).await {
+                    Ok(batch) => break batch,
+                    Err((action, error)) => self.failed(run, action, &error, &mut backoff).await,
                 }
             };
-            if let Err(error) = self.exporter.deliver(run, &batch).await {
-                self.failed(run, "deliver events", &error, &mut backoff).await;
-                continue;
-            }
+            let Some(last) = batch.last() else { return };
             backoff = Backoff::new(&self.options);
-            acked = batch.last().map_or(acked, |event| event.sequence());
+            acked = last.sequence();
             // Not acknowledged durably: after a restart the batch comes again, which the guarantee
             // allows; meanwhile delivery goes on from where it is.
             if let Err(error) = self.runs.ack_export(name, run.run_id, acked).await
@@ -228,6 +249,21 @@ impl Driver {
                 tracing::warn!(exporter = name, run_id = %run.run_id, acked, %error, suppressed, "could not record an export cursor");
             }
         }
+        self.mark_due(run);
+    }
+
+    /// Reads up to a batch of `run`'s events after `acked` and delivers them (unless there are
+    /// none); the batch, or what failed.
+    async fn read_and_deliver(
+        &self,
+        run: &RunKey,
+        acked: u64,
+    ) -> Result<Vec<Arc<StoredEvent>>, (&'static str, String)> {
+        let batch = self.read_batch(run, acked).await.map_err(|e| ("read events to export", e.to_string()))?;
+        if !batch.is_empty() {
+            self.exporter.deliver(run, &batch).await.map_err(|e| ("deliver events", e.to_string()))?;
+        }
+        Ok(batch)
     }
 
     /// Up to a batch of `run`'s events after `acked`.
@@ -237,7 +273,7 @@ impl Driver {
     }
 
     /// Logs a failure (at most once per 10 s per exporter) and waits out the backoff.
-    async fn failed(&self, run: &RunKey, action: &str, error: &(dyn std::fmt::Display + Sync), backoff: &mut Backoff) {
+    async fn failed(&self, run: &RunKey, action: &str, error: &str, backoff: &mut Backoff) {
         let wait = backoff.next();
         if let Some(suppressed) = self.failures_logged.allow() {
             tracing::warn!(exporter = self.exporter.name(), run_id = %run.run_id, %error, retry_in = ?wait, suppressed, "could not {action}");

@@ -23,8 +23,9 @@
 //!   exponential backoff between [`backoff_min`](ExportOptions::backoff_min) and
 //!   [`backoff_max`](ExportOptions::backoff_max), for as long as it fails. Runs never wait for
 //!   an exporter: they are persisted, published to subscribers and finished regardless. Each
-//!   exporter has its own task, so a slow or failing exporter does not hold back another; within
-//!   one exporter, runs are delivered one after another.
+//!   exporter has its own task, so a slow or failing exporter does not hold back another. Within
+//!   one exporter, runs take turns (a few batches each), so a busy run does not keep the others
+//!   waiting; a batch that fails is retried before the exporter moves on.
 //! - **Shutdown.** [`Runtime::shutdown`](crate::Runtime::shutdown) first lets the runs finish,
 //!   then gives exporters up to [`shutdown_grace`](ExportOptions::shutdown_grace) to catch up with
 //!   what was persisted; whatever is left is delivered after the next start.

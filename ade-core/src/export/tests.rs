@@ -61,6 +61,8 @@ struct Recorder {
     /// Accept this many batches, then refuse every one.
     accept_only: Option<usize>,
     open: Option<watch::Receiver<bool>>,
+    /// The run of every accepted batch, in the order they came.
+    order: std::sync::Mutex<Vec<RunId>>,
 }
 
 impl Recorder {
@@ -77,6 +79,7 @@ impl Recorder {
             refused: AtomicUsize::new(0),
             accept_only,
             open,
+            order: std::sync::Mutex::default(),
         }
     }
 
@@ -132,6 +135,7 @@ impl EventExporter for Recorder {
             })
             .collect::<Result<Vec<_>, ExportError>>()?;
         lock(&self.seen).batches.entry(run.run_id).or_default().push(batch);
+        lock(&self.order).push(run.run_id);
         self.changed.notify_waiters();
         Ok(())
     }
@@ -319,6 +323,41 @@ async fn shutdown_waits_for_exporters_to_catch_up() {
     shutdown.await.expect("shutdown");
     assert!(gated.has_completed(run), "delivered before shutdown returned");
     assert_delivered(&gated.batches(run), &stored_ids(&runtime, run).await);
+}
+
+/// A run that has much to deliver gets it in turns: a run due after it is not kept waiting until
+/// the first one is done.
+#[tokio::test]
+async fn runs_take_turns() {
+    use crate::store::{Durability, EventStore, MemoryEventStore, MemoryRunStore, RunStore, queued_run};
+    let events = Arc::new(MemoryEventStore::new());
+    let runs = Arc::new(MemoryRunStore::new());
+    // The long run is the older one: the start-up scan makes it due first.
+    let mut pair = [queued_run("acme", "members"), queued_run("acme", "members")];
+    pair.sort_by_key(|run| run.id);
+    let [long, short] = pair;
+    let mut keys = Vec::new();
+    for (run, count) in [(&long, 100), (&short, 3)] {
+        runs.create_run(run, None).await.expect("create");
+        let key = RunKey::new(run.workspace_id.clone(), run.id);
+        events.append(&key, &crate::testing::lines(&key, 1, count), Durability::Buffered).await.expect("append");
+        keys.push(key);
+    }
+    let recorder = Recorder::new("turns");
+    let exporters =
+        Exporters::start(vec![recorder.clone()], &fast().with_batch_size(1), events, runs.clone()).expect("start");
+    // Both are due at once: the runs are active, so the start-up scan finds them.
+    let due = runs.export_backlog("turns", None, 10).await.expect("backlog");
+    assert_eq!(due.len(), 2);
+    recorder.wait_for("the short run", |r| r.batches(short.id).len() == 3).await;
+    recorder.wait_for("the long run", |r| r.batches(long.id).len() == 100).await;
+    exporters.shutdown().await;
+    // The order the batches came in, across runs.
+    let order = lock(&recorder.order).clone();
+    let short_done = order.iter().rposition(|run| *run == short.id).expect("short delivered");
+    let long_done = order.iter().rposition(|run| *run == long.id).expect("long delivered");
+    assert!(short_done < long_done, "the short run finished first, whichever was due first");
+    assert!(short_done < 3 + 2 * 8, "within a turn or two of the long run: {short_done}");
 }
 
 /// On PostgreSQL: runs of two instances reach each instance's exporter, and an exporter that

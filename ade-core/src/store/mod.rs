@@ -29,7 +29,7 @@ pub use postgres::PgEventStore;
 pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
 #[cfg(feature = "postgres")]
 pub use runs::PgRunStore;
-#[cfg(all(test, feature = "postgres"))]
+#[cfg(test)]
 pub(crate) use runs::conformance::queued_run;
 pub use runs::{
     CreateOutcome, Document, ExportBacklog, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore,
