@@ -325,6 +325,38 @@ async fn shutdown_waits_for_exporters_to_catch_up() {
     assert_delivered(&gated.batches(run), &stored_ids(&runtime, run).await);
 }
 
+/// A run store that cannot record cursors costs duplicates, never events: delivery goes on, and
+/// after a restart the unacknowledged events come again, from the last cursor that was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cursors_that_cannot_be_recorded_cost_duplicates_not_events() {
+    use crate::store::faults::{Fault, FaultPlan, FaultyRunStore};
+    use crate::store::{EventStore, MemoryEventStore, MemoryRunStore, RunStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = FaultPlan::new();
+    let events: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let runs: Arc<dyn RunStore> = Arc::new(FaultyRunStore::new(Arc::new(MemoryRunStore::new()), plan.clone()));
+    let with_stores = |exporter: Arc<Recorder>| {
+        builder(dir.path(), fast()).event_store(events.clone()).run_store(runs.clone()).exporter(exporter)
+    };
+    plan.fail("ack_export", Fault::Io);
+    let first = Recorder::new("hook");
+    let runtime = with_stores(first.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    first.wait_for("run.completed", |r| r.has_completed(run)).await;
+    let log = stored_ids(&runtime, run).await;
+    assert_delivered(&first.batches(run), &log);
+    runtime.shutdown().await;
+    assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), 0, "no acknowledgement was recorded");
+
+    plan.heal();
+    let again = Recorder::new("hook");
+    let runtime = with_stores(again.clone()).build().await.expect("restart");
+    again.wait_for("run.completed", |r| r.has_completed(run)).await;
+    assert_delivered(&again.batches(run), &log);
+    runtime.shutdown().await;
+    assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), log.len() as u64);
+}
+
 /// A run that has much to deliver gets it in turns: a run due after it is not kept waiting until
 /// the first one is done.
 #[tokio::test]
