@@ -2,10 +2,11 @@
 //! delivering, acknowledging, retrying.
 
 use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -261,7 +262,13 @@ impl Driver {
     ) -> Result<Vec<Arc<StoredEvent>>, (&'static str, String)> {
         let batch = self.read_batch(run, acked).await.map_err(|e| ("read events to export", e.to_string()))?;
         if !batch.is_empty() {
-            self.exporter.deliver(run, &batch).await.map_err(|e| ("deliver events", e.to_string()))?;
+            // A panicking exporter is retried like a failing one, instead of losing its task.
+            let delivered = AssertUnwindSafe(self.exporter.deliver(run, &batch)).catch_unwind().await;
+            match delivered {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(("deliver events", error.to_string())),
+                Err(_) => return Err(("deliver events", "the exporter panicked".to_owned())),
+            }
         }
         Ok(batch)
     }

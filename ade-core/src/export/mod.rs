@@ -19,8 +19,8 @@
 //!   was down or before the exporter was registered: at start, and every
 //!   [`rescan_interval`](ExportOptions::rescan_interval), the delivery task looks for runs whose
 //!   cursor is behind their log (all of a new exporter's runs are).
-//! - **Failures are retried, and slow no one else.** A failing `deliver` is retried with
-//!   exponential backoff between [`backoff_min`](ExportOptions::backoff_min) and
+//! - **Failures are retried, and slow no one else.** A failing (or panicking) `deliver` is
+//!   retried with exponential backoff between [`backoff_min`](ExportOptions::backoff_min) and
 //!   [`backoff_max`](ExportOptions::backoff_max), for as long as it fails. Runs never wait for
 //!   an exporter: they are persisted, published to subscribers and finished regardless. Each
 //!   exporter has its own task, so a slow or failing exporter does not hold back another. Within

@@ -357,6 +357,40 @@ async fn cursors_that_cannot_be_recorded_cost_duplicates_not_events() {
     assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), log.len() as u64);
 }
 
+/// Panics on its first delivery, then records.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: Arc<Recorder>,
+    panicked: AtomicBool,
+}
+
+#[async_trait]
+impl EventExporter for PanicsOnce {
+    fn name(&self) -> &str {
+        "panics-once"
+    }
+
+    async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("an exporter bug");
+        }
+        self.inner.deliver(run, events).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_exporter_is_retried_like_a_failing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorder = Recorder::new("panics-once");
+    let exporter = Arc::new(PanicsOnce { inner: recorder.clone(), panicked: AtomicBool::new(false) });
+    let runtime = builder(dir.path(), fast()).exporter(exporter.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    recorder.wait_for("run.completed", |r| r.has_completed(run)).await;
+    assert!(exporter.panicked.load(Ordering::SeqCst));
+    assert_delivered(&recorder.batches(run), &stored_ids(&runtime, run).await);
+    runtime.shutdown().await;
+}
+
 /// A run that has much to deliver gets it in turns: a run due after it is not kept waiting until
 /// the first one is done.
 #[tokio::test]

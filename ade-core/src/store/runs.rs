@@ -182,6 +182,13 @@ pub struct ExportBacklog {
     pub acked: u64,
 }
 
+impl ExportBacklog {
+    /// `run`, acknowledged up to `acked` (for run stores outside this crate).
+    pub fn new(run: crate::store::RunKey, acked: u64) -> Self {
+        Self { run, acked }
+    }
+}
+
 /// Where runs, documents and idempotency keys live.
 ///
 /// Every method that names a run or document by id also takes its workspace when the caller is
