@@ -10,6 +10,9 @@
 //! the `ade-model` crate, re-exported here under the same names: [`event`], [`run`],
 //! [`summary`], [`config`], [`schema`].
 //!
+//! [`export::EventExporter`] is how an embedder gets every persisted event of every run, in order,
+//! at least once.
+//!
 //! # Example
 //!
 //! A runtime on a data directory, with a `process` configuration, running one run and reading its
@@ -78,6 +81,7 @@ pub use ade_model::{config, event, run, schema, summary};
 pub use error::{Error, Result};
 pub mod dispatch;
 pub mod engine;
+pub mod export;
 pub mod log_limit;
 pub mod metrics;
 pub mod orchestrate;

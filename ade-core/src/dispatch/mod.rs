@@ -18,7 +18,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -110,6 +110,15 @@ struct Inner {
     writer_released: tokio::sync::Notify,
     subscribers: AtomicUsize,
     catch_ups: AtomicU64,
+    /// Told of every batch a writer of this dispatcher persisted (the event exporters).
+    appended: OnceLock<Arc<dyn AppendListener>>,
+}
+
+/// Told, on a run's commit task, of each batch of the run persisted by a writer of the
+/// dispatcher: keep it short.
+pub(crate) trait AppendListener: Send + Sync + std::fmt::Debug {
+    /// The run's log now ends at `last_sequence` (at least).
+    fn appended(&self, run: &RunKey, last_sequence: u64);
 }
 
 /// One run's live fan-out: the ring of recently published events.
@@ -146,6 +155,7 @@ impl Dispatcher {
                 writer_released: tokio::sync::Notify::new(),
                 subscribers: AtomicUsize::new(0),
                 catch_ups: AtomicU64::new(0),
+                appended: OnceLock::new(),
             }),
         }
     }
@@ -184,6 +194,19 @@ impl Dispatcher {
                 Err(crate::Error::WriterBusy(_)) => released.await,
                 other => return other,
             }
+        }
+    }
+
+    /// Has `listener` told of every batch persisted from now on; `false` (and nothing changes)
+    /// when the dispatcher already has a listener.
+    pub(crate) fn listen_appended(&self, listener: Arc<dyn AppendListener>) -> bool {
+        self.inner.appended.set(listener).is_ok()
+    }
+
+    /// Tells the listener, if any, that `run`'s log now ends at `last_sequence`.
+    pub(crate) fn appended(&self, run: &RunKey, last_sequence: u64) {
+        if let Some(listener) = self.inner.appended.get() {
+            listener.appended(run, last_sequence);
         }
     }
 

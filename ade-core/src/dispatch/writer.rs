@@ -452,6 +452,7 @@ impl Committer {
                     }
                     self.hub.publish(event.clone());
                 }
+                self.dispatcher.appended(&self.key, last);
                 count_events(events);
                 terminal
             }

@@ -28,6 +28,7 @@ use crate::dispatch::{After, DispatchOptions, Dispatcher, RunContext, RunWriter,
 use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, SinkLimits, configuration_version};
 use crate::error::{Error, Result};
 use crate::event::{ConfigurationId, DocumentId, EventSource, QueuedBy, RunId, RunQueued, Timestamp, WorkspaceId};
+use crate::export::{self, EventExporter, ExportOptions, Exporters};
 use crate::run::{Run, RunLinks, RunMode, RunOptions, RunStatus};
 use crate::store::{
     CreateOutcome, Durability, EventStore, EventStream, IdempotencyKey, MemoryEventStore, MemoryRunStore,
@@ -149,6 +150,8 @@ pub struct RuntimeBuilder {
     run_store: Option<Arc<dyn RunStore>>,
     sink_limits: SinkLimits,
     max_configuration_fields: usize,
+    exporters: Vec<Arc<dyn EventExporter>>,
+    export_options: ExportOptions,
 }
 
 impl Default for RuntimeBuilder {
@@ -178,6 +181,8 @@ impl Default for RuntimeBuilder {
             run_store: None,
             sink_limits: SinkLimits::default(),
             max_configuration_fields: DEFAULT_MAX_FIELDS,
+            exporters: Vec::new(),
+            export_options: ExportOptions::default(),
         }
     }
 }
@@ -304,6 +309,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Registers an [`EventExporter`]: every persisted event of every run (those already stored
+    /// included) is delivered to it, in order, at least once (see [`crate::export`]). Each
+    /// exporter needs its own [`name`](EventExporter::name).
+    pub fn exporter(mut self, exporter: Arc<dyn EventExporter>) -> Self {
+        self.exporters.push(exporter);
+        self
+    }
+
+    /// How exporters are fed (default [`ExportOptions::default`]).
+    pub fn export_options(mut self, options: ExportOptions) -> Self {
+        self.export_options = options;
+        self
+    }
+
     /// Refuses settings where one would silently override another.
     fn check_settings(&self) -> Result<()> {
         if self.database_url.is_none() {
@@ -320,13 +339,16 @@ impl RuntimeBuilder {
         Err(Error::Settings(contradiction.to_owned()))
     }
 
-    /// Opens the stores, recovers runs a previous process left active, and starts the workers.
+    /// Opens the stores, recovers runs a previous process left active, and starts the workers
+    /// and the exporters' delivery tasks.
     ///
     /// # Errors
-    /// [`Error::Settings`] for settings that contradict each other (see [`RuntimeBuilder`]); when
-    /// the data directory or the stores cannot be opened, or a configuration is invalid.
+    /// [`Error::Settings`] for settings that contradict each other (see [`RuntimeBuilder`]);
+    /// [`Error::Config`] when two exporters have the same name or a configuration is invalid;
+    /// when the data directory or the stores cannot be opened.
     pub async fn build(mut self) -> Result<Runtime> {
         self.check_settings()?;
+        export::check_names(&self.exporters)?;
         // Engines run in their configuration's directory: a relative data directory would name
         // another place there (their inputs, their output directory).
         self.data_dir = std::path::absolute(&self.data_dir).map_err(|source| Error::Io {
@@ -367,11 +389,20 @@ impl RuntimeBuilder {
             configurations.insert(configuration.id.clone(), Arc::new(configuration));
         }
         let blob_store = self.blob_store.unwrap_or_else(|| Arc::new(DirBlobStore::new(&self.data_dir)));
+        let dispatcher = Dispatcher::new(events.clone(), options);
+        let exporters = if self.exporters.is_empty() {
+            None
+        } else {
+            let exporters = Exporters::start(self.exporters, &self.export_options, events, runs.clone())?;
+            dispatcher.listen_appended(exporters.clone());
+            Some(exporters)
+        };
         let inner = Arc::new(Inner {
             _data_dir_lock: data_dir_lock,
             blob_store,
             data_dir: self.data_dir,
-            dispatcher: Dispatcher::new(events, options),
+            dispatcher,
+            exporters,
             runs,
             configurations: RwLock::new(configurations),
             engines: self.engines,
@@ -509,6 +540,8 @@ struct Inner {
     /// Document bytes and run outputs.
     blob_store: Arc<dyn BlobStore>,
     dispatcher: Dispatcher,
+    /// The event exporters' delivery tasks, if any exporter is registered.
+    exporters: Option<Arc<Exporters>>,
     runs: Arc<dyn RunStore>,
     configurations: RwLock<HashMap<ConfigurationId, Arc<Configuration>>>,
     engines: HashMap<String, EngineEntry>,
@@ -889,11 +922,15 @@ impl Runtime {
         self.inner.shutdown.cancel();
     }
 
-    /// Stops taking new runs and waits for the executing ones to finish.
+    /// Stops taking new runs, waits for the executing ones to finish, then gives the event
+    /// exporters up to [`ExportOptions::shutdown_grace`] to deliver what was persisted.
     pub async fn shutdown(&self) {
         self.stop_claiming();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        if let Some(exporters) = &self.inner.exporters {
+            exporters.shutdown().await;
+        }
     }
 
     /// How often idle workers (and the reaper of abandoned runs) look at the store unasked.

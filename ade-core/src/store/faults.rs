@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CreateOutcome, Document, Durability, EventStore, EventStream, Finalization, IdempotencyKey, LogTail, RunFilter,
-    RunKey, RunPage, RunStore, Transition,
+    CreateOutcome, Document, Durability, EventStore, EventStream, ExportBacklog, Finalization, IdempotencyKey, LogTail,
+    RunFilter, RunKey, RunPage, RunStore, Transition,
 };
 use crate::error::{Error, Result};
 use crate::event::{DocumentId, RunId, StoredEvent, WorkspaceId};
@@ -249,6 +249,21 @@ impl RunStore for FaultyRunStore {
     async fn cancel_requested(&self, id: RunId) -> Result<bool> {
         self.plan.check("cancel_requested")?;
         self.inner.cancel_requested(id).await
+    }
+
+    async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64> {
+        self.plan.check("export_cursor")?;
+        self.inner.export_cursor(exporter, run).await
+    }
+
+    async fn ack_export(&self, exporter: &str, run: RunId, sequence: u64) -> Result<()> {
+        self.plan.check("ack_export")?;
+        self.inner.ack_export(exporter, run, sequence).await
+    }
+
+    async fn export_backlog(&self, exporter: &str, after: Option<RunId>, limit: usize) -> Result<Vec<ExportBacklog>> {
+        self.plan.check("export_backlog")?;
+        self.inner.export_backlog(exporter, after, limit).await
     }
 
     async fn create_document(&self, document: &Document) -> Result<()> {

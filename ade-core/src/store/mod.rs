@@ -29,11 +29,11 @@ pub use postgres::PgEventStore;
 pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
 #[cfg(feature = "postgres")]
 pub use runs::PgRunStore;
-#[cfg(all(test, feature = "postgres"))]
+#[cfg(test)]
 pub(crate) use runs::conformance::queued_run;
 pub use runs::{
-    CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore, RunFilter, RunPage,
-    RunStore, SqliteRunStore, Transition,
+    CreateOutcome, Document, ExportBacklog, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore,
+    RunFilter, RunPage, RunStore, SqliteRunStore, Transition,
 };
 
 use crate::error::{Error, Result};

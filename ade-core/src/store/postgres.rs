@@ -32,7 +32,7 @@ const MIGRATION_LOCK: i64 = 0x0ade_0001;
 
 /// Schema migrations in order: applying `MIGRATIONS[i]` takes the version from `i` to `i + 1`.
 /// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -107,6 +107,16 @@ CREATE FUNCTION ade_now_us() RETURNS BIGINT LANGUAGE SQL VOLATILE
 ALTER TABLE ade_runs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
 
 CREATE INDEX ade_runs_active_by_lease ON ade_runs (lease_until_us) WHERE status IN ('building', 'running');
+"#;
+
+/// Event exporters' durable cursors: the last sequence of a run each exporter acknowledged.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE ade_export_cursors (
+    exporter TEXT   NOT NULL,
+    run_id   TEXT   COLLATE "C" NOT NULL REFERENCES ade_runs (id) ON DELETE CASCADE,
+    sequence BIGINT NOT NULL,
+    PRIMARY KEY (exporter, run_id)
+);
 "#;
 
 pub(crate) fn db(error: sqlx::Error) -> Error {

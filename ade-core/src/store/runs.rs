@@ -118,6 +118,23 @@ pub struct Finalization {
     pub last_sequence: u64,
 }
 
+/// A run an exporter has not acknowledged to its end (see [`RunStore::export_backlog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportBacklog {
+    /// The run's log.
+    pub run: crate::store::RunKey,
+    /// The last sequence the exporter acknowledged (0: none).
+    pub acked: u64,
+}
+
+impl ExportBacklog {
+    /// `run`, acknowledged up to `acked` (for run stores outside this crate).
+    pub fn new(run: crate::store::RunKey, acked: u64) -> Self {
+        Self { run, acked }
+    }
+}
+
 /// Where runs, documents and idempotency keys live.
 ///
 /// Every method that names a run or document by id also takes its workspace when the caller is
@@ -219,6 +236,18 @@ pub trait RunStore: Send + Sync + Debug + 'static {
         let _ = id;
         Ok(false)
     }
+
+    /// The last sequence of `run` that the exporter named `exporter` acknowledged; 0 when none.
+    async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64>;
+
+    /// Records, durably, that the exporter named `exporter` has every event of `run` up to
+    /// `sequence`. A cursor never moves back: acknowledging less than it holds changes nothing.
+    async fn ack_export(&self, exporter: &str, run: RunId, sequence: u64) -> Result<()>;
+
+    /// Runs the exporter named `exporter` may not have every event of, ordered by id, after
+    /// `after` (the last id of the previous page), at most `limit`: every run not terminal yet
+    /// (its log may grow), and every terminal run whose cursor is behind its `last_sequence`.
+    async fn export_backlog(&self, exporter: &str, after: Option<RunId>, limit: usize) -> Result<Vec<ExportBacklog>>;
 
     /// Stores a document's metadata.
     async fn create_document(&self, document: &Document) -> Result<()>;

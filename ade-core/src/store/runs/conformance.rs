@@ -140,7 +140,51 @@ where
     let (store, _guard) = make().await;
     lists_runs_in_statuses_oldest_first(&*store).await;
     let (store, _guard) = make().await;
+    tracks_export_cursors(&*store).await;
+    let (store, _guard) = make().await;
     racing_claimers_never_share_a_run(store).await;
+}
+
+/// Cursors are per exporter and run, never move back, and survive in the store; the backlog is
+/// every active run and every finished one whose cursor is behind its log, in id order, paged.
+async fn tracks_export_cursors(store: &dyn RunStore) {
+    let mut runs: Vec<Run> = (0..4).map(|_| queued_run("acme", "members")).collect();
+    runs.sort_by_key(|run| run.id);
+    for run in &runs {
+        create(store, run).await;
+    }
+    let ids =
+        |backlog: Vec<super::ExportBacklog>| backlog.into_iter().map(|b| (b.run.run_id, b.acked)).collect::<Vec<_>>();
+    assert_eq!(store.export_cursor("hook", runs[0].id).await.expect("cursor"), 0);
+    let all = store.export_backlog("hook", None, 100).await.expect("backlog");
+    assert_eq!(ids(all.clone()), runs.iter().map(|r| (r.id, 0)).collect::<Vec<_>>(), "active runs are all due");
+    assert_eq!(all[0].run, RunKey::new(workspace("acme"), runs[0].id));
+
+    store.ack_export("hook", runs[0].id, 5).await.expect("ack");
+    store.ack_export("hook", runs[0].id, 3).await.expect("ack less");
+    assert_eq!(store.export_cursor("hook", runs[0].id).await.expect("cursor"), 5, "never moves back");
+    assert_eq!(store.export_cursor("other", runs[0].id).await.expect("cursor"), 0, "per exporter");
+    assert_eq!(store.export_cursor("hook", runs[1].id).await.expect("cursor"), 0, "per run");
+
+    // Finished runs: due while the cursor is behind the log's end, done once it reaches it.
+    store.finalize(runs[0].id, finalization(&runs[0], RunStatus::Succeeded, 7)).await.expect("finalize 0");
+    store.finalize(runs[1].id, finalization(&runs[1], RunStatus::Failed, 4)).await.expect("finalize 1");
+    store.ack_export("hook", runs[1].id, 4).await.expect("ack to the end");
+    let due = ids(store.export_backlog("hook", None, 100).await.expect("backlog"));
+    assert_eq!(due, vec![(runs[0].id, 5), (runs[2].id, 0), (runs[3].id, 0)]);
+    let other = ids(store.export_backlog("other", None, 100).await.expect("backlog"));
+    assert_eq!(other.len(), 4, "another exporter has acknowledged nothing");
+
+    // Pages: after the last id of the previous one.
+    let first = ids(store.export_backlog("hook", None, 2).await.expect("page 1"));
+    assert_eq!(first, vec![(runs[0].id, 5), (runs[2].id, 0)]);
+    let second = ids(store.export_backlog("hook", Some(runs[2].id), 2).await.expect("page 2"));
+    assert_eq!(second, vec![(runs[3].id, 0)]);
+    assert!(store.export_backlog("hook", Some(runs[3].id), 2).await.expect("page 3").is_empty());
+
+    store.ack_export("hook", runs[0].id, 7).await.expect("ack to the end");
+    let due = ids(store.export_backlog("hook", None, 100).await.expect("backlog"));
+    assert_eq!(due, vec![(runs[2].id, 0), (runs[3].id, 0)]);
 }
 
 async fn round_trips_every_field(store: &dyn RunStore) {

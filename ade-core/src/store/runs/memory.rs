@@ -10,11 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CreateOutcome, Document, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, RunFilter, RunPage, RunStore, Transition,
+    CreateOutcome, Document, ExportBacklog, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, RunFilter, RunPage,
+    RunStore, Transition,
 };
 use crate::error::{Error, Result, excerpt};
 use crate::event::{DocumentId, RunId, Timestamp, WorkspaceId};
 use crate::run::{Run, RunStatus};
+use crate::store::RunKey;
 use crate::sync::lock;
 
 // ---- Rules shared by every backend -------------------------------------------------------------
@@ -88,6 +90,8 @@ struct State {
     queued: BTreeSet<(i64, RunId)>,
     documents: HashMap<DocumentId, Document>,
     keys: HashMap<(WorkspaceId, String), StoredKey>,
+    /// Export cursors by (exporter, run).
+    exports: HashMap<(String, RunId), u64>,
 }
 
 #[derive(Debug)]
@@ -285,6 +289,33 @@ impl RunStore for MemoryRunStore {
             stored.lease = None;
         }
         Ok(())
+    }
+
+    async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64> {
+        Ok(self.state().exports.get(&(exporter.to_owned(), run)).copied().unwrap_or(0))
+    }
+
+    async fn ack_export(&self, exporter: &str, run: RunId, sequence: u64) -> Result<()> {
+        let mut state = self.state();
+        let cursor = state.exports.entry((exporter.to_owned(), run)).or_default();
+        *cursor = (*cursor).max(sequence);
+        Ok(())
+    }
+
+    async fn export_backlog(&self, exporter: &str, after: Option<RunId>, limit: usize) -> Result<Vec<ExportBacklog>> {
+        let state = self.state();
+        let mut ids: Vec<RunId> = state.runs.keys().copied().filter(|id| after.is_none_or(|a| *id > a)).collect();
+        ids.sort_unstable();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let run = &state.runs.get(&id)?.run;
+                let acked = state.exports.get(&(exporter.to_owned(), id)).copied().unwrap_or(0);
+                (!run.status.is_terminal() || acked < run.last_sequence)
+                    .then(|| ExportBacklog { run: RunKey::new(run.workspace_id.clone(), id), acked })
+            })
+            .take(page_size(limit))
+            .collect())
     }
 
     async fn create_document(&self, document: &Document) -> Result<()> {

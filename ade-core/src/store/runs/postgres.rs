@@ -15,10 +15,12 @@ use sqlx::{Connection, Row};
 
 use super::memory::{check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, page_size};
 use super::sqlite::{
-    Columns, document_from_row, enum_text, finalizable_statuses, json, json_opt, now_us, run_from_row, statuses_before,
-    to_i64,
+    Columns, backlog_from_row, document_from_row, enum_text, finalizable_statuses, json, json_opt, now_us,
+    run_from_row, statuses_before, to_i64,
 };
-use super::{CreateOutcome, Document, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition};
+use super::{
+    CreateOutcome, Document, ExportBacklog, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition,
+};
 use crate::error::{Error, Result};
 use crate::event::{DocumentId, RunId, WorkspaceId};
 use crate::run::{Run, RunStatus};
@@ -454,6 +456,51 @@ impl RunStore for PgRunStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64> {
+        let row = sqlx::query("SELECT sequence FROM ade_export_cursors WHERE exporter = $1 AND run_id = $2")
+            .bind(exporter)
+            .bind(run.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let sequence = row.as_ref().map_or(Ok(0), |row| row.int("sequence"))?;
+        u64::try_from(sequence).map_err(|_| Error::Database(format!("negative export cursor {sequence}")))
+    }
+
+    async fn ack_export(&self, exporter: &str, run: RunId, sequence: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ade_export_cursors (exporter, run_id, sequence) VALUES ($1, $2, $3)
+             ON CONFLICT (exporter, run_id)
+             DO UPDATE SET sequence = GREATEST(ade_export_cursors.sequence, excluded.sequence)",
+        )
+        .bind(exporter)
+        .bind(run.to_string())
+        .bind(to_i64(sequence, "sequence")?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn export_backlog(&self, exporter: &str, after: Option<RunId>, limit: usize) -> Result<Vec<ExportBacklog>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.workspace_id, coalesce(c.sequence, 0) AS acked
+             FROM ade_runs r LEFT JOIN ade_export_cursors c ON c.exporter = $1 AND c.run_id = r.id
+             WHERE ($2::TEXT IS NULL OR r.id > $2)
+               AND (r.status = ANY($3::TEXT[]) OR coalesce(c.sequence, 0) < r.last_sequence)
+             ORDER BY r.id
+             LIMIT $4",
+        )
+        .bind(exporter)
+        .bind(after.map(|id| id.to_string()))
+        .bind(finalizable_statuses())
+        .bind(i64::try_from(page_size(limit)).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(backlog_from_row).collect()
     }
 
     async fn create_document(&self, document: &Document) -> Result<()> {

@@ -23,10 +23,13 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use super::memory::{
     check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, lease_until, page_size,
 };
-use super::{CreateOutcome, Document, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition};
+use super::{
+    CreateOutcome, Document, ExportBacklog, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition,
+};
 use crate::error::{Error, Result};
 use crate::event::{DocumentId, RunId, Timestamp, WorkspaceId};
 use crate::run::{Run, RunStatus};
+use crate::store::RunKey;
 
 /// The database file under the data directory.
 const FILE_NAME: &str = "ade.sqlite";
@@ -39,7 +42,7 @@ const MAX_CONNECTIONS: u32 = 4;
 
 /// Schema migrations in order: applying `MIGRATIONS[i]` takes `user_version` from `i` to `i + 1`.
 /// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 const _: () = assert!(!MIGRATIONS.is_empty());
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -95,6 +98,16 @@ CREATE TABLE idempotency_keys (
 ) STRICT;
 
 CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id);
+"#;
+
+/// Event exporters' durable cursors: the last sequence of a run each exporter acknowledged.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE export_cursors (
+    exporter TEXT    NOT NULL,
+    run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    sequence INTEGER NOT NULL,
+    PRIMARY KEY (exporter, run_id)
+) STRICT;
 "#;
 
 /// Runs, documents and idempotency keys in `ade.sqlite` under the data directory. Cloning shares
@@ -387,6 +400,14 @@ fn from_enum_text<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result
 fn to_u64(row: &impl Columns, name: &str) -> Result<u64> {
     let value = row.int(name)?;
     u64::try_from(value).map_err(|_| Error::Database(format!("column {name}: negative value {value}")))
+}
+
+/// An [`ExportBacklog`] from a row of `id`, `workspace_id` and `acked`.
+pub(super) fn backlog_from_row(row: &impl Columns) -> Result<ExportBacklog> {
+    Ok(ExportBacklog {
+        run: RunKey::new(parsed(row, "workspace_id")?, parsed(row, "id")?),
+        acked: to_u64(row, "acked")?,
+    })
 }
 
 /// A run from a row of the runs table.
@@ -713,6 +734,50 @@ impl RunStore for SqliteRunStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64> {
+        let row = sqlx::query("SELECT sequence FROM export_cursors WHERE exporter = ?1 AND run_id = ?2")
+            .bind(exporter)
+            .bind(run.to_string())
+            .fetch_optional(&self.reader())
+            .await
+            .map_err(db)?;
+        row.as_ref().map_or(Ok(0), |row| to_u64(row, "sequence"))
+    }
+
+    async fn ack_export(&self, exporter: &str, run: RunId, sequence: u64) -> Result<()> {
+        let _turn = self.writes.lock().await;
+        sqlx::query(
+            "INSERT INTO export_cursors (exporter, run_id, sequence) VALUES (?1, ?2, ?3)
+             ON CONFLICT (exporter, run_id) DO UPDATE SET sequence = max(sequence, excluded.sequence)",
+        )
+        .bind(exporter)
+        .bind(run.to_string())
+        .bind(to_i64(sequence, "sequence")?)
+        .execute(&self.writer().await?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn export_backlog(&self, exporter: &str, after: Option<RunId>, limit: usize) -> Result<Vec<ExportBacklog>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.workspace_id, coalesce(c.sequence, 0) AS acked
+             FROM runs r LEFT JOIN export_cursors c ON c.exporter = ?1 AND c.run_id = r.id
+             WHERE (?2 IS NULL OR r.id > ?2)
+               AND (r.status IN (SELECT value FROM json_each(?3)) OR coalesce(c.sequence, 0) < r.last_sequence)
+             ORDER BY r.id
+             LIMIT ?4",
+        )
+        .bind(exporter)
+        .bind(after.map(|id| id.to_string()))
+        .bind(json(&finalizable_statuses())?)
+        .bind(i64::try_from(page_size(limit)).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader())
+        .await
+        .map_err(db)?;
+        rows.iter().map(backlog_from_row).collect()
     }
 
     async fn create_document(&self, document: &Document) -> Result<()> {

@@ -1,0 +1,529 @@
+//! Exporters see every persisted event of every run, in order, at least once, without gaps;
+//! across failures, slow neighbours and restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use super::*;
+use crate::config::Configuration;
+use crate::engine::{Engine, EngineContext, EngineOutcome, EventSink};
+use crate::event::{ConsoleLevel, ConsoleStream, EventId, RunId};
+use crate::store::RunKey;
+use crate::sync::lock;
+use crate::testing::{follow, id};
+use crate::{CreateRun, Runtime, RuntimeBuilder};
+
+/// An engine that prints `lines` console lines.
+#[derive(Debug)]
+struct LinesEngine {
+    lines: usize,
+}
+
+#[async_trait]
+impl Engine for LinesEngine {
+    fn version(&self) -> &str {
+        "lines-1"
+    }
+
+    async fn run(&self, _context: EngineContext, sink: EventSink) -> EngineOutcome {
+        for line in 0..self.lines {
+            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("line {line}")).await;
+        }
+        EngineOutcome::succeeded(Vec::new())
+    }
+}
+
+/// One delivered batch: (sequence, event id, whether `run.completed`) of each event.
+type Batch = Vec<(u64, EventId, bool)>;
+
+/// What a recording exporter was given: every batch, per run, in the order it came.
+#[derive(Debug, Default)]
+struct Seen {
+    batches: HashMap<RunId, Vec<Batch>>,
+}
+
+/// An exporter that records what it takes; it refuses batches while `refuse` is set, and waits
+/// for `open` (when given) before taking any.
+#[derive(Debug)]
+struct Recorder {
+    name: String,
+    seen: std::sync::Mutex<Seen>,
+    changed: Notify,
+    refuse: AtomicBool,
+    refused: AtomicUsize,
+    /// Accept this many batches, then refuse every one.
+    accept_only: Option<usize>,
+    open: Option<watch::Receiver<bool>>,
+    /// The run of every accepted batch, in the order they came.
+    order: std::sync::Mutex<Vec<RunId>>,
+}
+
+impl Recorder {
+    fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self::with(name, None, None))
+    }
+
+    fn with(name: &str, accept_only: Option<usize>, open: Option<watch::Receiver<bool>>) -> Self {
+        Self {
+            name: name.to_owned(),
+            seen: std::sync::Mutex::default(),
+            changed: Notify::new(),
+            refuse: AtomicBool::new(false),
+            refused: AtomicUsize::new(0),
+            accept_only,
+            open,
+            order: std::sync::Mutex::default(),
+        }
+    }
+
+    fn batches(&self, run: RunId) -> Vec<Batch> {
+        lock(&self.seen).batches.get(&run).cloned().unwrap_or_default()
+    }
+
+    /// Whether `run.completed` of `run` was delivered.
+    fn has_completed(&self, run: RunId) -> bool {
+        self.batches(run).iter().flatten().any(|(_, _, terminal)| *terminal)
+    }
+
+    /// Waits (on the recorder's own signal, with a hang guard) until `check` holds.
+    async fn wait_for(&self, what: &str, check: impl Fn(&Self) -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if check(self) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{}: timed out waiting for {what}", self.name);
+    }
+}
+
+#[async_trait]
+impl EventExporter for Recorder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+        if let Some(open) = &self.open {
+            let mut open = open.clone();
+            open.wait_for(|open| *open).await.map_err(ExportError::from_source)?;
+        }
+        let accepted: usize = lock(&self.seen).batches.values().map(Vec::len).sum();
+        if self.refuse.load(Ordering::SeqCst) || self.accept_only.is_some_and(|n| accepted >= n) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            self.changed.notify_waiters();
+            return Err(ExportError::new("refused on purpose"));
+        }
+        let batch = events
+            .iter()
+            .map(|e| {
+                let envelope = e.envelope().map_err(ExportError::from_source)?;
+                Ok((e.sequence(), envelope.event_id, e.is_terminal()))
+            })
+            .collect::<Result<Vec<_>, ExportError>>()?;
+        lock(&self.seen).batches.entry(run.run_id).or_default().push(batch);
+        lock(&self.order).push(run.run_id);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+fn lines_configuration(id: &str) -> Configuration {
+    serde_json::from_value(json!({ "id": id, "version": "1", "engine": "lines" })).expect("valid configuration")
+}
+
+fn builder(dir: &std::path::Path, options: ExportOptions) -> RuntimeBuilder {
+    Runtime::builder()
+        .data_dir(dir)
+        .workers(3)
+        .engine("lines", Arc::new(LinesEngine { lines: 25 }), None)
+        .configuration(lines_configuration("members"))
+        .export_options(options)
+}
+
+fn fast() -> ExportOptions {
+    ExportOptions::default()
+        .with_batch_size(4)
+        .with_backoff(Duration::from_millis(5), Duration::from_millis(40))
+        .with_shutdown_grace(Duration::from_secs(10))
+}
+
+/// The stored log of a run: (sequence, event id) of every event.
+async fn stored_ids(runtime: &Runtime, run: RunId) -> Vec<(u64, EventId)> {
+    let run = runtime.get_run(None, run).await.expect("get").expect("exists");
+    let key = RunKey::new(run.workspace_id, run.id);
+    let events: Vec<_> =
+        runtime.dispatcher().store().read_after(&key, 0).await.expect("read").try_collect().await.expect("events");
+    events.iter().map(|e| (e.sequence(), e.envelope().expect("typed").event_id)).collect()
+}
+
+/// The guarantee on what one exporter saw of one run: each batch non-empty, contiguous, starting
+/// at most right after what came before (a re-delivery starts earlier, never later); and,
+/// duplicates aside, exactly the stored log.
+fn assert_delivered(batches: &[Batch], log: &[(u64, EventId)]) {
+    let mut seen: Vec<(u64, EventId)> = Vec::new();
+    for batch in batches {
+        assert!(!batch.is_empty(), "no empty batch");
+        for pair in batch.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "a batch is contiguous: {batch:?}");
+        }
+        let first = batch[0].0;
+        assert!(first >= 1 && first <= seen.len() as u64 + 1, "batch from {first} after {} events: a gap", seen.len());
+        for &(sequence, event_id, _) in batch {
+            match seen.get(usize::try_from(sequence - 1).expect("small")) {
+                Some(earlier) => assert_eq!(earlier.1, event_id, "a re-delivery is the same event"),
+                None => seen.push((sequence, event_id)),
+            }
+        }
+    }
+    assert_eq!(seen, log, "every stored event, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_of_concurrent_runs_in_order_without_gaps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorder = Recorder::new("recorder");
+    let runtime = builder(dir.path(), fast()).exporter(recorder.clone()).build().await.expect("runtime");
+    let mut runs = Vec::new();
+    for _ in 0..6 {
+        runs.push(runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+    }
+    // Delivered live, without a shutdown to flush them.
+    recorder.wait_for("every run.completed", |r| runs.iter().all(|run| r.has_completed(*run))).await;
+    for run in &runs {
+        let log = stored_ids(&runtime, *run).await;
+        assert!(log.len() > 25, "25 console lines and the run's own events");
+        assert_delivered(&recorder.batches(*run), &log);
+    }
+    // Acknowledged after delivery: by the time the shutdown has let the exporter finish.
+    runtime.shutdown().await;
+    for run in &runs {
+        let cursor = runtime.run_store().export_cursor("recorder", *run).await.expect("cursor");
+        assert_eq!(cursor, stored_ids(&runtime, *run).await.len() as u64, "acknowledged to the end");
+    }
+    assert!(runtime.run_store().export_backlog("recorder", None, 10).await.expect("backlog").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_exporter_gets_everything_once_it_recovers_and_never_holds_a_run_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorder = Recorder::new("flaky");
+    recorder.refuse.store(true, Ordering::SeqCst);
+    let runtime = builder(dir.path(), fast()).exporter(recorder.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    // The run ends while every delivery fails.
+    let events = follow(&runtime, run).await;
+    assert_eq!(events.last().map(|e| e.event_type()), Some("run.completed"));
+    recorder.wait_for("a few refusals", |r| r.refused.load(Ordering::SeqCst) >= 3).await;
+    assert!(recorder.batches(run).is_empty());
+    assert_eq!(runtime.run_store().export_cursor("flaky", run).await.expect("cursor"), 0, "nothing acknowledged");
+
+    recorder.refuse.store(false, Ordering::SeqCst);
+    recorder.wait_for("run.completed", |r| r.has_completed(run)).await;
+    assert_delivered(&recorder.batches(run), &stored_ids(&runtime, run).await);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_exporter_does_not_hold_back_another() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (open, opened) = watch::channel(false);
+    let stuck = Arc::new(Recorder::with("stuck", None, Some(opened)));
+    let other = Recorder::new("other");
+    let runtime =
+        builder(dir.path(), fast()).exporter(stuck.clone()).exporter(other.clone()).build().await.expect("runtime");
+    let runs: Vec<RunId> = futures::future::try_join_all((0..3).map(|_| async {
+        Ok::<_, crate::Error>(runtime.create_run(CreateRun::new(id("members"))).await?.into_run().id)
+    }))
+    .await
+    .expect("create");
+    other.wait_for("every run.completed", |r| runs.iter().all(|run| r.has_completed(*run))).await;
+    assert!(runs.iter().all(|run| stuck.batches(*run).is_empty()), "the stuck one is still waiting");
+
+    open.send_replace(true);
+    stuck.wait_for("every run.completed", |r| runs.iter().all(|run| r.has_completed(*run))).await;
+    for run in &runs {
+        let log = stored_ids(&runtime, *run).await;
+        assert_delivered(&stuck.batches(*run), &log);
+        assert_delivered(&other.batches(*run), &log);
+    }
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_resumes_from_the_durable_cursor_and_a_new_exporter_gets_the_old_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = fast().with_shutdown_grace(Duration::from_millis(50));
+    // Takes two batches (of up to 4), then refuses everything: the process stops with those
+    // acknowledged, and the rest of the run delivered to nobody.
+    let first = Arc::new(Recorder::with("hook", Some(2), None));
+    let runtime = builder(dir.path(), options.clone()).exporter(first.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    follow(&runtime, run).await;
+    first.wait_for("a refusal after two batches", |r| r.refused.load(Ordering::SeqCst) >= 1).await;
+    runtime.shutdown().await;
+    drop(runtime);
+    let acked = first.batches(run).iter().flatten().count() as u64;
+    assert!((2..=8).contains(&acked), "{acked}");
+
+    let again = Recorder::new("hook");
+    let fresh = Recorder::new("fresh");
+    let runtime =
+        builder(dir.path(), options).exporter(again.clone()).exporter(fresh.clone()).build().await.expect("restart");
+    again.wait_for("run.completed", |r| r.has_completed(run)).await;
+    fresh.wait_for("run.completed", |r| r.has_completed(run)).await;
+    let log = stored_ids(&runtime, run).await;
+    let resumed = again.batches(run);
+    assert_eq!(resumed.first().and_then(|b| b.first()).map(|e| e.0), Some(acked + 1), "right after the cursor");
+    let mut both = first.batches(run);
+    both.extend(resumed);
+    assert_delivered(&both, &log);
+    assert_delivered(&fresh.batches(run), &log);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_exporters_of_one_name_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let built =
+        builder(dir.path(), fast()).exporter(Recorder::new("same")).exporter(Recorder::new("same")).build().await;
+    match built {
+        Err(crate::Error::Config { reason, .. }) => assert!(reason.contains("\"same\""), "{reason}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_waits_for_exporters_to_catch_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (open, opened) = watch::channel(false);
+    let gated = Arc::new(Recorder::with("gated", None, Some(opened)));
+    let runtime = builder(dir.path(), fast()).exporter(gated.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    follow(&runtime, run).await;
+    assert!(gated.batches(run).is_empty());
+    let shutdown = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.shutdown().await }
+    });
+    open.send_replace(true);
+    shutdown.await.expect("shutdown");
+    assert!(gated.has_completed(run), "delivered before shutdown returned");
+    assert_delivered(&gated.batches(run), &stored_ids(&runtime, run).await);
+}
+
+/// A run store that cannot record cursors costs duplicates, never events: delivery goes on, and
+/// after a restart the unacknowledged events come again, from the last cursor that was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cursors_that_cannot_be_recorded_cost_duplicates_not_events() {
+    use crate::store::faults::{Fault, FaultPlan, FaultyRunStore};
+    use crate::store::{EventStore, MemoryEventStore, MemoryRunStore, RunStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = FaultPlan::new();
+    let events: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let runs: Arc<dyn RunStore> = Arc::new(FaultyRunStore::new(Arc::new(MemoryRunStore::new()), plan.clone()));
+    let with_stores = |exporter: Arc<Recorder>| {
+        builder(dir.path(), fast()).event_store(events.clone()).run_store(runs.clone()).exporter(exporter)
+    };
+    plan.fail("ack_export", Fault::Io);
+    let first = Recorder::new("hook");
+    let runtime = with_stores(first.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    first.wait_for("run.completed", |r| r.has_completed(run)).await;
+    let log = stored_ids(&runtime, run).await;
+    assert_delivered(&first.batches(run), &log);
+    runtime.shutdown().await;
+    assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), 0, "no acknowledgement was recorded");
+
+    plan.heal();
+    let again = Recorder::new("hook");
+    let runtime = with_stores(again.clone()).build().await.expect("restart");
+    again.wait_for("run.completed", |r| r.has_completed(run)).await;
+    assert_delivered(&again.batches(run), &log);
+    runtime.shutdown().await;
+    assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), log.len() as u64);
+}
+
+/// Panics on its first delivery, then records.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: Arc<Recorder>,
+    panicked: AtomicBool,
+}
+
+#[async_trait]
+impl EventExporter for PanicsOnce {
+    fn name(&self) -> &str {
+        "panics-once"
+    }
+
+    async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("an exporter bug");
+        }
+        self.inner.deliver(run, events).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_exporter_is_retried_like_a_failing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorder = Recorder::new("panics-once");
+    let exporter = Arc::new(PanicsOnce { inner: recorder.clone(), panicked: AtomicBool::new(false) });
+    let runtime = builder(dir.path(), fast()).exporter(exporter.clone()).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    recorder.wait_for("run.completed", |r| r.has_completed(run)).await;
+    assert!(exporter.panicked.load(Ordering::SeqCst));
+    assert_delivered(&recorder.batches(run), &stored_ids(&runtime, run).await);
+    runtime.shutdown().await;
+}
+
+/// A run that has much to deliver gets it in turns: a run due after it is not kept waiting until
+/// the first one is done.
+#[tokio::test]
+async fn runs_take_turns() {
+    use crate::store::{Durability, EventStore, MemoryEventStore, MemoryRunStore, RunStore, queued_run};
+    let events = Arc::new(MemoryEventStore::new());
+    let runs = Arc::new(MemoryRunStore::new());
+    // The long run is the older one: the start-up scan makes it due first.
+    let mut pair = [queued_run("acme", "members"), queued_run("acme", "members")];
+    pair.sort_by_key(|run| run.id);
+    let [long, short] = pair;
+    let mut keys = Vec::new();
+    for (run, count) in [(&long, 100), (&short, 3)] {
+        runs.create_run(run, None).await.expect("create");
+        let key = RunKey::new(run.workspace_id.clone(), run.id);
+        events.append(&key, &crate::testing::lines(&key, 1, count), Durability::Buffered).await.expect("append");
+        keys.push(key);
+    }
+    let recorder = Recorder::new("turns");
+    let exporters =
+        Exporters::start(vec![recorder.clone()], &fast().with_batch_size(1), events, runs.clone()).expect("start");
+    // Both are due at once: the runs are active, so the start-up scan finds them.
+    let due = runs.export_backlog("turns", None, 10).await.expect("backlog");
+    assert_eq!(due.len(), 2);
+    recorder.wait_for("the short run", |r| r.batches(short.id).len() == 3).await;
+    recorder.wait_for("the long run", |r| r.batches(long.id).len() == 100).await;
+    exporters.shutdown().await;
+    // The order the batches came in, across runs.
+    let order = lock(&recorder.order).clone();
+    let short_done = order.iter().rposition(|run| *run == short.id).expect("short delivered");
+    let long_done = order.iter().rposition(|run| *run == long.id).expect("long delivered");
+    assert!(short_done < long_done, "the short run finished first, whichever was due first");
+    assert!(short_done < 3 + 2 * 8, "within a turn or two of the long run: {short_done}");
+}
+
+/// On PostgreSQL: runs of two instances reach each instance's exporter, and an exporter that
+/// starts later on either instance finds every finished run in the shared backlog.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_cursors_are_shared_and_a_late_exporter_gets_every_run() {
+    use crate::test_util::postgres as pg_testing;
+    let Some(url) = pg_testing::url() else { return };
+    let (_pool, schema) = pg_testing::fresh_schema(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let instance = |exporter: Arc<Recorder>| builder(dir.path(), fast()).postgres(schema.url()).exporter(exporter);
+    let (a_hook, b_hook) = (Recorder::new("hook"), Recorder::new("hook"));
+    let a = instance(a_hook.clone()).build().await.expect("instance a");
+    let b = instance(b_hook.clone()).build().await.expect("instance b");
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        let creator = if i % 2 == 0 { &a } else { &b };
+        runs.push(creator.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+    }
+    for run in &runs {
+        follow(&a, *run).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    // Whoever delivered which batch, the cursor of "hook" reached every run's end.
+    for run in &runs {
+        let log = stored_ids(&a, *run).await;
+        assert_eq!(a.run_store().export_cursor("hook", *run).await.expect("cursor"), log.len() as u64);
+        assert!(a_hook.has_completed(*run) || b_hook.has_completed(*run));
+    }
+    assert!(a.run_store().export_backlog("hook", None, 100).await.expect("backlog").is_empty());
+
+    let late = Recorder::new("late");
+    let c = instance(late.clone()).build().await.expect("instance c");
+    late.wait_for("every run.completed", |r| runs.iter().all(|run| r.has_completed(*run))).await;
+    for run in &runs {
+        assert_delivered(&late.batches(*run), &stored_ids(&c, *run).await);
+    }
+    c.shutdown().await;
+}
+
+/// What an exporter sees keeps the guarantee whatever its failures and batch size: every event
+/// of every run, in order, batches contiguous, no gap, re-deliveries only of the same events.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fails the deliveries whose number (from 0) is in `failing`.
+    #[derive(Debug)]
+    struct Scripted {
+        inner: Arc<Recorder>,
+        calls: AtomicUsize,
+        failing: Vec<bool>,
+    }
+
+    #[async_trait]
+    impl EventExporter for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+
+        async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.failing.get(call).copied().unwrap_or(false) {
+                return Err(ExportError::new("scripted failure"));
+            }
+            self.inner.deliver(run, events).await
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn deliveries_keep_the_guarantee(
+            batch_size in 1usize..12,
+            runs in 1usize..4,
+            failing in proptest::collection::vec(any::<bool>(), 0..40),
+        ) {
+            let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+            tokio.block_on(async {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let recorder = Recorder::new("scripted");
+                let exporter = Arc::new(Scripted { inner: recorder.clone(), calls: AtomicUsize::new(0), failing });
+                let options = fast().with_batch_size(batch_size).with_backoff(Duration::from_millis(1), Duration::from_millis(2));
+                let runtime = builder(dir.path(), options).in_memory().exporter(exporter).build().await.expect("runtime");
+                let mut ids = Vec::new();
+                for _ in 0..runs {
+                    ids.push(runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id);
+                }
+                recorder.wait_for("every run.completed", |r| ids.iter().all(|run| r.has_completed(*run))).await;
+                for run in &ids {
+                    let batches = recorder.batches(*run);
+                    assert!(batches.iter().all(|b| b.len() <= batch_size), "batches of at most {batch_size}");
+                    assert_delivered(&batches, &stored_ids(&runtime, *run).await);
+                }
+                runtime.shutdown().await;
+            });
+        }
+    }
+}
