@@ -10,7 +10,7 @@ use serde_json::json;
 use super::*;
 use crate::config::{Configuration, EngineSpec};
 use crate::engine::{
-    BuildArtifact, BuildContext, BuildOutcome, EngineContext, EngineFailure, EngineOutcome, EventSink,
+    BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
     MIN_CONSOLE_MESSAGE, SinkLimits,
 };
 use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
