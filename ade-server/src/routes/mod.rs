@@ -96,7 +96,7 @@ async fn openapi() -> axum::Json<&'static serde_json::Value> {
 /// The whole API over `state`: routes, problem+json fallbacks, request metrics and traces.
 ///
 /// No timeout layer applies to responses: event streams last as long as their run. Request bodies
-/// have a read timeout ([`crate::body_timeout`]); body limits are enforced by the handlers, which
+/// have a read timeout (module `body_timeout`); body limits are enforced by the handlers, which
 /// name the limit in their errors (SPEC §9).
 ///
 /// With [CORS](crate::cors) configured, its layer is outside the auth middleware (a preflight
