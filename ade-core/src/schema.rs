@@ -104,10 +104,12 @@ pub fn output_schema_for<T: JsonSchema>(title: &str) -> Value {
 }
 
 /// The schema of a type users write (fields with defaults are optional).
+///
+/// Optional fields keep their `null` alternative: serde reads `null` as an absent `Option`, so a
+/// request with `"options": null` is accepted, and a schema that said otherwise would tell
+/// clients (and fuzzers) that valid requests are invalid. Only what ade writes omits `null`.
 pub fn input_schema_for<T: JsonSchema>(title: &str) -> Value {
-    let mut schema = root_schema_for::<T>(input_generator(), title);
-    omit_null_for_optional(&mut schema);
-    schema
+    root_schema_for::<T>(input_generator(), title)
 }
 
 fn root_schema_for<T: JsonSchema>(generator: SchemaGenerator, title: &str) -> Value {

@@ -14,5 +14,6 @@ mod metrics;
 mod openapi;
 mod outputs;
 mod runs;
+mod schemathesis;
 mod shutdown;
 mod support;
