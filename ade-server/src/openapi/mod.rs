@@ -330,7 +330,7 @@ fn paths() -> Value {
                 "description": "With `?stream=true` or `Accept: text/event-stream`, the answer is the run's event stream from sequence 1 to `run.completed`.",
                 "parameters": [
                     query("stream", "Answer with the run's SSE stream.", json!({ "type": "boolean" })),
-                    { "name": "Idempotency-Key", "in": "header", "required": false, "description": "Same key and body within 24 h: the original run (200); same key, other body: 422.", "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$" } },
+                    { "name": "Idempotency-Key", "in": "header", "required": false, "description": "1 to 255 visible ASCII characters, spaces inside allowed (else 400). Same key and body within 24 h: the original run (200); same key, other body: 422.", "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$" } },
                 ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema("CreateRunRequest") } } },
                 "responses": responses(
