@@ -273,7 +273,7 @@ fn paths() -> Value {
                 "summary": "Upload an input file",
                 "description": "Multipart field `file`, or the raw body with `?filename=` (no body at all is an empty file).",
                 "parameters": [
-                    query("filename", "The file's name, for a raw body: not blank.", json!({ "type": "string", "pattern": "\\S" })),
+                    query("filename", "The file's name, for a raw body, where it is needed and may not be blank (400); ignored with multipart, whose part names the file.", json!({ "type": "string" })),
                     workspace("The document's workspace (default: the token's only workspace, else `default`)."),
                 ],
                 "requestBody": {

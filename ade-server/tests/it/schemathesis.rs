@@ -149,15 +149,19 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
         tail(&report),
         tail(&String::from_utf8_lossy(&fuzzed.stderr))
     );
-    let operations: usize = ade_server::openapi::document()["paths"]
+    // Every operation it found was tested (it leaves out `/openapi.json` itself).
+    let value_after = |label: &str| {
+        report.lines().find_map(|line| line.trim().strip_prefix(label)).map(str::trim).unwrap_or_default().to_owned()
+    };
+    let selected = value_after("Selected:");
+    let (chosen, total) = selected.split_once('/').unwrap_or_default();
+    assert!(!chosen.is_empty() && chosen == total, "schemathesis did not select every operation ({selected})");
+    assert_eq!(value_after("Tested:"), chosen, "schemathesis did not test every operation:\n{}", tail(&report));
+    let described: usize = ade_server::openapi::document()["paths"]
         .as_object()
         .expect("paths")
         .values()
         .map(|operations| operations.as_object().map_or(0, |o| o.len()))
         .sum();
-    assert!(
-        report.contains(&format!("Tested: {operations}")),
-        "schemathesis did not test all {operations} operations:\n{}",
-        tail(&report)
-    );
+    assert!(total.parse::<usize>().is_ok_and(|n| n + 1 >= described && n > 10), "{total} of {described} operations");
 }
