@@ -66,24 +66,58 @@ fn committed_schemas_are_fresh() {
     );
 }
 
+/// A validator for one component of the OpenAPI document, resolving its references
+/// (`#/components/schemas/…`) within the document, as fuzzers and validators do.
+fn component_validator(document: &Value, name: &str) -> jsonschema::Validator {
+    let schema = serde_json::json!({
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": document["components"],
+    });
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|error| panic!("component {name} does not compile: {error}"))
+}
+
 #[test]
 fn the_openapi_components_validate_what_the_server_sends() {
     let document = ade::server::openapi::document();
     let components = document["components"]["schemas"].as_object().expect("components");
-    // Self-contained components (those with an `$id`) compile on their own.
-    for (name, schema) in components.iter().filter(|(_, s)| s.get("$id").is_some()) {
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .build(schema)
-            .unwrap_or_else(|error| panic!("component {name} does not compile: {error}"));
+    // Every component compiles, its references resolving within the document.
+    for name in components.keys() {
+        component_validator(&document, name);
     }
-    let envelope = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .build(&components["Envelope"])
-        .expect("Envelope");
+    let envelope = component_validator(&document, "Envelope");
     for event in read_log("happy_path.ndjson") {
         assert_valid(&envelope, &event, "a happy-path event against the OpenAPI Envelope");
     }
+    let mut broken = read_log("happy_path.ndjson").remove(0);
+    broken["sequence"] = 0.into();
+    assert!(!envelope.is_valid(&broken), "the OpenAPI Envelope accepted sequence 0");
+}
+
+/// Request bodies say what the server reads: serde takes `null` for an optional field, so their
+/// schemas do too (what ade writes omits it instead, SPEC §1).
+#[test]
+fn the_openapi_request_bodies_take_null_for_optional_fields() {
+    let document = ade::server::openapi::document();
+    let create_run = component_validator(&document, "CreateRunRequest");
+    let request = serde_json::json!({ "configuration_id": "hello", "workspace_id": null, "options": null });
+    assert_valid(&create_run, &request, "a run request with null optional fields");
+    let options =
+        serde_json::json!({ "configuration_id": "hello", "options": { "force_rebuild": null, "metadata": null } });
+    assert_valid(&create_run, &options, "run options with null optional fields");
+    // The server refuses unknown options (422), and so does the document.
+    let unknown = serde_json::json!({ "configuration_id": "hello", "options": { "colour": "red" } });
+    assert!(!create_run.is_valid(&unknown), "CreateRunRequest accepted an unknown option");
+    // What ade writes still omits them: a queued event with `force_rebuild: null` is not one ade writes.
+    let envelope = component_validator(&document, "Envelope");
+    let mut queued = read_log("happy_path.ndjson").remove(0);
+    assert_eq!(queued["type"], "run.queued");
+    assert_valid(&envelope, &queued, "run.queued");
+    queued["payload"]["options"]["force_rebuild"] = Value::Null;
+    assert!(!envelope.is_valid(&queued), "the OpenAPI Envelope accepted a null optional field");
 }
 
 #[test]
@@ -470,11 +504,7 @@ fn the_configuration_schema_accepts_what_serde_accepts_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configurations_a_real_server_sends_match_the_openapi_component() {
     let document = ade::server::openapi::document();
-    let component = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .build(&document["components"]["schemas"]["Configuration"])
-        .expect("the Configuration component compiles");
+    let component = component_validator(&document, "Configuration");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let custom: ade::config::Configuration =

@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse as _;
 use axum::routing::{MethodRouter, get, post};
 use tower_http::trace::TraceLayer;
 
@@ -87,10 +88,21 @@ impl Routes {
     }
 }
 
-/// `GET /openapi.json`: the document of [`crate::openapi`], built once.
-async fn openapi() -> axum::Json<&'static serde_json::Value> {
+/// `GET /openapi.json`: the document of [`crate::openapi`], built once. Served under a mount
+/// point or a public URL, it names that base in `servers`, so that tools resolve its paths there
+/// (at the root it has none: `/` is the default).
+async fn openapi(mount: crate::mount::Mount) -> axum::response::Response {
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    axum::Json(DOCUMENT.get_or_init(crate::openapi::document))
+    let document = DOCUMENT.get_or_init(crate::openapi::document);
+    let base = mount.link("");
+    if base.is_empty() {
+        return axum::Json(document).into_response();
+    }
+    let mut document = document.clone();
+    if let Some(object) = document.as_object_mut() {
+        object.insert("servers".to_owned(), serde_json::json!([{ "url": base }]));
+    }
+    axum::Json(document).into_response()
 }
 
 /// The whole API over `state`: routes, problem+json fallbacks, request metrics and traces.

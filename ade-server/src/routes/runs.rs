@@ -99,10 +99,14 @@ pub(super) async fn create(
     Ok(response)
 }
 
-/// The `Idempotency-Key` header: 1 to 255 visible characters.
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, spaces inside allowed (no tab,
+/// no control character: the OpenAPI document's pattern).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+    let key =
+        value.to_str().ok().map(str::trim).filter(|k| {
+            !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        });
     match key {
         Some(key) => Ok(Some(key.to_owned())),
         None => Err(Error::BadRequest(format!(

@@ -16,5 +16,6 @@ mod mount;
 mod openapi;
 mod outputs;
 mod runs;
+mod schemathesis;
 mod shutdown;
 mod support;

@@ -219,3 +219,21 @@ async fn access_token_is_accepted_on_the_event_stream_under_the_prefix_and_only_
         assert_eq!(list.expect("request").status(), StatusCode::UNAUTHORIZED, "{nesting:?}: not elsewhere");
     }
 }
+
+/// The OpenAPI document served under a mount point (or a public URL) names that base in
+/// `servers`, so that tools reading it resolve its paths there; at the root it names none.
+#[tokio::test]
+async fn the_openapi_document_names_its_base_in_servers() {
+    let app = Mounted::start(ServerConfig::new(), Nesting::Nest).await;
+    let document = app.get_json("/ade/openapi.json").await;
+    assert_eq!(document["servers"], json!([{ "url": "/ade" }]));
+    assert!(document["paths"]["/runs"].is_object(), "paths stay relative to the server");
+    let public = PublicUrl::parse("https://ade.example.com/api").expect("a public URL");
+    let app = Mounted::start(ServerConfig::new().with_public_url(public), Nesting::Nest).await;
+    let document = app.get_json("/ade/openapi.json").await;
+    assert_eq!(document["servers"], json!([{ "url": "https://ade.example.com/api" }]));
+    let root = crate::support::TestServer::start().await;
+    let document: Value = root.client().get("/openapi.json").await.json().await.expect("json");
+    assert!(document.get("servers").is_none(), "{}", document["servers"]);
+    root.stop().await;
+}

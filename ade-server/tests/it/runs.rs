@@ -97,6 +97,14 @@ async fn idempotency_keys_return_the_original_run_within_a_workspace() {
     let long = "k".repeat(256);
     let response = client.request(Method::POST, "/runs").header("idempotency-key", long).json(&body).send().await;
     problem(response.expect("create"), StatusCode::BAD_REQUEST).await;
+    // Visible ASCII and inner spaces only, as the OpenAPI document's pattern says: a tab is not.
+    for key in ["k\t1", "k\u{e9}1"] {
+        let value = reqwest::header::HeaderValue::from_bytes(key.as_bytes()).expect("header value");
+        let response = client.request(Method::POST, "/runs").header("idempotency-key", value).json(&body).send().await;
+        problem(response.expect("create"), StatusCode::BAD_REQUEST).await;
+    }
+    let spaced = client.request(Method::POST, "/runs").header("idempotency-key", "k 2").json(&body).send().await;
+    assert_eq!(spaced.expect("create").status(), StatusCode::CREATED, "a key with an inner space");
     server.stop().await;
 }
 
