@@ -164,6 +164,7 @@ macro_rules! name_id {
             }
 
             /// The name as text.
+            #[inline]
             pub fn as_str(&self) -> &str {
                 &self.0
             }

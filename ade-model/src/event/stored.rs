@@ -114,16 +114,19 @@ impl StoredEvent {
     }
 
     /// The compact JSON form, one line without a newline.
+    #[inline]
     pub fn json(&self) -> &Bytes {
         &self.json
     }
 
     /// The event's sequence in its run.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
 
     /// Whether this is `run.completed`, the run's last event.
+    #[inline]
     pub fn is_terminal(&self) -> bool {
         self.terminal
     }
