@@ -40,8 +40,9 @@ use ade::Runtime;
 use ade::config::Configuration;
 use ade::dispatch::{DispatchOptions, Dispatcher, RunContext};
 use ade::event::{EventSource, RunId, StoredEvent};
+use ade::postgres::PgEventStore;
 use ade::server::{Server, ServerConfig};
-use ade::store::{Durability, EventStore, EventStream, LogTail, PgEventStore, RunKey};
+use ade::store::{Durability, EventStore, EventStream, LogTail, RunKey};
 use clap::Parser;
 use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -116,7 +117,8 @@ fn main() -> Result<(), BoxError> {
 
 async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
     let data_dir = args.data_dir.clone().ok_or("--serve-as needs --data-dir")?;
-    let mut builder = Runtime::builder().postgres(&args.database_url).data_dir(data_dir).workers(args.workers);
+    let backend = ade::postgres::connect(&args.database_url).await?;
+    let mut builder = Runtime::builder().backend(backend).data_dir(data_dir).workers(args.workers);
     if role == Role::A {
         let configuration: Configuration =
             serde_json::from_value(serde_json::json!({ "id": "bench", "version": "1", "engine": "bench" }))?;

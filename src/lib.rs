@@ -19,4 +19,6 @@ pub use ade_core::*;
 #[cfg(feature = "extract")]
 pub use ade_extract as extract;
 pub use ade_model as model;
+#[cfg(feature = "postgres")]
+pub use ade_postgres as postgres;
 pub use ade_server as server;

@@ -56,10 +56,12 @@
 //!
 //! # Cargo features
 //!
-//! - `postgres` (on by default): the PostgreSQL event and run stores (`RuntimeBuilder::postgres`),
-//!   for several instances on one database.
 //! - `test-util`: helpers for the tests of crates built on this one ([`test_util`], the stores'
 //!   conformance suite, stores that fail on purpose).
+//!
+//! Several runtimes on one PostgreSQL database are the crate `ade-postgres`: its stores and
+//! [`coordinate::Coordinator`] come as one [`Backend`] (`ade_postgres::connect(url)`), given to
+//! [`RuntimeBuilder::backend`].
 //!
 //! The reference spreadsheet engine `extract` (SPEC §10) is the crate `ade-extract`, registered by
 //! the host (`ade_extract::register(Runtime::builder())`). Without it, `"engine": "extract"`
@@ -73,6 +75,7 @@
 
 pub mod api;
 pub mod blob;
+pub mod coordinate;
 pub mod error;
 mod sync;
 
@@ -92,4 +95,5 @@ pub mod test_util;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod testing;
 
+pub use coordinate::Backend;
 pub use orchestrate::{CreateRun, Created, Runtime, RuntimeBuilder};

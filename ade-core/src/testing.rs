@@ -14,11 +14,13 @@ use crate::run::RunOutcome;
 use crate::store::RunKey;
 use crate::summary::{RunSummary, RunSummaryBuilder};
 
-pub(crate) fn run_key(workspace: &str) -> RunKey {
+/// A new run's key in `workspace`.
+pub fn run_key(workspace: &str) -> RunKey {
     RunKey::new(WorkspaceId::new(workspace).expect("valid workspace"), RunId::new())
 }
 
-pub(crate) fn console(message: &str) -> EventPayload {
+/// A console line with `message`.
+pub fn console(message: &str) -> EventPayload {
     EventPayload::ConsoleLine(ConsoleLine {
         scope: ConsoleScope::Run,
         stream: ConsoleStream::Stdout,
@@ -67,7 +69,7 @@ pub(crate) fn stored(run: &RunKey, sequence: u64, payload: EventPayload) -> Arc<
 }
 
 /// Events `first..=last` of a run, console lines only.
-pub(crate) fn lines(run: &RunKey, first: u64, last: u64) -> Vec<Arc<StoredEvent>> {
+pub fn lines(run: &RunKey, first: u64, last: u64) -> Vec<Arc<StoredEvent>> {
     (first..=last).map(|seq| stored(run, seq, console(&format!("line {seq}")))).collect()
 }
 

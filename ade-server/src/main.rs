@@ -203,7 +203,7 @@ async fn serve(args: Args) -> Result<(), String> {
             DurabilityArg::Fsync => Durability::Fsync,
         });
     if let Some(url) = &args.database_url {
-        builder = builder.postgres(url);
+        builder = builder.backend(ade_postgres::connect(url).await.map_err(|e| e.to_string())?);
     }
     let mut directory_ids = Vec::new();
     if let Some(dir) = &args.config_dir {

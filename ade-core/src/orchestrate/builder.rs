@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::blob::{BlobStore, DirBlobStore};
 use crate::config::{Configuration, DEFAULT_MAX_FIELDS};
+use crate::coordinate::Backend;
 use crate::dispatch::{DispatchOptions, Dispatcher};
 use crate::engine::{Builder, Engine, ProcessBuilder, ProcessEngine, SinkLimits};
 use crate::error::{Error, Result};
@@ -33,13 +34,13 @@ pub(super) struct EngineEntry {
 /// Where runs and events are kept is one of, with nothing implicit between them:
 /// - the data directory alone (default): NDJSON logs and `ade.sqlite`, locked to this runtime;
 /// - [`in_memory`](Self::in_memory): both stores in memory;
-/// - [`postgres`](Self::postgres): both stores on a PostgreSQL database, shared with other
-///   runtimes on it;
+/// - a [`backend`](Self::backend): both stores from one place, with the coordinator of the
+///   runtimes that share them (`ade_postgres::connect(url)`: a PostgreSQL database);
 /// - your own [`event_store`](Self::event_store) and/or [`run_store`](Self::run_store): each
 ///   replaces its default (the data directory's, or memory's with `in_memory`); with both, the
 ///   data directory is not locked.
 ///
-/// [`build`](Self::build) refuses combinations that contradict each other (`postgres` with
+/// [`build`](Self::build) refuses combinations that contradict each other (a `backend` with
 /// `in_memory` or with a store of your own) rather than letting one setting silently win.
 /// Documents, outputs and builds are in the [`blob_store`](Self::blob_store) (default: the data
 /// directory) whichever is chosen.
@@ -56,7 +57,7 @@ pub struct RuntimeBuilder {
     engines: HashMap<String, EngineEntry>,
     lease: Duration,
     cancel_grace: Duration,
-    database_url: Option<String>,
+    backend: Option<Backend>,
     blob_store: Option<Arc<dyn BlobStore>>,
     event_store: Option<Arc<dyn EventStore>>,
     run_store: Option<Arc<dyn RunStore>>,
@@ -87,7 +88,7 @@ impl Default for RuntimeBuilder {
             engines,
             lease: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(10),
-            database_url: None,
+            backend: None,
             blob_store: None,
             event_store: None,
             run_store: None,
@@ -162,15 +163,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Keep runs, documents' metadata and events in the PostgreSQL database at `url`
-    /// (`postgres://user@host:port/database`) instead of `ade.sqlite` and NDJSON logs, shared with
-    /// every other runtime on that database (SPEC §6): queued runs go to whichever instance claims
-    /// them, an instance's subscribers follow runs that another one executes, and a run whose
-    /// instance died is ended by another once its lease expires. Document bytes and outputs stay
-    /// in the data directory, which all instances must share.
-    #[cfg(feature = "postgres")]
-    pub fn postgres(mut self, url: impl Into<String>) -> Self {
-        self.database_url = Some(url.into());
+    /// Keep runs, documents' metadata and events in `backend`'s stores instead of `ade.sqlite`
+    /// and NDJSON logs. With a [`Coordinator`](crate::coordinate::Coordinator) (a database shared
+    /// by several runtimes, SPEC §6: `ade_postgres::connect(url)`), queued runs go to whichever
+    /// instance claims them, an instance's subscribers follow runs that another one executes, and
+    /// a run whose instance died is ended by another once its lease expires. Document bytes and
+    /// outputs stay in the data directory, which all instances must then share.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -190,14 +190,14 @@ impl RuntimeBuilder {
     }
 
     /// Keep event logs in `store` instead of the default's (NDJSON files under the data directory,
-    /// memory with [`in_memory`](Self::in_memory), PostgreSQL with `postgres`).
+    /// memory with [`in_memory`](Self::in_memory), or a [`backend`](Self::backend)'s).
     pub fn event_store(mut self, store: Arc<dyn EventStore>) -> Self {
         self.event_store = Some(store);
         self
     }
 
     /// Keep runs and documents' metadata in `store` instead of the default's (`ade.sqlite`,
-    /// memory with [`in_memory`](Self::in_memory), PostgreSQL with `postgres`). With both stores
+    /// memory with [`in_memory`](Self::in_memory), or a [`backend`](Self::backend)'s). With both stores
     /// given (and no `postgres`), the data directory holds only documents, outputs and builds, and
     /// is not locked: the stores are the embedder's to share or not.
     pub fn run_store(mut self, store: Arc<dyn RunStore>) -> Self {
@@ -237,13 +237,13 @@ impl RuntimeBuilder {
 
     /// Refuses settings where one would silently override another.
     fn check_settings(&self) -> Result<()> {
-        if self.database_url.is_none() {
+        if self.backend.is_none() {
             return Ok(());
         }
         let contradiction = if self.in_memory {
-            "`postgres` and `in_memory` both say where runs and events are kept"
+            "`backend` and `in_memory` both say where runs and events are kept"
         } else if self.event_store.is_some() || self.run_store.is_some() {
-            "`postgres` brings both stores (shared with the other runtimes on the database); \
+            "`backend` brings both stores (perhaps shared with other runtimes); \
              it cannot be combined with `event_store` or `run_store`"
         } else {
             return Ok(());
@@ -273,15 +273,17 @@ impl RuntimeBuilder {
             path: self.data_dir.clone(),
             source,
         })?;
-        let stores = match &self.database_url {
-            #[cfg(feature = "postgres")]
-            Some(url) => Stores::postgres(url).await?,
-            #[cfg(not(feature = "postgres"))]
-            Some(_) => return Err(Error::Database("this build of ade has no PostgreSQL support".to_owned())),
+        let stores = match self.backend.take() {
+            Some(backend) => Stores::from(backend),
             None if self.in_memory || (self.event_store.is_some() && self.run_store.is_some()) => Stores::in_memory(),
             None => Stores::embedded(&self.data_dir).await?,
         };
-        let Stores { events, runs, announcements, data_dir_lock } = stores;
+        let Stores { events, runs, coordinator, data_dir_lock } = stores;
+        // Listening begins before anything runs, so no announcement made from now on is missed.
+        let shared = match &coordinator {
+            Some(coordinator) => Some((coordinator.clone(), coordinator.announcements().await?)),
+            None => None,
+        };
         let events = self.event_store.unwrap_or(events);
         let runs = self.run_store.unwrap_or(runs);
         let mut options = DispatchOptions::default().with_durability(self.durability);
@@ -330,7 +332,7 @@ impl RuntimeBuilder {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             owner: Arc::from(format!("ade-{}", RunId::new())),
-            shared: announcements.is_some(),
+            coordinator,
             lease: self.lease,
             cancel_grace: self.cancel_grace,
             sink_limits: self.sink_limits,
@@ -338,12 +340,12 @@ impl RuntimeBuilder {
             max_configuration_fields: self.max_configuration_fields,
         });
         let runtime = Runtime { inner };
-        match announcements {
+        match shared {
             // Other instances may be executing the active runs: only expired leases say who died.
-            Some(announcements) => {
+            Some((coordinator, announcements)) => {
                 let (listener, reaper) = (runtime.clone(), runtime.clone());
                 runtime.inner.tasks.spawn(async move { listener.follow_announcements(announcements).await });
-                runtime.inner.tasks.spawn(async move { recovery::reap_abandoned(&reaper).await });
+                runtime.inner.tasks.spawn(async move { recovery::reap_abandoned(&reaper, coordinator.as_ref()).await });
             }
             // A full disk must not keep the runtime from starting: reads and streams work, and
             // recovery is retried until the stores take writes again.

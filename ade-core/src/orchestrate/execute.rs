@@ -175,7 +175,7 @@ pub(super) async fn execute(runtime: &Runtime, run: Run, in_flight: InFlight) {
     let reason = Arc::new(Mutex::new(None));
     lock(&runtime.inner.active).insert(id, ActiveRun { cancel: cancel.clone(), reason: reason.clone() });
     // Another instance may have been asked to cancel it before this one claimed it.
-    let cancel_asked = runtime.inner.shared && runtime.inner.runs.cancel_requested(id).await.unwrap_or(false);
+    let cancel_asked = runtime.cancel_requested_elsewhere(id).await;
     if lock(&runtime.inner.cancel_requests).remove(&id) || cancel_asked {
         lock(&reason).get_or_insert(StopReason::Cancelled);
         cancel.cancel();
@@ -281,7 +281,7 @@ fn spawn_lease_renewal(
                 }
                 Err(error) => tracing::warn!(run_id = %id, %error, "could not renew a lease"),
             }
-            if runtime.inner.shared && runtime.inner.runs.cancel_requested(id).await.unwrap_or(false) {
+            if runtime.cancel_requested_elsewhere(id).await {
                 lock(&reason).get_or_insert(StopReason::Cancelled);
                 cancel.cancel();
             }

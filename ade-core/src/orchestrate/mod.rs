@@ -28,6 +28,7 @@ pub use documents::{content_type_for, sanitize_filename};
 
 use crate::blob::BlobStore;
 use crate::config::Configuration;
+use crate::coordinate::{Announcement, Announcements, Coordinator};
 use crate::dispatch::{After, Dispatcher, RunContext, RunWriter, lock};
 use crate::engine::{SinkLimits, configuration_version};
 use crate::error::{Error, Result};
@@ -163,9 +164,10 @@ struct Inner {
     tasks: TaskTracker,
     /// This process's name in leases.
     owner: Arc<str>,
-    /// Whether other processes share the stores (PostgreSQL): runs are then created leased,
-    /// written under their lease, and ended by another instance when the lease expires.
-    shared: bool,
+    /// Present when other processes share the stores (PostgreSQL): runs are then created leased,
+    /// written under their lease, claimed by any instance, and ended by another instance when
+    /// their lease expires.
+    coordinator: Option<Arc<dyn Coordinator>>,
     lease: Duration,
     cancel_grace: Duration,
     /// Handed to every run's sink.
@@ -330,9 +332,9 @@ impl Runtime {
         // Other processes' workers cannot see that writer: there the run is created under this
         // process's lease, given up once `run.queued` is written.
         let writer = self.inner.dispatcher.open_run(self.writer_context(&run)).await?;
-        let created = if self.inner.shared {
+        let created = if let Some(coordinator) = &self.inner.coordinator {
             let (owner, lease) = (&self.inner.owner, self.inner.lease);
-            self.inner.runs.create_run_leased(&run, request.idempotency.as_ref(), owner, lease).await?
+            coordinator.create_run(&run, request.idempotency.as_ref(), owner, lease).await?
         } else {
             self.inner.runs.create_run(&run, request.idempotency.as_ref()).await?
         };
@@ -349,11 +351,11 @@ impl Runtime {
                     live::forget(self, id);
                     return Err(error);
                 }
-                if self.inner.shared {
+                if let Some(coordinator) = &self.inner.coordinator {
                     // Whichever instance claims it opens its own writer.
                     live::forget(self, id);
                     drop(writer);
-                    if let Err(error) = self.inner.runs.release_lease(id, &self.inner.owner).await {
+                    if let Err(error) = coordinator.release(id, &self.inner.owner).await {
                         // The run exists and `run.queued` is written: it is claimed when the
                         // creation lease expires instead.
                         tracing::warn!(run_id = %id, %error, "could not release a new run's lease");
@@ -431,8 +433,8 @@ impl Runtime {
         if self.stop_active(id) {
             return Ok(run);
         }
-        if self.inner.shared {
-            return self.cancel_shared(run).await;
+        if let Some(coordinator) = &self.inner.coordinator {
+            return self.cancel_shared(coordinator.as_ref(), run).await;
         }
         // Not executing here: if nobody in this process handles it, finish it now.
         if let Some(_in_flight) = execute::InFlight::claim(self, id) {
@@ -447,14 +449,14 @@ impl Runtime {
 
     /// Cancels a run that another process may hold: a queued run nobody holds is claimed and
     /// ended here; otherwise its holder is asked (it stops the run, or ends it when it starts).
-    async fn cancel_shared(&self, run: Run) -> Result<Run> {
+    async fn cancel_shared(&self, coordinator: &dyn Coordinator, run: Run) -> Result<Run> {
         // The lease decides, not this process's in-flight set: a worker here may have claimed the
         // run a moment ago, and must not find it taken in-process and drop it.
-        if let Some(claimed) = self.inner.runs.claim_run(run.id, &self.inner.owner, self.inner.lease).await? {
+        if let Some(claimed) = coordinator.claim_run(run.id, &self.inner.owner, self.inner.lease).await? {
             let _in_flight = execute::InFlight::claim(self, run.id);
             return execute::cancel_queued(self, claimed).await;
         }
-        self.inner.runs.request_cancel(run.id).await?;
+        coordinator.request_cancel(run.id).await?;
         Ok(run)
     }
 
@@ -462,14 +464,13 @@ impl Runtime {
     /// its appends stop the moment another instance takes the run over.
     fn writer_context(&self, run: &Run) -> RunContext {
         RunContext::new(run.workspace_id.clone(), run.configuration_id.clone(), run.id)
-            .with_lease_owner(self.inner.shared.then(|| self.inner.owner.clone()))
+            .with_lease_owner(self.inner.coordinator.is_some().then(|| self.inner.owner.clone()))
     }
 
     /// Reacts to what other processes announce (shared stores), until shutdown.
-    async fn follow_announcements(&self, mut announcements: crate::store::Announcements) {
+    async fn follow_announcements(&self, mut announcements: Announcements) {
         use futures::StreamExt;
 
-        use crate::store::Announcement;
         loop {
             let announcement = tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
@@ -496,6 +497,12 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Whether this runtime is executing `id` now (building or running it): with several
+    /// runtimes on one backend, which one holds the run.
+    pub fn is_executing(&self, id: RunId) -> bool {
+        lock(&self.inner.active).contains_key(&id)
     }
 
     /// Stops an executing run (reason: cancelled); `false` when it is not executing here.
@@ -532,7 +539,26 @@ impl Runtime {
 
     /// How often idle workers (and the reaper of abandoned runs) look at the store unasked.
     fn poll_interval(&self) -> Duration {
-        if self.inner.shared { (self.inner.lease / 4).max(Duration::from_millis(50)) } else { self.inner.lease }
+        if self.inner.coordinator.is_some() {
+            (self.inner.lease / 4).max(Duration::from_millis(50))
+        } else {
+            self.inner.lease
+        }
+    }
+
+    /// Gives a queued run this process claimed back to the other instances (nothing to do alone).
+    async fn release_claim(&self, id: RunId) {
+        let Some(coordinator) = &self.inner.coordinator else { return };
+        if let Err(error) = coordinator.release(id, &self.inner.owner).await {
+            tracing::warn!(run_id = %id, %error, "could not release a claim");
+        }
+    }
+
+    /// Whether another process asked to cancel `id` (an announcement may have been missed);
+    /// never, alone, where cancels reach the run in-process.
+    async fn cancel_requested_elsewhere(&self, id: RunId) -> bool {
+        let Some(coordinator) = &self.inner.coordinator else { return false };
+        coordinator.cancel_requested(id).await.unwrap_or(false)
     }
 
     /// The worker loop: claim, execute, repeat.
@@ -546,11 +572,9 @@ impl Runtime {
             }
             match self.inner.runs.claim_queued(&self.inner.owner, self.inner.lease).await {
                 Ok(Some(run)) if self.inner.shutdown.is_cancelled() => {
-                    // Claimed while the shutdown began: it stays queued (a released claim; the
-                    // next start drops this process's claims anyway).
-                    if let Err(error) = self.inner.runs.release_lease(run.id, &self.inner.owner).await {
-                        tracing::warn!(run_id = %run.id, %error, "could not release a claim");
-                    }
+                    // Claimed while the shutdown began: it stays queued (released for the other
+                    // instances; alone, the next start drops this process's claims anyway).
+                    self.release_claim(run.id).await;
                     return;
                 }
                 Ok(Some(run)) => {
@@ -558,12 +582,10 @@ impl Runtime {
                     self.inner.work.notify_one();
                     if let Some(in_flight) = execute::InFlight::claim(self, run.id) {
                         execute::execute(self, run, in_flight).await;
-                    } else if self.inner.shared {
+                    } else {
                         // Something here handles it already; never leave it stranded under our
                         // lease.
-                        if let Err(error) = self.inner.runs.release_lease(run.id, &self.inner.owner).await {
-                            tracing::warn!(run_id = %run.id, %error, "could not release a claim");
-                        }
+                        self.release_claim(run.id).await;
                     }
                 }
                 Ok(None) => {

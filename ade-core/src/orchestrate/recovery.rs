@@ -17,6 +17,7 @@ use futures::StreamExt;
 
 use super::Runtime;
 use super::execute::{Ending, finalize};
+use crate::coordinate::Coordinator;
 use crate::engine::kill_orphans;
 use crate::error::{Error, Result};
 use crate::event::EventPayload;
@@ -75,9 +76,9 @@ pub(super) async fn recover(runtime: &Runtime) -> Result<()> {
 
 /// Ends the runs of shared stores whose executing instance stopped renewing its lease, until
 /// shutdown. Taking a run over moves its lease here, which fences off the old owner's writes.
-pub(super) async fn reap_abandoned(runtime: &Runtime) {
+pub(super) async fn reap_abandoned(runtime: &Runtime, coordinator: &dyn Coordinator) {
     loop {
-        match runtime.inner.runs.claim_abandoned(&runtime.inner.owner, runtime.inner.lease).await {
+        match coordinator.claim_abandoned(&runtime.inner.owner, runtime.inner.lease).await {
             Ok(Some(run)) => {
                 if crate::sync::lock(&runtime.inner.in_flight).contains(&run.id) {
                     // Our own run, whose renewal was late (a slow database): it goes on under the

@@ -1,9 +1,10 @@
-//! The stores a runtime opens for itself: the data directory's (locked to it), memory's, or a
-//! PostgreSQL database's shared with other runtimes.
+//! The stores a runtime opens for itself (the data directory's, locked to it, or memory's), or a
+//! backend's, perhaps shared with other runtimes.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::coordinate::{Backend, Coordinator};
 use crate::error::{Error, Result};
 use crate::store::{EventStore, MemoryEventStore, MemoryRunStore, NdjsonEventStore, RunStore, SqliteRunStore};
 
@@ -11,8 +12,8 @@ use crate::store::{EventStore, MemoryEventStore, MemoryRunStore, NdjsonEventStor
 pub(super) struct Stores {
     pub(super) events: Arc<dyn EventStore>,
     pub(super) runs: Arc<dyn RunStore>,
-    /// What other processes announce; `None` when the stores belong to this process alone.
-    pub(super) announcements: Option<crate::store::Announcements>,
+    /// Who executes which run; `None` when the stores belong to this process alone.
+    pub(super) coordinator: Option<Arc<dyn Coordinator>>,
     /// Held while the runtime lives (see [`lock_data_dir`]); embedded stores only.
     pub(super) data_dir_lock: Option<std::fs::File>,
 }
@@ -22,7 +23,7 @@ impl Stores {
         Self {
             events: Arc::new(MemoryEventStore::new()),
             runs: Arc::new(MemoryRunStore::new()),
-            announcements: None,
+            coordinator: None,
             data_dir_lock: None,
         }
     }
@@ -32,24 +33,17 @@ impl Stores {
         Ok(Self {
             events: Arc::new(NdjsonEventStore::new(data_dir)),
             runs: Arc::new(SqliteRunStore::open(data_dir).await?),
-            announcements: None,
+            coordinator: None,
             data_dir_lock,
         })
     }
+}
 
-    /// No data-directory lock here: every instance on the database shares the directory.
-    #[cfg(feature = "postgres")]
-    pub(super) async fn postgres(url: &str) -> Result<Self> {
-        let pool = crate::store::postgres_pool(url).await?;
-        let events = crate::store::PgEventStore::with_pool(pool.clone()).await?;
-        let runs = crate::store::PgRunStore::with_pool(pool.clone()).await?;
-        let announcements = crate::store::postgres_listen(&pool).await?;
-        Ok(Self {
-            events: Arc::new(events),
-            runs: Arc::new(runs),
-            announcements: Some(announcements),
-            data_dir_lock: None,
-        })
+/// A backend's stores: no data-directory lock, which the embedder's stores do not need (and
+/// every runtime sharing them shares the directory).
+impl From<Backend> for Stores {
+    fn from(backend: Backend) -> Self {
+        Self { events: backend.events, runs: backend.runs, coordinator: backend.coordinator, data_dir_lock: None }
     }
 }
 

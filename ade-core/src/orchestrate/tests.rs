@@ -10,101 +10,18 @@ use serde_json::json;
 use super::*;
 use crate::config::{Configuration, EngineSpec};
 use crate::engine::{
-    BuildArtifact, BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
+    BuildContext, BuildOutcome, Builder, Engine, EngineContext, EngineFailure, EngineOutcome, EventSink,
     MIN_CONSOLE_MESSAGE, SinkLimits,
 };
-use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload, PhaseStatus};
+use crate::event::{ConsoleLevel, ConsoleStream, Envelope, EventPayload};
 use crate::run::{RunOutcome, Stage};
 use crate::summary::RunOutcomeInfo;
+use crate::test_util::scripted::{ScriptedBuilder, ScriptedEngine, configuration};
 use crate::testing::{assert_well_formed, completion, follow, id, run_to_end, types};
 
 mod faults;
-#[cfg(feature = "postgres")]
-mod shared;
 
 mod oversize;
-
-/// An engine whose behaviour its configuration's settings choose.
-#[derive(Debug)]
-struct ScriptedEngine;
-
-/// Its builder.
-#[derive(Debug)]
-struct ScriptedBuilder;
-
-fn setting(configuration: &Configuration, name: &str) -> bool {
-    match &configuration.engine {
-        EngineSpec::Custom { settings, .. } => settings.get(name).and_then(serde_json::Value::as_bool).unwrap_or(false),
-        _ => false,
-    }
-}
-
-#[async_trait]
-impl Engine for ScriptedEngine {
-    fn version(&self) -> &str {
-        "scripted-1"
-    }
-
-    async fn run(&self, context: EngineContext, mut sink: EventSink) -> EngineOutcome {
-        let configuration = context.configuration.clone();
-        if setting(&configuration, "block") {
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, "waiting to be stopped").await;
-            context.cancel.cancelled().await;
-            return EngineOutcome::failed(EngineFailure::new("cancelled", "stopped"));
-        }
-        for phase in ["extracting", "mapping"] {
-            let _ = sink.phase_started(phase, None).await;
-            let _ = sink.console(ConsoleLevel::Info, ConsoleStream::Stdout, format!("{phase}…")).await;
-            let _ = sink.phase_completed(phase, PhaseStatus::Succeeded, 1, None).await;
-        }
-        if setting(&configuration, "fail") {
-            return EngineOutcome::failed(EngineFailure::new("engine_error", "the scripted engine failed"));
-        }
-        let mut outputs = Vec::new();
-        if context.mode == RunMode::Execute {
-            let _ = tokio::fs::create_dir_all(&context.output_dir).await;
-            let _ = tokio::fs::write(context.output_dir.join("result.txt"), b"done").await;
-            outputs.push("outputs/result.txt".to_owned());
-        }
-        EngineOutcome::succeeded(outputs)
-    }
-}
-
-#[async_trait]
-impl Builder for ScriptedBuilder {
-    fn needs_build(&self, configuration: &Configuration) -> bool {
-        setting(configuration, "build")
-    }
-
-    async fn build(&self, context: BuildContext, mut sink: EventSink) -> BuildOutcome {
-        let configuration = context.configuration.clone();
-        let _ = sink.phase_started("load_config", None).await;
-        let _ = sink.phase_completed("load_config", PhaseStatus::Succeeded, 1, None).await;
-        if setting(&configuration, "build_block") {
-            context.cancel.cancelled().await;
-        }
-        if setting(&configuration, "build_fail") || context.cancel.is_cancelled() {
-            let failure = EngineFailure::new("config_invalid", "field 'email': bad pattern");
-            return BuildOutcome { result: Err(failure), exit_code: None, summary: None };
-        }
-        let artifact = BuildArtifact {
-            build_id: context.build_id,
-            fingerprint: context.fingerprint,
-            dir: context.build_dir.clone(),
-            data: json!({}),
-        };
-        let _ = tokio::fs::create_dir_all(&context.build_dir).await;
-        BuildOutcome { result: Ok(artifact), exit_code: None, summary: Some("built".to_owned()) }
-    }
-}
-
-fn configuration(id: &str, settings: serde_json::Value) -> Configuration {
-    let mut value = json!({ "id": id, "version": "3", "engine": "scripted" });
-    if let (Some(object), Some(extra)) = (value.as_object_mut(), settings.as_object()) {
-        object.extend(extra.clone());
-    }
-    serde_json::from_value(value).expect("valid configuration")
-}
 
 struct Harness {
     runtime: Runtime,
@@ -691,16 +608,25 @@ async fn the_console_message_limit_is_a_setting_and_longer_lines_are_cut_and_mar
 
 /// Settings that say two different things about where runs and events are kept are refused,
 /// before any store is opened, rather than one of them silently winning.
-#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn contradicting_store_settings_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let unreachable = "postgres://nobody@127.0.0.1:1/none";
-    let refused = Runtime::builder().data_dir(dir.path()).postgres(unreachable).in_memory().build().await;
+    let backend = || {
+        crate::Backend::new(
+            Arc::new(crate::store::MemoryEventStore::new()),
+            Arc::new(crate::store::MemoryRunStore::new()),
+        )
+    };
+    let refused = Runtime::builder().data_dir(dir.path()).backend(backend()).in_memory().build().await;
     assert!(matches!(&refused, Err(Error::Settings(reason)) if reason.contains("in_memory")), "{refused:?}");
     let store: Arc<dyn crate::store::EventStore> = Arc::new(crate::store::MemoryEventStore::new());
-    let refused = Runtime::builder().data_dir(dir.path()).postgres(unreachable).event_store(store).build().await;
+    let refused = Runtime::builder().data_dir(dir.path()).backend(backend()).event_store(store).build().await;
     assert!(matches!(&refused, Err(Error::Settings(reason)) if reason.contains("event_store")), "{refused:?}");
+    // Alone, a backend of one runtime's stores is used as given (the data directory is not locked).
+    let runtime = Runtime::builder().data_dir(dir.path()).backend(backend()).build().await.expect("runtime");
+    let second = Runtime::builder().data_dir(dir.path()).backend(backend()).build().await.expect("no lock");
+    second.shutdown().await;
+    runtime.shutdown().await;
 }
 
 /// A relative data directory is made absolute when the runtime is built: a `process` engine runs

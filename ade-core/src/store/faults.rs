@@ -215,42 +215,6 @@ impl RunStore for FaultyRunStore {
         self.inner.clear_leases().await
     }
 
-    async fn create_run_leased(
-        &self,
-        run: &Run,
-        idempotency: Option<&IdempotencyKey>,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<CreateOutcome> {
-        self.plan.check("create_run_leased")?;
-        self.inner.create_run_leased(run, idempotency, owner, lease).await
-    }
-
-    async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
-        self.plan.check("release_lease")?;
-        self.inner.release_lease(id, owner).await
-    }
-
-    async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        self.plan.check("claim_abandoned")?;
-        self.inner.claim_abandoned(owner, lease).await
-    }
-
-    async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        self.plan.check("claim_run")?;
-        self.inner.claim_run(id, owner, lease).await
-    }
-
-    async fn request_cancel(&self, id: RunId) -> Result<()> {
-        self.plan.check("request_cancel")?;
-        self.inner.request_cancel(id).await
-    }
-
-    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
-        self.plan.check("cancel_requested")?;
-        self.inner.cancel_requested(id).await
-    }
-
     async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64> {
         self.plan.check("export_cursor")?;
         self.inner.export_cursor(exporter, run).await

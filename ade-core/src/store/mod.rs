@@ -5,13 +5,10 @@
 //! never store the same `(run_id, sequence)`. Reads return the events after a sequence, in order,
 //! as a stream, without loading the whole log.
 
-mod announce;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
 mod memory;
 mod ndjson;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod runs;
 
 use std::fmt::Debug;
@@ -20,20 +17,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-pub use announce::{Announcement, Announcements};
 pub use memory::MemoryEventStore;
 pub use ndjson::NdjsonEventStore;
-#[cfg(feature = "postgres")]
-pub use postgres::PgEventStore;
-#[cfg(feature = "postgres")]
-pub(crate) use postgres::{connect as postgres_pool, listen as postgres_listen};
-#[cfg(feature = "postgres")]
-pub use runs::PgRunStore;
+#[cfg(any(test, feature = "test-util"))]
+pub use runs::conformance as run_conformance;
 #[cfg(test)]
 pub(crate) use runs::conformance::queued_run;
 pub use runs::{
     CreateOutcome, Document, ExportBacklog, Finalization, IDEMPOTENCY_WINDOW, IdempotencyKey, MemoryRunStore,
-    RunFilter, RunPage, RunStore, SqliteRunStore, Transition,
+    RunFilter, RunPage, RunStore, SqliteRunStore, Transition, sql,
 };
 
 use crate::error::{Error, Result};

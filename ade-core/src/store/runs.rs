@@ -24,7 +24,7 @@ pub struct RunPage {
 impl RunPage {
     /// A page from up to `limit + 1` runs fetched in order: the extra one only says that there is
     /// a next page, which starts after the page's last run.
-    pub(crate) fn from_overfetch(mut runs: Vec<Run>, limit: usize, cursor: impl Fn(&Run) -> String) -> Self {
+    pub fn from_overfetch(mut runs: Vec<Run>, limit: usize, cursor: impl Fn(&Run) -> String) -> Self {
         let next_cursor = if runs.len() > limit {
             runs.truncate(limit);
             runs.last().map(cursor)
@@ -183,59 +183,8 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     /// gone).
     async fn clear_leases(&self) -> Result<()>;
 
-    /// Stores a new run like [`create_run`](Self::create_run), leased to `owner` for `lease`, so
-    /// that no worker of another process claims it before its creator has written `run.queued`
-    /// and called [`release_lease`](Self::release_lease) (if the creator dies first, the lease
-    /// expires and the run is claimed as usual).
-    ///
-    /// Stores shared by several processes must override this and the methods below; a store used
-    /// by one process only needs none of it (the runtime keeps the new run's writer for its own
-    /// workers), so the defaults do nothing beyond [`create_run`](Self::create_run).
-    async fn create_run_leased(
-        &self,
-        run: &Run,
-        idempotency: Option<&IdempotencyKey>,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<CreateOutcome> {
-        let _ = (owner, lease);
-        self.create_run(run, idempotency).await
-    }
-
-    /// Gives up `owner`'s lease on a queued run, so any worker may claim it now, and tells the
-    /// other processes there is work.
-    async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
-        let _ = (id, owner);
-        Ok(())
-    }
-
-    /// Takes over, for `owner` until `lease` from now, the oldest `building` or `running` run
-    /// whose lease has expired: its process is gone (or too slow to renew), and the taker ends
-    /// it. Single-process stores have none: recovery at start-up ends such runs.
-    async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        let _ = (owner, lease);
-        Ok(None)
-    }
-
-    /// Claims one queued run, for `owner` until `lease` from now, if no live lease holds it (to
-    /// cancel it); `None` otherwise.
-    async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        let _ = (id, owner, lease);
-        Ok(None)
-    }
-
-    /// Records that someone asked to cancel a run another process executes, and tells that
-    /// process.
-    async fn request_cancel(&self, id: RunId) -> Result<()> {
-        let _ = id;
-        Ok(())
-    }
-
-    /// Whether a cancel was requested with [`request_cancel`](Self::request_cancel).
-    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
-        let _ = id;
-        Ok(false)
-    }
+    // Leases taken for other processes, cancels between them and their announcements are a
+    // `Coordinator`'s (crate::coordinate), given with the stores it coordinates.
 
     /// The last sequence of `run` that the exporter named `exporter` acknowledged; 0 when none.
     async fn export_cursor(&self, exporter: &str, run: RunId) -> Result<u64>;
@@ -257,14 +206,22 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 }
 
 mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod sqlite;
 
+/// What SQL run stores share (SQLite here, PostgreSQL in `ade-postgres`): rows decoded into runs,
+/// documents and export backlogs, the state machine's checks, page cursors, value conversions.
+pub mod sql {
+    pub use super::memory::{
+        check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, page_size,
+    };
+    pub use super::sqlite::{
+        Columns, backlog_from_row, document_from_row, enum_text, finalizable_statuses, from_enum_text, json, json_opt,
+        now_us, run_from_row, statuses_before, to_i64,
+    };
+}
+
 pub use memory::MemoryRunStore;
-#[cfg(feature = "postgres")]
-pub use postgres::PgRunStore;
 pub use sqlite::SqliteRunStore;
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;

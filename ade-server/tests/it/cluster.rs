@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use ade_core::test_util::postgres::{self as pg_testing, Schema, fresh_schema};
+use ade_postgres::test_util::{self as pg_testing, Schema, fresh_schema};
 
 use crate::support::{Frame, PATIENCE, SseReader, announced_base};
 

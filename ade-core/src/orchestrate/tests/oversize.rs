@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::dispatch::After;
+use crate::test_util::scripted::setting;
 
 /// An `extract` configuration with `fields` fields `field_00000`, `field_00001`, …
 fn wide_configuration(fields: usize) -> Configuration {

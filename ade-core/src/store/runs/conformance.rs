@@ -1,4 +1,6 @@
-//! One test suite for every [`RunStore`] backend: what the trait promises.
+//! One test suite for every [`RunStore`] backend: what the trait promises (public for stores in
+//! other crates, feature `test-util`).
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,7 +19,7 @@ use crate::testing::summary;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A new queued run of `configuration` in `workspace`, created now.
-pub(crate) fn queued_run(workspace: &str, configuration: &str) -> Run {
+pub fn queued_run(workspace: &str, configuration: &str) -> Run {
     let id = RunId::new();
     Run {
         id,
@@ -41,13 +43,13 @@ pub(crate) fn queued_run(workspace: &str, configuration: &str) -> Run {
 }
 
 /// `run`, created at `micros` since the epoch.
-pub(crate) fn created_at(mut run: Run, micros: i64) -> Run {
+pub fn created_at(mut run: Run, micros: i64) -> Run {
     run.created_at = Timestamp::from_unix_micros(micros).expect("in range");
     run
 }
 
 /// A document of `workspace`, uploaded now.
-pub(crate) fn test_document(workspace: &str) -> Document {
+pub fn test_document(workspace: &str) -> Document {
     Document {
         id: DocumentId::new(),
         workspace_id: WorkspaceId::new(workspace).expect("valid workspace"),
@@ -67,7 +69,7 @@ fn workspace(name: &str) -> WorkspaceId {
     WorkspaceId::new(name).expect("valid workspace")
 }
 
-pub(crate) fn finalization(run: &Run, status: RunStatus, last_sequence: u64) -> Finalization {
+pub fn finalization(run: &Run, status: RunStatus, last_sequence: u64) -> Finalization {
     let mut summary = summary(&RunKey::new(run.workspace_id.clone(), run.id));
     summary.run.status = status;
     Finalization {
@@ -100,7 +102,7 @@ async fn status_of(store: &dyn RunStore, id: RunId) -> RunStatus {
 
 /// Runs every conformance test against fresh stores from `make`; `G` keeps a store's resources
 /// (a temporary directory) alive while it is used. Call it on a multi-thread runtime: claimers race.
-pub(crate) async fn run_all<F, Fut, G>(make: &F)
+pub async fn run_all<F, Fut, G>(make: &F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = (Arc<dyn RunStore>, G)>,

@@ -22,12 +22,12 @@ use crate::sync::lock;
 // ---- Rules shared by every backend -------------------------------------------------------------
 
 /// The cursor that continues a listing after the run at (`created_at_us`, `id`).
-pub(super) fn encode_cursor(created_at_us: i64, id: RunId) -> String {
+pub fn encode_cursor(created_at_us: i64, id: RunId) -> String {
     format!("{created_at_us}.{id}")
 }
 
 /// The (`created_at_us`, `id`) a cursor of [`encode_cursor`] continues after.
-pub(super) fn decode_cursor(cursor: &str) -> Result<(i64, RunId)> {
+pub fn decode_cursor(cursor: &str) -> Result<(i64, RunId)> {
     let invalid = || Error::InvalidCursor(excerpt(cursor));
     let (micros, id) = cursor.split_once('.').ok_or_else(invalid)?;
     let micros = micros.parse::<i64>().map_err(|_| invalid())?;
@@ -36,12 +36,12 @@ pub(super) fn decode_cursor(cursor: &str) -> Result<(i64, RunId)> {
 }
 
 /// The page size for a requested `limit`: at least one run per page.
-pub(super) fn page_size(limit: usize) -> usize {
+pub fn page_size(limit: usize) -> usize {
     limit.max(1)
 }
 
 /// Refuses a status change the state machine does not allow.
-pub(super) fn check_transition(id: RunId, from: RunStatus, to: RunStatus) -> Result<()> {
+pub fn check_transition(id: RunId, from: RunStatus, to: RunStatus) -> Result<()> {
     if from.can_transition_to(to) {
         Ok(())
     } else {
@@ -54,7 +54,7 @@ pub(super) fn check_transition(id: RunId, from: RunStatus, to: RunStatus) -> Res
 /// Any active run may be finalized, even `queued → succeeded`: a finalization records the
 /// `run.completed` that the log already holds (the log is the source of truth), and a row that
 /// missed an intermediate update (a write the disk refused) must still converge with its log.
-pub(super) fn check_finalization(id: RunId, from: RunStatus, to: RunStatus) -> Result<()> {
+pub fn check_finalization(id: RunId, from: RunStatus, to: RunStatus) -> Result<()> {
     if to.is_terminal() && !from.is_terminal() {
         Ok(())
     } else {
@@ -68,7 +68,7 @@ pub(super) fn lease_until(now_us: i64, lease: Duration) -> i64 {
 }
 
 /// Whether an idempotency key recorded at `created_at_us` still holds at `now_us`.
-pub(super) fn key_is_live(created_at_us: i64, now_us: i64) -> bool {
+pub fn key_is_live(created_at_us: i64, now_us: i64) -> bool {
     let window = i64::try_from(IDEMPOTENCY_WINDOW.as_micros()).unwrap_or(i64::MAX);
     now_us.saturating_sub(created_at_us) < window
 }

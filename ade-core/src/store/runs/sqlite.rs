@@ -322,23 +322,26 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
 
 // ---- Encoding ------------------------------------------------------------------------------------
 
-pub(super) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+/// `value` as JSON text, as the stores keep structured columns.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }
 
-pub(super) fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>> {
+/// [`json`] of an optional value.
+pub fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>> {
     value.map(json).transpose()
 }
 
 /// The wire spelling of a unit enum (`RunMode`, …).
-pub(super) fn enum_text<T: Serialize>(value: &T) -> Result<String> {
+pub fn enum_text<T: Serialize>(value: &T) -> Result<String> {
     match serde_json::to_value(value)? {
         serde_json::Value::String(text) => Ok(text),
         other => Err(Error::Database(format!("expected a string for an enum, got {other}"))),
     }
 }
 
-pub(super) fn to_i64(value: u64, what: &str) -> Result<i64> {
+/// `value` as the stores' signed 64-bit integers; [`Error::Database`] past `i64::MAX`.
+pub fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
 }
 
@@ -351,7 +354,7 @@ where
 
 /// The columns a run store reads back: the same TEXT and integer columns in every SQL backend,
 /// so one decoder serves them all.
-pub(super) trait Columns {
+pub trait Columns {
     /// A TEXT column.
     fn text(&self, name: &str) -> Result<String>;
     /// A nullable TEXT column.
@@ -393,7 +396,8 @@ fn from_json_opt<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<
     Ok(row.text_opt(name)?.map(|text| serde_json::from_str(&text)).transpose()?)
 }
 
-fn from_enum_text<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<T> {
+/// A unit enum (`RunStatus`, …) from its wire spelling in a TEXT column.
+pub fn from_enum_text<T: DeserializeOwned>(row: &impl Columns, name: &str) -> Result<T> {
     Ok(serde_json::from_value(serde_json::Value::String(row.text(name)?))?)
 }
 
@@ -403,7 +407,7 @@ fn to_u64(row: &impl Columns, name: &str) -> Result<u64> {
 }
 
 /// An [`ExportBacklog`] from a row of `id`, `workspace_id` and `acked`.
-pub(super) fn backlog_from_row(row: &impl Columns) -> Result<ExportBacklog> {
+pub fn backlog_from_row(row: &impl Columns) -> Result<ExportBacklog> {
     Ok(ExportBacklog {
         run: RunKey::new(parsed(row, "workspace_id")?, parsed(row, "id")?),
         acked: to_u64(row, "acked")?,
@@ -411,7 +415,7 @@ pub(super) fn backlog_from_row(row: &impl Columns) -> Result<ExportBacklog> {
 }
 
 /// A run from a row of the runs table.
-pub(super) fn run_from_row(row: &impl Columns) -> Result<Run> {
+pub fn run_from_row(row: &impl Columns) -> Result<Run> {
     Ok(Run {
         id: parsed(row, "id")?,
         workspace_id: parsed(row, "workspace_id")?,
@@ -434,7 +438,7 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<Run> {
 }
 
 /// A document from a row of the documents table.
-pub(super) fn document_from_row(row: &impl Columns) -> Result<Document> {
+pub fn document_from_row(row: &impl Columns) -> Result<Document> {
     Ok(Document {
         id: parsed(row, "id")?,
         workspace_id: parsed(row, "workspace_id")?,
@@ -499,12 +503,12 @@ pub(super) const STATUSES: [RunStatus; 6] = [
 ];
 
 /// The statuses a run may be in to go to `to`.
-pub(super) fn statuses_before(to: RunStatus) -> Vec<&'static str> {
+pub fn statuses_before(to: RunStatus) -> Vec<&'static str> {
     STATUSES.iter().filter(|from| from.can_transition_to(to)).map(|s| s.as_str()).collect()
 }
 
 /// The statuses a run may be finalized from: every active one (see [`check_finalization`]).
-pub(super) fn finalizable_statuses() -> Vec<&'static str> {
+pub fn finalizable_statuses() -> Vec<&'static str> {
     STATUSES.iter().filter(|from| !from.is_terminal()).map(|s| s.as_str()).collect()
 }
 
@@ -523,7 +527,8 @@ impl SqliteRunStore {
     }
 }
 
-pub(super) fn now_us() -> i64 {
+/// Now, in microseconds since the epoch (the stores' timestamps).
+pub fn now_us() -> i64 {
     Timestamp::now().unix_micros()
 }
 

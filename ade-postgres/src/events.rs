@@ -1,230 +1,27 @@
-//! The PostgreSQL backend (SPEC §6, feature `postgres`): the schema every PostgreSQL store shares,
-//! and [`PgEventStore`], the event logs in table `ade_events`.
+//! [`PgEventStore`]: runs' event logs in table `ade_events`.
 //!
-//! The schema is created and migrated when a store opens (`ade_schema_version` holds its version;
-//! concurrent openers take turns on an advisory lock). An append is one transaction: it reads the
-//! log's tail, inserts the whole batch with one `INSERT … SELECT FROM UNNEST(…)` and calls
-//! `pg_notify('ade_events', '<run_id>:<last sequence>')`, which PostgreSQL delivers on commit only.
-//! The primary key `(run_id, sequence)` is the last word: of two writers that raced past the tail
-//! check, one fails. Reads go through the primary key, one bounded page at a time.
+//! An append is one transaction: it reads the log's tail, inserts the whole batch with one
+//! `INSERT … SELECT FROM UNNEST(…)` and calls `pg_notify('ade_events', '<run_id>:<last sequence>')`,
+//! which PostgreSQL delivers on commit only. The primary key `(run_id, sequence)` is the last word:
+//! of two writers that raced past the tail check, one fails. Reads go through the primary key, one
+//! bounded page at a time.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
+use ade_core::event::StoredEvent;
+use ade_core::store::sql::to_i64;
+use ade_core::store::{Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
+use ade_core::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Row};
 
-use super::{Announcement, Announcements, Durability, EventStore, EventStream, LogTail, RunKey, check_continues};
-use crate::error::{Error, Result};
-use crate::event::StoredEvent;
+use crate::database::{connect, db, migrate};
 
 /// How many events a read fetches per query.
 const READ_PAGE: i64 = 256;
-
-/// Connections of a pool opened from a URL.
-const MAX_CONNECTIONS: u32 = 16;
-
-/// Any advisory-lock key of ours: migrations of concurrent openers take turns on it.
-const MIGRATION_LOCK: i64 = 0x0ade_0001;
-
-/// Schema migrations in order: applying `MIGRATIONS[i]` takes the version from `i` to `i + 1`.
-/// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
-
-/// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
-
-const SCHEMA_V1: &str = r#"
-CREATE TABLE ade_events (
-    workspace_id TEXT    NOT NULL,
-    run_id       TEXT    NOT NULL,
-    sequence     BIGINT  NOT NULL CHECK (sequence >= 1),
-    terminal     BOOLEAN NOT NULL,
-    json         BYTEA   NOT NULL, -- the event's exact JSON line, without newline
-    PRIMARY KEY (run_id, sequence)
-);
-
-CREATE TABLE ade_runs (
-    id                    TEXT    COLLATE "C" NOT NULL PRIMARY KEY, -- byte order = id order
-    workspace_id          TEXT    NOT NULL,
-    configuration_id      TEXT    NOT NULL,
-    configuration_version TEXT    NOT NULL,
-    build_id              TEXT,
-    status                TEXT    NOT NULL,
-    mode                  TEXT    NOT NULL,
-    document_ids          TEXT    NOT NULL, -- JSON array
-    options               TEXT    NOT NULL, -- JSON object
-    created_at            TEXT    NOT NULL, -- RFC 3339
-    created_at_us         BIGINT  NOT NULL, -- the same instant, for ordering
-    started_at            TEXT,
-    completed_at          TEXT,
-    exit_code             INTEGER,
-    failure               TEXT,             -- JSON object
-    last_sequence         BIGINT  NOT NULL,
-    summary               TEXT,             -- JSON object
-    links                 TEXT    NOT NULL, -- JSON object
-    lease_owner           TEXT,
-    lease_until_us        BIGINT
-);
-
-CREATE INDEX ade_runs_by_time ON ade_runs (created_at_us DESC, id DESC);
-CREATE INDEX ade_runs_by_workspace ON ade_runs (workspace_id, created_at_us DESC, id DESC);
-CREATE INDEX ade_runs_by_configuration ON ade_runs (configuration_id, created_at_us DESC, id DESC);
-CREATE INDEX ade_runs_by_status ON ade_runs (status, created_at_us, id);
-
-CREATE TABLE ade_documents (
-    id            TEXT    NOT NULL PRIMARY KEY,
-    workspace_id  TEXT    NOT NULL,
-    filename      TEXT    NOT NULL,
-    byte_size     BIGINT  NOT NULL,
-    sha256        TEXT    NOT NULL,
-    content_type  TEXT    NOT NULL,
-    created_at    TEXT    NOT NULL,
-    created_at_us BIGINT  NOT NULL
-);
-
-CREATE TABLE ade_idempotency_keys (
-    workspace_id  TEXT    NOT NULL,
-    key           TEXT    NOT NULL,
-    request_hash  TEXT    NOT NULL,
-    run_id        TEXT    COLLATE "C" NOT NULL REFERENCES ade_runs (id) ON DELETE CASCADE,
-    created_at_us BIGINT  NOT NULL,
-    PRIMARY KEY (workspace_id, key)
-);
-
-CREATE INDEX ade_idempotency_keys_by_run ON ade_idempotency_keys (run_id);
-"#;
-
-/// Leases on the database's clock (instances' clocks may disagree), and cancel requests for runs
-/// another instance executes.
-const SCHEMA_V2: &str = r#"
-CREATE FUNCTION ade_now_us() RETURNS BIGINT LANGUAGE SQL VOLATILE
-    AS $$ SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT $$;
-
-ALTER TABLE ade_runs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
-
-CREATE INDEX ade_runs_active_by_lease ON ade_runs (lease_until_us) WHERE status IN ('building', 'running');
-"#;
-
-/// Event exporters' durable cursors: the last sequence of a run each exporter acknowledged.
-const SCHEMA_V3: &str = r#"
-CREATE TABLE ade_export_cursors (
-    exporter TEXT   NOT NULL,
-    run_id   TEXT   COLLATE "C" NOT NULL REFERENCES ade_runs (id) ON DELETE CASCADE,
-    sequence BIGINT NOT NULL,
-    PRIMARY KEY (exporter, run_id)
-);
-"#;
-
-pub(crate) fn db(error: sqlx::Error) -> Error {
-    Error::Database(error.to_string())
-}
-
-/// Opens a pool on `url` (`postgres://user@host:port/database`).
-pub(crate) async fn connect(url: &str) -> Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::Database(format!("invalid PostgreSQL URL (postgres://user@host:port/database): {e}")))?;
-    // Named without the user or password, which the URL may carry.
-    let target =
-        format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or_default());
-    PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| Error::Database(format!("cannot connect to PostgreSQL at {target}: {e}")))
-}
-
-/// How long opening a pool (and later, waiting for a free connection) may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Brings the schema (in the pool's `search_path`) up to date, in one transaction.
-pub(crate) async fn migrate(pool: &PgPool) -> Result<()> {
-    let mut conn = pool.acquire().await.map_err(db)?;
-    migrate_on(&mut conn).await
-}
-
-async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
-    let mut tx = conn.begin().await.map_err(db)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db)?;
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS ade_schema_version (version BIGINT NOT NULL)")
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM ade_schema_version").fetch_one(&mut *tx).await.map_err(db)?;
-    let current = usize::try_from(version.unwrap_or(0))
-        .map_err(|_| Error::Database(format!("bad schema version {version:?}")))?;
-    if current > SCHEMA_VERSION {
-        return Err(Error::Database(format!(
-            "the database has schema version {current}, newer than the {SCHEMA_VERSION} this version of ade knows"
-        )));
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
-        sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query("DELETE FROM ade_schema_version").execute(&mut *tx).await.map_err(db)?;
-        sqlx::query("INSERT INTO ade_schema_version (version) VALUES ($1)")
-            .bind(i64::try_from(index + 1).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)
-}
-
-fn to_i64(value: u64, what: &str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| Error::Database(format!("{what} {value} is too large to store")))
-}
-
-/// The channel a released queued run is announced on (payload empty): workers of every instance
-/// may claim it.
-pub(crate) const WORK_CHANNEL: &str = "ade_work";
-
-/// The channel cancel requests are announced on, payload `cancel:<run_id>`.
-pub(crate) const CONTROL_CHANNEL: &str = "ade_control";
-
-/// Listens on the channels of every announcement (events appended, work, control) with one
-/// connection of `pool`. Listening has begun when this returns, so nothing announced after it is
-/// missed; a lost connection is re-established and reported as [`Announcement::Resync`].
-///
-/// # Errors
-/// [`Error::Database`] when the first connection cannot be made.
-pub(crate) async fn listen(pool: &PgPool) -> Result<Announcements> {
-    let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
-    listener.listen_all([PgEventStore::NOTIFY_CHANNEL, WORK_CHANNEL, CONTROL_CHANNEL]).await.map_err(db)?;
-    let announcements = futures::stream::unfold(listener, |mut listener| async move {
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    let payload = notification.payload();
-                    let announcement = match notification.channel() {
-                        PgEventStore::NOTIFY_CHANNEL => Announcement::appended(payload),
-                        WORK_CHANNEL => Some(Announcement::Work),
-                        CONTROL_CHANNEL => Announcement::control(payload),
-                        _ => None,
-                    };
-                    match announcement {
-                        Some(announcement) => return Some((announcement, listener)),
-                        None => tracing::warn!(channel = notification.channel(), payload, "ignoring a notification"),
-                    }
-                }
-                // Reconnected (and listening again): what was announced meanwhile is lost.
-                Ok(None) => return Some((Announcement::Resync, listener)),
-                Err(error) => {
-                    tracing::warn!(%error, "lost the PostgreSQL listener; reconnecting");
-                    tokio::time::sleep(LISTEN_RETRY).await;
-                }
-            }
-        }
-    });
-    Ok(announcements.boxed())
-}
-
-/// How long to wait before reconnecting a listener that failed to reconnect.
-const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs' event logs in table `ade_events` of a PostgreSQL database. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -452,10 +249,12 @@ impl EventStore for PgEventStore {
 mod tests {
     use futures::TryStreamExt;
 
+    use ade_core::store::conformance;
+    use ade_core::test_util::{lines, run_key};
+
     use super::*;
-    use crate::store::conformance;
-    use crate::test_util::postgres as testing;
-    use crate::testing::{lines, run_key};
+    use crate::database::SCHEMA_VERSION;
+    use crate::test_util as testing;
 
     #[tokio::test]
     async fn conforms() {
@@ -534,7 +333,7 @@ mod tests {
             .expect("version");
         assert_eq!(version, i64::try_from(SCHEMA_VERSION).expect("small"));
         sqlx::query("UPDATE ade_schema_version SET version = version + 1").execute(&pool).await.expect("bump");
-        let newer = crate::store::PgRunStore::with_pool(pool).await;
+        let newer = crate::PgRunStore::with_pool(pool).await;
         assert!(matches!(newer, Err(Error::Database(ref m)) if m.contains("newer")), "{newer:?}");
     }
 }

@@ -1,8 +1,8 @@
-//! [`PgRunStore`]: runs, documents and idempotency keys in PostgreSQL (feature `postgres`), for
-//! several server instances on one database.
+//! [`PgRunStore`]: runs, documents and idempotency keys in PostgreSQL, for several server
+//! instances on one database.
 //!
-//! The same semantics as [`SqliteRunStore`](super::SqliteRunStore), on the schema the PostgreSQL
-//! stores share (migrated on open, see `store/postgres.rs`): transitions and finalizations are one
+//! The same semantics as [`SqliteRunStore`](ade_core::store::SqliteRunStore), on the schema the
+//! PostgreSQL stores share (migrated on open, see `database.rs`): transitions and finalizations are one
 //! guarded `UPDATE … RETURNING`, a create with an idempotency key holds a transaction-scoped
 //! advisory lock on the key, and a claim picks the oldest free queued run with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent claimers on any instance never get the same run.
@@ -13,21 +13,21 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Connection, Row};
 
-use super::memory::{check_finalization, check_transition, decode_cursor, encode_cursor, key_is_live, page_size};
-use super::sqlite::{
-    Columns, backlog_from_row, document_from_row, enum_text, finalizable_statuses, json, json_opt, now_us,
-    run_from_row, statuses_before, to_i64,
+use ade_core::event::{DocumentId, RunId, WorkspaceId};
+use ade_core::run::{Document, Run, RunStatus};
+use ade_core::store::sql::{
+    self, Columns, check_finalization, check_transition, decode_cursor, encode_cursor, enum_text, finalizable_statuses,
+    json, json_opt, key_is_live, now_us, page_size, statuses_before, to_i64,
 };
-use super::{
-    CreateOutcome, Document, ExportBacklog, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition,
+use ade_core::store::{
+    CreateOutcome, ExportBacklog, Finalization, IdempotencyKey, RunFilter, RunPage, RunStore, Transition,
 };
-use crate::error::{Error, Result};
-use crate::event::{DocumentId, RunId, WorkspaceId};
-use crate::run::{Run, RunStatus};
-use crate::store::postgres::{connect, db, migrate};
+use ade_core::{Error, Result};
+
+use crate::database::{connect, db, migrate};
 
 /// A lease's length in microseconds, as leases are stored.
-fn lease_us(lease: Duration) -> i64 {
+pub(crate) fn lease_us(lease: Duration) -> i64 {
     i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -38,19 +38,34 @@ where
     row.try_get(name).map_err(|e| Error::Database(format!("column {name}: {e}")))
 }
 
-impl Columns for PgRow {
+/// A row as the decoders shared with the SQLite store read it.
+struct Pg<'r>(&'r PgRow);
+
+impl Columns for Pg<'_> {
     fn text(&self, name: &str) -> Result<String> {
-        column(self, name)
+        column(self.0, name)
     }
     fn text_opt(&self, name: &str) -> Result<Option<String>> {
-        column(self, name)
+        column(self.0, name)
     }
     fn int(&self, name: &str) -> Result<i64> {
-        column(self, name)
+        column(self.0, name)
     }
     fn int32_opt(&self, name: &str) -> Result<Option<i32>> {
-        column(self, name)
+        column(self.0, name)
     }
+}
+
+pub(crate) fn run_from_row(row: &PgRow) -> Result<Run> {
+    sql::run_from_row(&Pg(row))
+}
+
+fn document_from_row(row: &PgRow) -> Result<Document> {
+    sql::document_from_row(&Pg(row))
+}
+
+fn backlog_from_row(row: &PgRow) -> Result<ExportBacklog> {
+    sql::backlog_from_row(&Pg(row))
 }
 
 /// Runs, documents and idempotency keys in tables `ade_runs`, `ade_documents` and
@@ -87,7 +102,7 @@ impl PgRunStore {
 
     /// Runs `claim`, an `UPDATE … RETURNING *` that leases one run to `$1` for `$2` µs (the
     /// first of its candidates that nobody holds), and returns that run.
-    async fn claim_first(&self, claim: &'static str, owner: &str, lease: Duration) -> Result<Option<Run>> {
+    pub(crate) async fn claim_first(&self, claim: &'static str, owner: &str, lease: Duration) -> Result<Option<Run>> {
         let row = sqlx::query(claim).bind(owner).bind(lease_us(lease)).fetch_optional(&self.pool).await.map_err(db)?;
         row.as_ref().map(run_from_row).transpose()
     }
@@ -100,7 +115,7 @@ impl PgRunStore {
             .await
             .map_err(db)
             .and_then(|row| row.ok_or(Error::RunNotFound(id)))
-            .and_then(|row| Ok(serde_json::from_value::<RunStatus>(serde_json::Value::String(row.text("status")?))?));
+            .and_then(|row| sql::from_enum_text::<RunStatus>(&Pg(&row), "status"));
         match from.and_then(|from| check(id, from, to).map(|()| from)) {
             Err(error) => error,
             // Allowed now, so it changed in between; report what was refused.
@@ -110,7 +125,7 @@ impl PgRunStore {
 
     /// [`RunStore::create_run`], leased to `lease` = (owner, duration) when given, in one
     /// transaction.
-    async fn create(
+    pub(crate) async fn create(
         &self,
         run: &Run,
         idempotency: Option<&IdempotencyKey>,
@@ -155,13 +170,13 @@ impl PgRunStore {
             .await
             .map_err(db)?;
             if let Some(seen) = seen
-                && key_is_live(seen.int("created_at_us")?, now_us())
+                && key_is_live(Pg(&seen).int("created_at_us")?, now_us())
             {
-                if seen.text("request_hash")? != key.request_hash {
+                if Pg(&seen).text("request_hash")? != key.request_hash {
                     return Ok(CreateOutcome::KeyConflict);
                 }
                 let existing = sqlx::query("SELECT * FROM ade_runs WHERE id = $1")
-                    .bind(seen.text("run_id")?)
+                    .bind(Pg(&seen).text("run_id")?)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -349,94 +364,6 @@ impl RunStore for PgRunStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn create_run_leased(
-        &self,
-        run: &Run,
-        idempotency: Option<&IdempotencyKey>,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<CreateOutcome> {
-        self.create(run, idempotency, Some((owner, lease))).await
-    }
-
-    async fn release_lease(&self, id: RunId, owner: &str) -> Result<()> {
-        // Released and announced in one statement: the notification goes out on commit.
-        sqlx::query(
-            "WITH released AS (
-                 UPDATE ade_runs SET lease_owner = NULL, lease_until_us = NULL
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'queued'
-                 RETURNING id
-             )
-             SELECT pg_notify($3, '') FROM released",
-        )
-        .bind(id.to_string())
-        .bind(owner)
-        .bind(crate::store::postgres::WORK_CHANNEL)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn claim_abandoned(&self, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        self.claim_first(
-            "UPDATE ade_runs SET lease_owner = $1, lease_until_us = ade_now_us() + $2
-             WHERE id = (
-                 SELECT id FROM ade_runs
-                 WHERE status IN ('building', 'running')
-                   AND (lease_until_us IS NULL OR lease_until_us <= ade_now_us())
-                 ORDER BY lease_until_us NULLS FIRST, id
-                 LIMIT 1
-                 FOR UPDATE SKIP LOCKED
-             )
-             RETURNING *",
-            owner,
-            lease,
-        )
-        .await
-    }
-
-    async fn claim_run(&self, id: RunId, owner: &str, lease: Duration) -> Result<Option<Run>> {
-        let row = sqlx::query(
-            "UPDATE ade_runs SET lease_owner = $2, lease_until_us = ade_now_us() + $3
-             WHERE id = $1 AND status = 'queued' AND (lease_until_us IS NULL OR lease_until_us <= ade_now_us())
-             RETURNING *",
-        )
-        .bind(id.to_string())
-        .bind(owner)
-        .bind(lease_us(lease))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(run_from_row).transpose()
-    }
-
-    async fn request_cancel(&self, id: RunId) -> Result<()> {
-        sqlx::query(
-            "WITH requested AS (
-                 UPDATE ade_runs SET cancel_requested = TRUE
-                 WHERE id = $1 AND status IN ('queued', 'building', 'running')
-                 RETURNING id
-             )
-             SELECT pg_notify($2, 'cancel:' || id) FROM requested",
-        )
-        .bind(id.to_string())
-        .bind(crate::store::postgres::CONTROL_CHANNEL)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
-        let requested: Option<bool> = sqlx::query_scalar("SELECT cancel_requested FROM ade_runs WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(requested.unwrap_or(false))
-    }
-
     async fn runs_in(&self, statuses: &[RunStatus]) -> Result<Vec<Run>> {
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query("SELECT * FROM ade_runs WHERE status = ANY($1::TEXT[]) ORDER BY created_at_us, id")
@@ -465,7 +392,7 @@ impl RunStore for PgRunStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        let sequence = row.as_ref().map_or(Ok(0), |row| row.int("sequence"))?;
+        let sequence = row.as_ref().map_or(Ok(0), |row| Pg(row).int("sequence"))?;
         u64::try_from(sequence).map_err(|_| Error::Database(format!("negative export cursor {sequence}")))
     }
 
@@ -538,9 +465,10 @@ impl RunStore for PgRunStore {
 mod tests {
     use std::sync::Arc;
 
+    use ade_core::store::run_conformance::{self as conformance, queued_run};
+
     use super::*;
-    use crate::store::runs::conformance::{self, queued_run};
-    use crate::test_util::postgres as testing;
+    use crate::test_util as testing;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn conforms() {
@@ -565,39 +493,5 @@ mod tests {
         assert_eq!(a.claim_queued("instance-a", Duration::from_secs(60)).await.expect("claim"), None);
         assert!(!a.renew_lease(run.id, "instance-a", Duration::from_secs(60)).await.expect("renew"));
         assert!(b.renew_lease(run.id, "instance-b", Duration::from_secs(60)).await.expect("renew"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn leases_hold_off_claims_until_released_or_expired() {
-        let Some(url) = testing::url() else { return };
-        let (pool, _schema) = testing::fresh_schema(&url).await;
-        let store = PgRunStore::with_pool(pool).await.expect("open");
-        let long = Duration::from_secs(60);
-        // Created leased: nobody claims it until its creator releases it.
-        let run = queued_run("acme", "members");
-        assert!(matches!(
-            store.create_run_leased(&run, None, "creator", long).await.expect("create"),
-            CreateOutcome::Created(_)
-        ));
-        assert_eq!(store.claim_queued("worker", long).await.expect("claim"), None);
-        assert_eq!(store.claim_run(run.id, "canceller", long).await.expect("claim one"), None);
-        store.release_lease(run.id, "someone else").await.expect("release");
-        assert_eq!(store.claim_queued("worker", long).await.expect("claim"), None, "only the holder releases");
-        store.release_lease(run.id, "creator").await.expect("release");
-        let claimed = store.claim_queued("worker", long).await.expect("claim").expect("claimable now");
-        assert_eq!(claimed.id, run.id);
-        // A running run is abandoned only once its lease has expired.
-        store.transition(run.id, Transition::to(RunStatus::Building)).await.expect("building");
-        store.transition(run.id, Transition::to(RunStatus::Running)).await.expect("running");
-        assert_eq!(store.claim_abandoned("reaper", long).await.expect("reap"), None);
-        assert!(store.renew_lease(run.id, "worker", Duration::ZERO).await.expect("renew"));
-        let taken = store.claim_abandoned("reaper", long).await.expect("reap").expect("expired");
-        assert_eq!(taken.id, run.id);
-        assert!(!store.renew_lease(run.id, "worker", long).await.expect("renew"), "the old owner lost it");
-        assert_eq!(store.claim_abandoned("another", long).await.expect("reap"), None, "taken once");
-        // Cancel requests are recorded for whoever holds the run.
-        assert!(!store.cancel_requested(run.id).await.expect("flag"));
-        store.request_cancel(run.id).await.expect("request");
-        assert!(store.cancel_requested(run.id).await.expect("flag"));
     }
 }
