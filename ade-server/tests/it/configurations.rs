@@ -1,23 +1,24 @@
-//! `GET /configurations`, `GET/PUT /configurations/{id}`.
+//! `GET /configurations`, `GET/PUT /configurations/{id}`: statuses and bodies, from the router
+//! in-process (a run followed to its end needs a real server).
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{Frame, TestServer, problem};
+use crate::support::{Frame, InProcess, TestServer, problem, problem_in};
 
 #[tokio::test]
 async fn configurations_are_listed_and_read() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let server = InProcess::start().await;
+    let client = &server;
     let list = client.get_json("/configurations").await;
     let ids: Vec<_> = list["configurations"].as_array().expect("list").iter().map(|c| c["id"].clone()).collect();
     assert_eq!(ids, vec![json!("gated"), json!("hello"), json!("members"), json!("quick")]);
     let members = client.get_json("/configurations/members").await;
     assert_eq!(members["engine"], "extract");
     assert_eq!(members["fields"][0]["name"], "member_id");
-    problem(client.get("/configurations/nope").await, StatusCode::NOT_FOUND).await;
-    problem(client.get("/configurations/..%2F..").await, StatusCode::NOT_FOUND).await;
-    server.stop().await;
+    problem_in(&client.get("/configurations/nope").await, StatusCode::NOT_FOUND);
+    problem_in(&client.get("/configurations/..%2F..").await, StatusCode::NOT_FOUND);
+    server.runtime.shutdown().await;
 }
 
 fn extract_body() -> serde_json::Value {
@@ -26,69 +27,67 @@ fn extract_body() -> serde_json::Value {
 
 #[tokio::test]
 async fn put_creates_and_replaces_extract_configurations_and_keeps_them() {
-    let server = TestServer::start().await;
-    let client = server.client();
-    let put = |body: serde_json::Value| client.request(Method::PUT, "/configurations/contacts").json(&body).send();
-    let response = put(extract_body()).await.expect("put");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: serde_json::Value = response.json().await.expect("json");
+    let server = InProcess::start().await;
+    let client = &server;
+    let put = |body: serde_json::Value| async move { client.put_json("/configurations/contacts", &body).await };
+    let response = put(extract_body()).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    let created = response.json();
     assert_eq!(created["id"], "contacts");
     let mut changed = extract_body();
     changed["version"] = json!("3");
-    let response = put(changed).await.expect("put");
-    assert_eq!(response.status(), StatusCode::OK, "a replacement is 200");
+    let response = put(changed).await;
+    assert_eq!(response.status, StatusCode::OK, "a replacement is 200");
     assert_eq!(client.get_json("/configurations/contacts").await["version"], "3");
     let stored = server.dir.path().join("configurations/contacts.json");
     let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(stored).expect("stored")).expect("json");
     assert_eq!(kept["version"], "3");
     // A run of it works.
-    let run = client.create_run("default", "contacts", &[]).await;
+    let run = client.create_run("default", "contacts").await;
     assert_eq!(run["configuration_id"], "contacts");
-    server.stop().await;
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]
 async fn put_refuses_process_configurations_mismatched_ids_and_bad_shapes() {
-    let server = TestServer::start().await;
-    let client = server.client();
-    let put = |path: &str, body: serde_json::Value| client.request(Method::PUT, path).json(&body).send();
+    let server = InProcess::start().await;
+    let client = &server;
+    let put = |path: &'static str, body: serde_json::Value| async move { client.put_json(path, &body).await };
     let process = json!({ "version": "1", "engine": "process", "command": ["sh", "-c", "true"] });
-    let detail =
-        problem(put("/configurations/mine", process).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let detail = problem_in(&put("/configurations/mine", process).await, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(detail.contains("extract"), "{detail}");
-    let detail = problem(put("/configurations/hello", extract_body()).await.expect("put"), StatusCode::CONFLICT).await;
+    let detail = problem_in(&put("/configurations/hello", extract_body()).await, StatusCode::CONFLICT);
     assert!(detail.contains("configuration directory"), "{detail}");
     let mut other = extract_body();
     other["id"] = json!("else");
-    problem(put("/configurations/mine", other).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem_in(&put("/configurations/mine", other).await, StatusCode::UNPROCESSABLE_ENTITY);
     let mut typo = extract_body();
     typo["feilds"] = json!([]);
-    problem(put("/configurations/mine", typo).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(put("/configurations/mine", json!([1, 2])).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(put("/configurations/bad%20id", extract_body()).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY)
-        .await;
-    problem(client.get("/configurations/mine").await, StatusCode::NOT_FOUND).await;
-    server.stop().await;
+    problem_in(&put("/configurations/mine", typo).await, StatusCode::UNPROCESSABLE_ENTITY);
+    problem_in(&put("/configurations/mine", json!([1, 2])).await, StatusCode::UNPROCESSABLE_ENTITY);
+    problem_in(&put("/configurations/bad%20id", extract_body()).await, StatusCode::UNPROCESSABLE_ENTITY);
+    problem_in(&client.get("/configurations/mine").await, StatusCode::NOT_FOUND);
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]
 async fn put_refuses_to_replace_a_configuration_of_the_configuration_directory() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let server = InProcess::start().await;
+    let client = &server;
     let before = client.get_json("/configurations/members").await;
-    let response = client.request(Method::PUT, "/configurations/members").json(&extract_body()).send().await;
-    let detail = problem(response.expect("put"), StatusCode::CONFLICT).await;
+    let response = client.put_json("/configurations/members", &extract_body()).await;
+    let detail = problem_in(&response, StatusCode::CONFLICT);
     assert!(detail.contains("configuration directory") && detail.contains("change it there"), "{detail}");
     assert_eq!(client.get_json("/configurations/members").await, before, "unchanged");
     assert!(!server.dir.path().join("configurations/members.json").exists(), "nothing stored");
-    server.stop().await;
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]
 async fn put_refuses_extract_fields_the_engine_could_not_compile_naming_the_field() {
-    let server = TestServer::start().await;
-    let client = server.client();
-    let put = |body: serde_json::Value| client.request(Method::PUT, "/configurations/broken").json(&body).send();
+    let server = InProcess::start().await;
+    let client = &server;
+    let put = |body: serde_json::Value| async move { client.put_json("/configurations/broken", &body).await };
     let cases = [
         (json!({ "name": "code", "pattern": "([a-z" }), "pattern"),
         (json!({ "name": "age", "type": "integer", "min": 10, "max": 1 }), "min"),
@@ -96,15 +95,15 @@ async fn put_refuses_extract_fields_the_engine_could_not_compile_naming_the_fiel
     ];
     for (field, what) in cases {
         let body = json!({ "version": "1", "engine": "extract", "fields": [field] });
-        let detail = problem(put(body).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let detail = problem_in(&put(body).await, StatusCode::UNPROCESSABLE_ENTITY);
         let name = field["name"].as_str().expect("name");
         assert!(detail.contains(&format!("'{name}'")) && detail.contains(what), "{detail}");
     }
     let no_fields = json!({ "version": "1", "engine": "extract", "fields": [] });
-    problem(put(no_fields).await.expect("put"), StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(client.get("/configurations/broken").await, StatusCode::NOT_FOUND).await;
+    problem_in(&put(no_fields).await, StatusCode::UNPROCESSABLE_ENTITY);
+    problem_in(&client.get("/configurations/broken").await, StatusCode::NOT_FOUND);
     assert!(!server.dir.path().join("configurations/broken.json").exists(), "nothing stored");
-    server.stop().await;
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]

@@ -144,9 +144,9 @@ async fn malformed_uploads_are_client_errors() {
 
 #[tokio::test]
 async fn unknown_and_malformed_document_ids_are_404() {
-    let server = TestServer::start().await;
-    let client = server.client();
-    problem(client.get("/documents/doc_01M8C4DRW0GXC5F6SXXKYK4GZ6").await, StatusCode::NOT_FOUND).await;
-    problem(client.get("/documents/not-an-id").await, StatusCode::NOT_FOUND).await;
-    server.stop().await;
+    let server = crate::support::InProcess::start().await;
+    for path in ["/documents/doc_01M8C4DRW0GXC5F6SXXKYK4GZ6", "/documents/not-an-id"] {
+        crate::support::problem_in(&server.get(path).await, StatusCode::NOT_FOUND);
+    }
+    server.runtime.shutdown().await;
 }

@@ -1,4 +1,5 @@
-//! Integration tests of `ade-server`: a real server on 127.0.0.1:0, real HTTP.
+//! Integration tests of `ade-server`: a real server on 127.0.0.1:0, real HTTP; tests that look
+//! only at statuses and bodies call the router in-process (`support::InProcess`).
 
 mod auth;
 mod bad_input;

@@ -1,19 +1,20 @@
 //! `GET /openapi.json`: the committed document; every route it describes exists, and every route
-//! the router serves is described, with each of its methods.
+//! the router serves is described, with each of its methods. Statuses only: the router is called
+//! in-process.
 
 use reqwest::{Method, StatusCode};
 
-use crate::support::TestServer;
+use crate::support::InProcess;
 
 #[tokio::test]
 async fn the_served_document_is_the_generated_one_and_names_only_real_routes() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let server = InProcess::start().await;
+    let client = &server;
     let served = client.get_json("/openapi.json").await;
     assert_eq!(served, ade_server::openapi::document());
     assert_eq!(served["openapi"], "3.1.0");
 
-    let run = client.create_run("default", "quick", &[]).await;
+    let run = client.create_run("default", "quick").await;
     let run_id = run["id"].as_str().expect("run id").to_owned();
     let paths = served["paths"].as_object().expect("paths");
     for spec_path in [
@@ -38,20 +39,20 @@ async fn the_served_document_is_the_generated_one_and_names_only_real_routes() {
         let concrete = path.replace("{id}", &run_id).replace("{name}", "normalized.xlsx");
         for method in operations.as_object().expect("operations").keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let response = client.request(method.clone(), &concrete).send().await.expect("request");
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
+            let response = client.send(method.clone(), &concrete, None).await;
+            let status = response.status;
+            let body = String::from_utf8_lossy(&response.body);
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is described but not routed");
             assert!(!body.contains("no route"), "{method} {path} is described but not routed: {body}");
         }
     }
-    server.stop().await;
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]
 async fn every_routed_path_and_method_is_described() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let server = InProcess::start().await;
+    let client = &server;
     let document = ade_server::openapi::document();
     let described = document["paths"].as_object().expect("paths");
     let routed = ade_server::routes::routed_paths();
@@ -64,9 +65,9 @@ async fn every_routed_path_and_method_is_described() {
     let probe = Method::from_bytes(b"PROBE").expect("method");
     for path in routed {
         let concrete = path.replace("{id}", "x").replace("{name}", "x");
-        let response = client.request(probe.clone(), &concrete).send().await.expect("request");
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
-        let allow = crate::support::header(&response, "allow");
+        let response = client.send(probe.clone(), &concrete, None).await;
+        assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        let allow = response.header("allow");
         let mut methods: Vec<String> =
             allow.split(',').map(|m| m.trim().to_lowercase()).filter(|m| !m.is_empty() && m != "head").collect();
         methods.sort();
@@ -74,5 +75,5 @@ async fn every_routed_path_and_method_is_described() {
         documented.sort();
         assert_eq!(methods, documented, "methods of {path} (Allow: {allow})");
     }
-    server.stop().await;
+    server.runtime.shutdown().await;
 }

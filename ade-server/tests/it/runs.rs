@@ -246,14 +246,13 @@ async fn create_with_stream_true_streams_the_run_from_queued_to_completed() {
 
 #[tokio::test]
 async fn get_of_unknown_or_malformed_run_ids_is_404() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let server = crate::support::InProcess::start().await;
     for path in
         ["/runs/run_01M8C4DS2PH0887ZPTJ9T85312", "/runs/run_lower", "/runs/%00", "/runs/doc_01M8C4DRW0GXC5F6SXXKYK4GZ6"]
     {
-        problem(client.get(path).await, StatusCode::NOT_FOUND).await;
+        crate::support::problem_in(&server.get(path).await, StatusCode::NOT_FOUND);
     }
-    server.stop().await;
+    server.runtime.shutdown().await;
 }
 
 #[tokio::test]

@@ -37,6 +37,111 @@ pub(crate) fn test_tokens() -> Tokens {
     .expect("valid tokens")
 }
 
+/// The runtime of every test server, on a fresh data directory: the example configurations,
+/// `quick` (a gated-engine run that needs no permit) and `gated` (one that waits for `gate`).
+async fn test_runtime() -> (Runtime, tempfile::TempDir, Arc<Semaphore>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let gate = Arc::new(Semaphore::new(0));
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
+    let runtime = ade_extract::register(Runtime::builder())
+        .data_dir(dir.path())
+        .workers(4)
+        .configurations_dir(examples)
+        .configuration(gated_configuration("quick", 3, false, 2))
+        .configuration(gated_configuration("gated", 2, true, 3))
+        .engine("gated", Arc::new(GatedEngine { gate: gate.clone() }), None)
+        .build()
+        .await
+        .expect("runtime");
+    (runtime, dir, gate)
+}
+
+/// The router over the test runtime, called in-process (no socket, no port): for the tests that
+/// look only at statuses, headers and bodies. Streams and connection behaviour need a
+/// [`TestServer`].
+pub(crate) struct InProcess {
+    router: axum::Router,
+    /// The hosted runtime.
+    pub(crate) runtime: Runtime,
+    /// The data directory.
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// The router with default settings.
+    pub(crate) async fn start() -> Self {
+        let (runtime, dir, _gate) = test_runtime().await;
+        let router = ade_server::router(ade_server::AppState::new(runtime.clone(), ServerConfig::new()));
+        Self { router, runtime, dir }
+    }
+
+    /// `method path`, with a JSON body when given; the whole answer.
+    pub(crate) async fn send(&self, method: Method, path: &str, json: Option<&Value>) -> Answer {
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::builder().method(method).uri(path);
+        let request = match json {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(serde_json::to_vec(body).expect("json"))),
+            None => request.body(axum::body::Body::empty()),
+        };
+        let response = self.router.clone().oneshot(request.expect("request")).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        Answer { status: parts.status, headers: parts.headers, body }
+    }
+
+    /// `GET path`.
+    pub(crate) async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `GET path` as JSON with status 200.
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        let answer = self.get(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "GET {path}");
+        answer.json()
+    }
+
+    /// `PUT path` with a JSON body.
+    pub(crate) async fn put_json(&self, path: &str, body: &Value) -> Answer {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    /// Creates a run of `configuration` in `workspace`; the run resource.
+    pub(crate) async fn create_run(&self, workspace: &str, configuration: &str) -> Value {
+        let body = json!({ "workspace_id": workspace, "configuration_id": configuration });
+        let answer = self.send(Method::POST, "/runs", Some(&body)).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "create a run of {configuration}");
+        answer.json()
+    }
+}
+
+/// A whole response: from a socket or from the router in-process.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: bytes::Bytes,
+}
+
+impl Answer {
+    /// Reads `response` to its end.
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
+        let (status, headers) = (response.status(), response.headers().clone());
+        Self { status, headers, body: response.bytes().await.unwrap_or_default() }
+    }
+
+    /// The body as JSON (`null` when it is not).
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header's value, empty when absent.
+    pub(crate) fn header(&self, name: &str) -> String {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    }
+}
+
 /// A running server.
 pub(crate) struct TestServer {
     /// `http://127.0.0.1:<port>`.
@@ -65,19 +170,7 @@ impl TestServer {
 
     /// A server with `config`.
     pub(crate) async fn start_with(config: ServerConfig) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let gate = Arc::new(Semaphore::new(0));
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
-        let runtime = ade_extract::register(Runtime::builder())
-            .data_dir(dir.path())
-            .workers(4)
-            .configurations_dir(examples)
-            .configuration(gated_configuration("quick", 3, false, 2))
-            .configuration(gated_configuration("gated", 2, true, 3))
-            .engine("gated", Arc::new(GatedEngine { gate: gate.clone() }), None)
-            .build()
-            .await
-            .expect("runtime");
+        let (runtime, dir, gate) = test_runtime().await;
         let server =
             Server::bind("127.0.0.1:0".parse().expect("address"), runtime.clone(), config).await.expect("bind");
         let base = format!("http://{}", server.local_addr());
@@ -218,9 +311,14 @@ pub(crate) fn header(response: &reqwest::Response, name: &str) -> String {
 
 /// Asserts an RFC 9457 problem with `status`; its `detail`.
 pub(crate) async fn problem(response: reqwest::Response, status: StatusCode) -> String {
-    let got = response.status();
-    let content_type = header(&response, "content-type");
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    problem_in(&Answer::read(response).await, status)
+}
+
+/// [`problem`] of a whole answer.
+pub(crate) fn problem_in(answer: &Answer, status: StatusCode) -> String {
+    let got = answer.status;
+    let content_type = answer.header("content-type");
+    let body = answer.json();
     assert_eq!(got, status, "status; body {body}");
     assert_eq!(content_type, "application/problem+json", "content type; body {body}");
     assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()), "type in {body}");
