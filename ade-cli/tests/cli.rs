@@ -659,3 +659,35 @@ async fn in_a_terminal_ctrl_c_cancels_the_run() {
     assert_eq!(std::fs::read_to_string(&status).expect("the status").trim(), "exit=1", "{screen}");
     assert!(screen.contains("cancelling run run_"), "{screen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_counts_come_from_the_summary_not_the_capped_events() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // 12,000 members, each with a bad e-mail (an error) and an unknown tier (a warning): 24,000
+    // issues, over the 10,000 `run.validation.issue` events a run may publish (SPEC §9).
+    let mut csv = String::from("Member #,Name,E-mail,Joined,Tier\n");
+    for i in 1..=12_000 {
+        csv.push_str(&format!("{i},Name {i},not-an-email-{i},2020-01-01,silver\n"));
+    }
+    let input = dir.path().join("big.csv");
+    std::fs::write(&input, csv).expect("write the input");
+    let data = dir.path().join("data").display().to_string();
+    let config = examples().join("config").display().to_string();
+    let base = ["--data-dir", data.as_str(), "--config-dir", config.as_str()];
+    let mut args = strings(&base);
+    args.extend(strings(&["run", &input.display().to_string(), "--config", "members"]));
+    let out = ade(args).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("tables: 1, rows: 12,000"), "{stdout}");
+    assert!(stdout.contains("  issues: 24,000\n    warning: 12,000\n    error: 12,000"), "{stdout}");
+    assert!(stdout.contains("issues so far 24,000"), "{stdout}");
+    // The engine's warning about the cap is shown as it comes.
+    assert!(stdout.contains("  warn: 14000 more validation issues were counted but not published"), "{stdout}");
+
+    let mut args = strings(&base);
+    args.extend(strings(&["events", &run_id_in(&stdout), "--ndjson"]));
+    let out = ade(args).await;
+    let published = text(&out.stdout).lines().filter(|l| l.contains(r#""type":"run.validation.issue""#)).count();
+    assert_eq!(published, 10_000);
+}
