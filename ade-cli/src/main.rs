@@ -275,6 +275,10 @@ fn explain(failure: &Failure, server: Option<&str>) -> String {
         },
         _ => None,
     };
+    if let Some(problem) = error.problem() {
+        let status = format!("{} {}", problem.status, problem.title.to_lowercase());
+        return if problem.detail.trim().is_empty() { status } else { format!("{} ({status})", problem.detail) };
+    }
     let (Some(transport), Some(url)) = (transport, server) else { return error.to_string() };
     if refused(transport) {
         return format!("connection refused: is ade-server running at {url}?");
