@@ -701,9 +701,24 @@ struct RunArgs {
     verbose: bool,
 }
 
-/// Ctrl-C presses, from a task that waits for them.
-fn interrupts() -> mpsc::UnboundedReceiver<()> {
+/// Ctrl-C presses, from a task that waits for them. On Unix the handler is installed before this
+/// returns (`tokio::signal::ctrl_c` would install it only once first polled, and a Ctrl-C before
+/// that would still kill the process).
+fn interrupts() -> Result<mpsc::UnboundedReceiver<()>, Failure> {
     let (sender, receiver) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Failure::Usage(format!("cannot handle ctrl-c: {e}")))?;
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                if sender.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
             if sender.send(()).is_err() {
@@ -711,13 +726,13 @@ fn interrupts() -> mpsc::UnboundedReceiver<()> {
             }
         }
     });
-    receiver
+    Ok(receiver)
 }
 
 async fn run(context: &Context, args: RunArgs) -> Result<Outcome, Failure> {
     let client = &context.client;
     // From here on Ctrl-C is ours: it cancels or leaves the run instead of killing the process.
-    let mut interrupted = interrupts();
+    let mut interrupted = interrupts()?;
     let human = Human::new(args.json);
     let setup = async {
         let configuration = if is_file_argument(&args.config) {
