@@ -171,6 +171,34 @@ struct Configurations {
     configurations: Vec<Configuration>,
 }
 
+/// One output file of a run (`GET /runs/{id}/outputs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Output {
+    /// The file's name in the run's `outputs/` directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub byte_size: u64,
+    /// Its media type, from its extension.
+    pub content_type: String,
+    /// Where to download it (resolve it with [`Client::resolve`]).
+    pub href: String,
+}
+
+impl Output {
+    /// An output named `name` of run `run_id`, as the server lists it.
+    pub fn new(run_id: RunId, name: impl Into<String>, byte_size: u64, content_type: impl Into<String>) -> Self {
+        let name = name.into();
+        let href = format!("/runs/{run_id}/outputs/{name}");
+        Self { name, byte_size, content_type: content_type.into(), href }
+    }
+}
+
+#[derive(Deserialize)]
+struct Outputs {
+    outputs: Vec<Output>,
+}
+
 impl Client {
     /// A client of the server at `base_url` (e.g. `http://127.0.0.1:8080`).
     ///
@@ -314,6 +342,23 @@ impl Client {
         json(send(request).await?, "a configuration").await
     }
 
+    /// Creates or replaces a configuration (`PUT /configurations/{id}`): the configuration as
+    /// the server keeps it. A server takes data-only (`extract`) configurations only; a local
+    /// client registers any configuration the runtime has an engine for, in memory.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (403 for a token not allowed in every workspace, 409 for a configuration of
+    /// the server's configuration directory, 422 for an invalid one), [`Error::Transport`],
+    /// [`Error::Decode`].
+    pub async fn put_configuration(&self, configuration: &Configuration) -> Result<Configuration> {
+        if let Some(runtime) = &self.local {
+            return runtime.put_configuration(configuration);
+        }
+        let request =
+            self.request(Method::PUT, &format!("/configurations/{}", configuration.id.as_str())).json(configuration);
+        json(send(request).await?, "a configuration").await
+    }
+
     /// Creates a run: [`Created::New`] (201), or [`Created::Existing`] (200) when its
     /// idempotency key was seen with the same body.
     ///
@@ -420,6 +465,38 @@ impl Client {
                 serde_json::from_str(line).map_err(|e| Error::Decode { what: "an NDJSON event", reason: e.to_string() })
             })
             .collect()
+    }
+
+    /// A run's output files, sorted by name.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown run), [`Error::Transport`], [`Error::Decode`].
+    pub async fn list_outputs(&self, id: RunId) -> Result<Vec<Output>> {
+        if let Some(runtime) = &self.local {
+            return runtime.list_outputs(id).await;
+        }
+        let list: Outputs =
+            json(send(self.request(Method::GET, &format!("/runs/{id}/outputs"))).await?, "outputs").await?;
+        Ok(list.outputs)
+    }
+
+    /// The bytes of a run's output file `name`.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 unknown run or output), [`Error::Transport`].
+    pub async fn download_output(&self, id: RunId, name: &str) -> Result<bytes::Bytes> {
+        if let Some(runtime) = &self.local {
+            return runtime.download_output(id, name).await;
+        }
+        let mut url = reqwest::Url::parse(&format!("{}/runs/{id}/outputs", self.base))
+            .map_err(|e| Error::Invalid(format!("the outputs' URL: {e}")))?;
+        // One path segment, percent-encoded: a name is never a path.
+        url.path_segments_mut().map_err(|()| Error::Invalid("the base URL cannot have a path".to_owned()))?.push(name);
+        let mut request = self.http.request(Method::GET, url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(send(request).await?.bytes().await?)
     }
 
     /// The events of a run with `sequence > after`, replayed then live, as a stream that

@@ -1,7 +1,7 @@
 //! # ade-client
 //!
 //! The typed client of ade over HTTP (SPEC §4): documents, configurations, runs
-//! (create/get/list/cancel/[`wait`](Client::wait)), event pages and NDJSON logs, and
+//! (create/get/list/cancel/[`wait`](Client::wait)), their output files, event pages and NDJSON logs, and
 //! [`EventStream`], a run's events over Server-Sent Events that resumes by itself after network
 //! errors and server restarts, drops duplicates, reports gaps, and ends after `run.completed`.
 //!
@@ -37,6 +37,6 @@ mod transport;
 #[cfg(feature = "local")]
 pub use ade_core as core;
 pub use ade_model as model;
-pub use client::{Client, EventPage, ListRuns, NewRun, RunList};
+pub use client::{Client, EventPage, ListRuns, NewRun, Output, RunList};
 pub use error::{Error, Problem, Result};
 pub use stream::{EventStream, Reconnect};

@@ -2,16 +2,18 @@
 //! the errors the server would answer.
 
 use ade_core::api::{self, Refusal};
+use ade_core::blob::BlobKey;
 use ade_core::config::Configuration;
 use ade_core::dispatch::After;
 use ade_core::event::{ConfigurationId, DocumentId, Envelope, RunId, WorkspaceId};
+use ade_core::orchestrate::content_type_for;
 use ade_core::run::Run;
 use ade_core::store::{Document, RunKey};
 use ade_core::{CreateRun, Created, Runtime};
 use async_trait::async_trait;
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use crate::client::{EventPage, ListRuns, NewRun, RunList};
+use crate::client::{EventPage, ListRuns, NewRun, Output, RunList};
 use crate::error::{Error, Problem, Result};
 use crate::stream::EventStream;
 use crate::transport::InProcess;
@@ -84,6 +86,11 @@ impl InProcess for Runtime {
         self.configuration(id).map(|c| c.as_ref().clone()).ok_or_else(|| not_found(format!("no configuration {id}")))
     }
 
+    fn put_configuration(&self, configuration: &Configuration) -> Result<Configuration> {
+        Runtime::put_configuration(self, configuration.clone()).map_err(|e| api(422, e.to_string()))?;
+        Ok(configuration.clone())
+    }
+
     async fn create_run(&self, run: &NewRun) -> Result<Created> {
         let mut create = CreateRun::new(run.configuration_id.clone())
             .workspace(run.workspace_id.clone().unwrap_or_default())
@@ -139,6 +146,30 @@ impl InProcess for Runtime {
             .await
             .map_err(problem)?;
         stored.iter().map(|e| envelope(e)).collect()
+    }
+
+    async fn list_outputs(&self, id: RunId) -> Result<Vec<Output>> {
+        let run = InProcess::get_run(self, id).await?;
+        let entries = self.blob_store().list(&BlobKey::run_outputs(&run.workspace_id, id)).await.map_err(problem)?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                let name = entry.key.name().to_owned();
+                let content_type = content_type_for(&name);
+                Output::new(id, name, entry.size, content_type)
+            })
+            .collect())
+    }
+
+    async fn download_output(&self, id: RunId, name: &str) -> Result<bytes::Bytes> {
+        use tokio::io::AsyncReadExt as _;
+        let run = InProcess::get_run(self, id).await?;
+        let not_found = || not_found(format!("run {id} has no output {name:?}"));
+        let Ok(key) = BlobKey::output(&run.workspace_id, id, name) else { return Err(not_found()) };
+        let Some(mut blob) = self.blob_store().open(&key).await.map_err(problem)? else { return Err(not_found()) };
+        let mut bytes = Vec::with_capacity(usize::try_from(blob.size()).unwrap_or(0));
+        blob.read_to_end(&mut bytes).await.map_err(|e| api(500, format!("reading output {name:?}: {e}")))?;
+        Ok(bytes.into())
     }
 
     fn events(&self, id: RunId, after: u64) -> EventStream {
