@@ -174,6 +174,9 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+    /// The runtime is shutting down and takes nothing new.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
     /// An error of the model (`ade-model`) that has no variant of its own here.
     #[error(transparent)]
     Model(ade_model::Error),

@@ -3,7 +3,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -27,16 +27,18 @@ const BACKLOG_PAGE: usize = 256;
 /// keeps producing events does not keep the exporter from the others.
 const BATCHES_PER_TURN: usize = 8;
 
-/// The exporters of a runtime and their delivery tasks.
+/// The exporters of a runtime and their delivery tasks (exporters may come and go while it runs).
 #[derive(Debug)]
 pub(crate) struct Exporters {
-    drivers: Vec<Arc<Driver>>,
+    drivers: RwLock<Vec<Arc<Driver>>>,
+    events: Arc<dyn EventStore>,
+    runs: Arc<dyn RunStore>,
+    options: ExportOptions,
     tasks: TaskTracker,
     /// Cancelled at shutdown: deliver what is due, then stop.
     drain: CancellationToken,
     /// Cancelled when the grace is over: stop now.
     stop: CancellationToken,
-    grace: Duration,
 }
 
 impl Exporters {
@@ -51,45 +53,75 @@ impl Exporters {
         runs: Arc<dyn RunStore>,
     ) -> Result<Arc<Self>> {
         check_names(&exporters)?;
-        let drivers: Vec<Arc<Driver>> = exporters
-            .into_iter()
-            .map(|exporter| {
-                Arc::new(Driver {
-                    exporter,
-                    events: events.clone(),
-                    runs: runs.clone(),
-                    options: options.clone(),
-                    due: Mutex::new(Due::default()),
-                    wake: Notify::new(),
-                    failures_logged: LogLimit::every(Duration::from_secs(10)),
-                })
-            })
-            .collect();
         let this = Arc::new(Self {
-            drivers,
+            drivers: RwLock::new(Vec::new()),
+            events,
+            runs,
+            options: options.clone(),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
-            grace: options.shutdown_grace,
         });
-        for driver in &this.drivers {
-            let (driver, drain, stop) = (driver.clone(), this.drain.clone(), this.stop.clone());
-            this.tasks.spawn(async move {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = driver.run(&drain) => {}
-                }
-            });
+        for exporter in exporters {
+            this.add(exporter)?;
         }
-        this.tasks.close();
         Ok(this)
+    }
+
+    /// Starts delivering to one more exporter.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when an exporter of that name is registered; [`Error::ShuttingDown`]
+    /// once the shutdown has begun.
+    pub(crate) fn add(&self, exporter: Arc<dyn EventExporter>) -> Result<()> {
+        let mut drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
+        if self.drain.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        if drivers.iter().any(|driver| driver.exporter.name() == exporter.name()) {
+            return Err(duplicate_name(exporter.name()));
+        }
+        let driver = Arc::new(Driver {
+            exporter,
+            events: self.events.clone(),
+            runs: self.runs.clone(),
+            options: self.options.clone(),
+            due: Mutex::new(Due::default()),
+            wake: Notify::new(),
+            failures_logged: LogLimit::every(Duration::from_secs(10)),
+            removed: self.stop.child_token(),
+        });
+        drivers.push(driver.clone());
+        let drain = self.drain.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = driver.removed.cancelled() => {}
+                () = driver.run(&drain) => {}
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops delivering to the exporter named `name` (a delivery in progress is abandoned: it
+    /// comes again if the exporter is added back, from its cursors); whether it was registered.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        let mut drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
+        let Some(index) = drivers.iter().position(|driver| driver.exporter.name() == name) else { return false };
+        drivers.swap_remove(index).removed.cancel();
+        true
     }
 
     /// Lets every exporter deliver what is due, for up to the grace, then stops them.
     pub(crate) async fn shutdown(&self) {
-        self.drain.cancel();
-        if tokio::time::timeout(self.grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "event exporters had not caught up at shutdown; they resume at the next start");
+        {
+            // Under the lock: no exporter is added once the shutdown has begun.
+            let _drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
+            self.drain.cancel();
+        }
+        self.tasks.close();
+        let grace = self.options.shutdown_grace;
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(?grace, "event exporters had not caught up at shutdown; they resume at the next start");
         }
         self.stop.cancel();
         self.tasks.wait().await;
@@ -98,9 +130,16 @@ impl Exporters {
 
 impl AppendListener for Exporters {
     fn appended(&self, run: &RunKey, _last_sequence: u64) {
-        for driver in &self.drivers {
+        for driver in self.drivers.read().unwrap_or_else(|p| p.into_inner()).iter() {
             driver.mark_due(run);
         }
+    }
+}
+
+fn duplicate_name(name: &str) -> Error {
+    Error::Config {
+        path: "exporters".into(),
+        reason: format!("two event exporters are named {name:?}; a name keys its exporter's cursors"),
     }
 }
 
@@ -112,13 +151,7 @@ pub(crate) fn check_names(exporters: &[Arc<dyn EventExporter>]) -> Result<()> {
     let mut names = HashSet::new();
     for exporter in exporters {
         if !names.insert(exporter.name()) {
-            return Err(Error::Config {
-                path: "exporters".into(),
-                reason: format!(
-                    "two event exporters are named {:?}; a name keys its exporter's cursors",
-                    exporter.name()
-                ),
-            });
+            return Err(duplicate_name(exporter.name()));
         }
     }
     Ok(())
@@ -136,6 +169,8 @@ struct Driver {
     /// Signalled when a run becomes due.
     wake: Notify,
     failures_logged: LogLimit,
+    /// Cancelled when the exporter is removed (or the grace after a shutdown is over).
+    removed: CancellationToken,
 }
 
 /// The runs due, in the order they became due, each once.
@@ -289,7 +324,16 @@ impl Driver {
     }
 }
 
-/// Exponential backoff between a minimum and a maximum.
+/// A number in [0, 1), different at each call (not for cryptography).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Exponential backoff between a minimum and a maximum, with jitter.
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
@@ -301,10 +345,31 @@ impl Backoff {
         Self { next: options.backoff_min, max: options.backoff_max.max(options.backoff_min) }
     }
 
-    /// The wait before the next attempt.
+    /// The wait before the next attempt: between half the current step and the step ("equal
+    /// jitter"), so that exporters failing together (one endpoint down for several) do not retry
+    /// in lockstep.
     fn next(&mut self) -> Duration {
-        let wait = self.next;
+        let step = self.next;
         self.next = (self.next * 2).min(self.max);
-        wait
+        let half = step / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_maximum_with_jitter_within_each_step() {
+        let options = ExportOptions::default().with_backoff(Duration::from_millis(100), Duration::from_millis(800));
+        let mut backoff = Backoff::new(&options);
+        for step in [100, 200, 400, 800, 800] {
+            let wait = backoff.next();
+            let step = Duration::from_millis(step);
+            assert!(wait >= step / 2 && wait <= step, "{wait:?} within [{:?}, {step:?}]", step / 2);
+        }
+        let waits: std::collections::HashSet<_> = (0..20).map(|_| Backoff::new(&options).next()).collect();
+        assert!(waits.len() > 1, "jittered: {waits:?}");
     }
 }

@@ -1,8 +1,10 @@
 //! Event exporters: the embedder's code sees every persisted event of every run, in order.
 //!
 //! An [`EventExporter`] is registered on the builder
-//! ([`RuntimeBuilder::exporter`](crate::RuntimeBuilder::exporter)); the runtime then runs one
-//! delivery task per exporter. (It is not the engine's [`EventSink`](crate::engine::EventSink),
+//! ([`RuntimeBuilder::exporter`](crate::RuntimeBuilder::exporter)) or on the running runtime
+//! ([`Runtime::add_exporter`](crate::Runtime::add_exporter), and removed with
+//! [`Runtime::remove_exporter`](crate::Runtime::remove_exporter)); the runtime runs one delivery
+//! task per exporter. (It is not the engine's [`EventSink`](crate::engine::EventSink),
 //! which is what an engine emits *into*: an exporter gets what was *persisted*.)
 //!
 //! # Delivery guarantee
@@ -20,7 +22,8 @@
 //!   [`rescan_interval`](ExportOptions::rescan_interval), the delivery task looks for runs whose
 //!   cursor is behind their log (all of a new exporter's runs are).
 //! - **Failures are retried, and slow no one else.** A failing (or panicking) `deliver` is
-//!   retried with exponential backoff between [`backoff_min`](ExportOptions::backoff_min) and
+//!   retried with exponential backoff (with jitter: each wait is between half the step and the
+//!   step) between [`backoff_min`](ExportOptions::backoff_min) and
 //!   [`backoff_max`](ExportOptions::backoff_max), for as long as it fails. Runs never wait for
 //!   an exporter: they are persisted, published to subscribers and finished regardless. Each
 //!   exporter has its own task, so a slow or failing exporter does not hold back another. Within

@@ -130,6 +130,41 @@ async fn two_exporters_of_one_name_are_refused() {
     }
 }
 
+/// Exporters added and removed while the runtime runs: one added late gets the runs before it
+/// (from the backlog); removed, it gets nothing more; added back under its name, it resumes from
+/// its cursors, so nothing is missed and only the batch it may have been given twice comes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exporters_come_and_go_while_the_runtime_runs_and_resume_from_their_cursors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = builder(dir.path(), fast()).build().await.expect("runtime");
+    let before = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    follow(&runtime, before).await;
+
+    let first = Recorder::new("late");
+    runtime.add_exporter(first.clone()).expect("added");
+    let again = runtime.add_exporter(Recorder::new("late"));
+    assert!(matches!(&again, Err(crate::Error::Config { reason, .. }) if reason.contains("late")), "{again:?}");
+    first.wait_for("the run before it", |r| r.has_completed(before)).await;
+    assert_delivered(&first.batches(before), &stored_ids(&runtime, before).await);
+
+    assert!(runtime.remove_exporter("late"));
+    assert!(!runtime.remove_exporter("late"), "removed once");
+    let during = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    follow(&runtime, during).await;
+    let second = Recorder::new("late");
+    runtime.add_exporter(second.clone()).expect("added back");
+    second.wait_for("the run made while it was away", |r| r.has_completed(during)).await;
+    assert_delivered(&second.batches(during), &stored_ids(&runtime, during).await);
+    assert!(first.batches(during).is_empty(), "a removed exporter is given nothing");
+    // Acknowledged before the removal, `before` comes again at most from its last batch.
+    let both = [first.batches(before), second.batches(before)].concat();
+    assert_delivered(&both, &stored_ids(&runtime, before).await);
+
+    runtime.shutdown().await;
+    let refused = runtime.add_exporter(Recorder::new("after"));
+    assert!(matches!(refused, Err(crate::Error::ShuttingDown)), "{refused:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_waits_for_exporters_to_catch_up() {
     let dir = tempfile::tempdir().expect("temp dir");

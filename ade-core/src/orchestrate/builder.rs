@@ -304,13 +304,9 @@ impl RuntimeBuilder {
         }
         let blob_store = self.blob_store.unwrap_or_else(|| Arc::new(DirBlobStore::new(&self.data_dir)));
         let dispatcher = Dispatcher::new(events.clone(), options);
-        let exporters = if self.exporters.is_empty() {
-            None
-        } else {
-            let exporters = Exporters::start(self.exporters, &self.export_options, events, runs.clone())?;
-            dispatcher.listen_appended(exporters.clone());
-            Some(exporters)
-        };
+        // Even with none registered yet: exporters may be added while the runtime runs.
+        let exporters = Exporters::start(self.exporters, &self.export_options, events, runs.clone())?;
+        dispatcher.listen_appended(exporters.clone());
         let inner = Arc::new(Inner {
             _data_dir_lock: data_dir_lock,
             blob_store,

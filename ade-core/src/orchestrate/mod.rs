@@ -138,8 +138,8 @@ struct Inner {
     /// Document bytes and run outputs.
     blob_store: Arc<dyn BlobStore>,
     dispatcher: Dispatcher,
-    /// The event exporters' delivery tasks, if any exporter is registered.
-    exporters: Option<Arc<Exporters>>,
+    /// The event exporters' delivery tasks.
+    exporters: Arc<Exporters>,
     runs: Arc<dyn RunStore>,
     configurations: RwLock<HashMap<ConfigurationId, Arc<Configuration>>>,
     engines: HashMap<String, EngineEntry>,
@@ -499,6 +499,23 @@ impl Runtime {
         }
     }
 
+    /// Registers an [`EventExporter`](crate::export::EventExporter) on the running runtime, as
+    /// [`RuntimeBuilder::exporter`] does before it starts: every persisted event of every run
+    /// (those already stored included, from the exporter's cursors) is delivered to it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when an exporter of that name is registered; [`Error::ShuttingDown`].
+    pub fn add_exporter(&self, exporter: Arc<dyn crate::export::EventExporter>) -> Result<()> {
+        self.inner.exporters.add(exporter)
+    }
+
+    /// Stops delivering to the exporter named `name`; whether one was registered. Its cursors
+    /// stay in the run store: added again under that name, it resumes where it stopped (a batch
+    /// it was being given when removed comes again).
+    pub fn remove_exporter(&self, name: &str) -> bool {
+        self.inner.exporters.remove(name)
+    }
+
     /// Whether this runtime is executing `id` now (building or running it): with several
     /// runtimes on one backend, which one holds the run.
     pub fn is_executing(&self, id: RunId) -> bool {
@@ -532,9 +549,7 @@ impl Runtime {
         self.stop_claiming();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-        if let Some(exporters) = &self.inner.exporters {
-            exporters.shutdown().await;
-        }
+        self.inner.exporters.shutdown().await;
     }
 
     /// How often idle workers (and the reaper of abandoned runs) look at the store unasked.
