@@ -271,38 +271,51 @@ impl Driver {
             let batch = loop {
                 match self.read_and_deliver(run, acked).await {
                     Ok(batch) => break batch,
-                    Err((action, error)) => self.failed(run, action, &error, &mut backoff).await,
+                    Err(failure) => {
+                        if let Some(taken) = failure.taken {
+                            // Part of the batch was taken: the retry starts after it.
+                            acked = taken;
+                            self.acknowledge(run, acked).await;
+                        }
+                        self.failed(run, failure.action, &failure.error, &mut backoff).await;
+                    }
                 }
             };
             let Some(last) = batch.last() else { return };
             backoff = Backoff::new(&self.options);
             acked = last.sequence();
-            // Not acknowledged durably: after a restart the batch comes again, which the guarantee
-            // allows; meanwhile delivery goes on from where it is.
-            if let Err(error) = self.runs.ack_export(name, run.run_id, acked).await
-                && let Some(suppressed) = self.failures_logged.allow()
-            {
-                tracing::warn!(exporter = name, run_id = %run.run_id, acked, %error, suppressed, "could not record an export cursor");
-            }
+            self.acknowledge(run, acked).await;
         }
         self.mark_due(run);
     }
 
+    /// Records that the exporter has `run`'s events up to `acked`. Not recorded (a store error),
+    /// they come again after a restart, which the guarantee allows; meanwhile delivery goes on
+    /// from where it is.
+    async fn acknowledge(&self, run: &RunKey, acked: u64) {
+        let name = self.exporter.name();
+        if let Err(error) = self.runs.ack_export(name, run.run_id, acked).await
+            && let Some(suppressed) = self.failures_logged.allow()
+        {
+            tracing::warn!(exporter = name, run_id = %run.run_id, acked, %error, suppressed, "could not record an export cursor");
+        }
+    }
+
     /// Reads up to a batch of `run`'s events after `acked` and delivers them (unless there are
     /// none); the batch, or what failed.
-    async fn read_and_deliver(
-        &self,
-        run: &RunKey,
-        acked: u64,
-    ) -> Result<Vec<Arc<StoredEvent>>, (&'static str, String)> {
-        let batch = self.read_batch(run, acked).await.map_err(|e| ("read events to export", e.to_string()))?;
-        if !batch.is_empty() {
+    async fn read_and_deliver(&self, run: &RunKey, acked: u64) -> Result<Vec<Arc<StoredEvent>>, Failure> {
+        let batch = self.read_batch(run, acked).await.map_err(|e| Failure::new("read events to export", e))?;
+        if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+            let (first, last) = (first.sequence(), last.sequence());
             // A panicking exporter is retried like a failing one, instead of losing its task.
             let delivered = AssertUnwindSafe(self.exporter.deliver(run, &batch)).catch_unwind().await;
             match delivered {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(("deliver events", error.to_string())),
-                Err(_) => return Err(("deliver events", "the exporter panicked".to_owned())),
+                Ok(Err(error)) => {
+                    let taken = error.delivered().filter(|taken| (first..=last).contains(taken));
+                    return Err(Failure { taken, ..Failure::new("deliver events", error) });
+                }
+                Err(_) => return Err(Failure::new("deliver events", "the exporter panicked")),
             }
         }
         Ok(batch)
@@ -321,6 +334,21 @@ impl Driver {
             tracing::warn!(exporter = self.exporter.name(), run_id = %run.run_id, %error, retry_in = ?wait, suppressed, "could not {action}");
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// What kept a batch from being delivered.
+#[derive(Debug)]
+struct Failure {
+    action: &'static str,
+    error: String,
+    /// The last sequence of the batch the exporter took before it failed.
+    taken: Option<u64>,
+}
+
+impl Failure {
+    fn new(action: &'static str, error: impl std::fmt::Display) -> Self {
+        Self { action, error: error.to_string(), taken: None }
     }
 }
 

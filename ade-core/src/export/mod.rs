@@ -88,17 +88,34 @@ pub struct ExportError {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The last sequence of the batch the exporter did take before it failed.
+    delivered_up_to: Option<u64>,
 }
 
 impl ExportError {
     /// An error saying `message`.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), source: None }
+        Self { message: message.into(), source: None, delivered_up_to: None }
     }
 
     /// An error caused by `source`, saying what it says.
     pub fn from_source(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: source.to_string(), source: Some(Box::new(source)) }
+        Self { message: source.to_string(), source: Some(Box::new(source)), delivered_up_to: None }
+    }
+
+    /// Says that the batch's events up to `sequence` were taken before the failure: they are
+    /// acknowledged, and the retry starts after them (an exporter that sends events one by one
+    /// then makes progress through an endpoint that fails now and then). A sequence outside the
+    /// batch is ignored.
+    #[must_use]
+    pub fn delivered_up_to(mut self, sequence: u64) -> Self {
+        self.delivered_up_to = Some(sequence);
+        self
+    }
+
+    /// What [`delivered_up_to`](Self::delivered_up_to) said.
+    pub fn delivered(&self) -> Option<u64> {
+        self.delivered_up_to
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::CreateRun;
-use crate::event::RunId;
+use crate::event::{EventId, RunId};
 use crate::store::RunKey;
 use crate::sync::lock;
 use crate::test_util::export::*;
@@ -214,6 +214,44 @@ async fn cursors_that_cannot_be_recorded_cost_duplicates_not_events() {
     assert_delivered(&again.batches(run), &log);
     runtime.shutdown().await;
     assert_eq!(runs.export_cursor("hook", run).await.expect("cursor"), log.len() as u64);
+}
+
+/// Takes one event of each batch, then fails saying so (an exporter that sends events one by one
+/// to an endpoint that fails after each).
+#[derive(Debug)]
+struct OneAtATime {
+    inner: Arc<Recorder>,
+    name: String,
+}
+
+#[async_trait]
+impl EventExporter for OneAtATime {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
+        self.inner.deliver(run, &events[..1]).await?;
+        if events.len() == 1 {
+            return Ok(());
+        }
+        Err(ExportError::new("took one").delivered_up_to(events[0].sequence()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_failing_exporter_took_is_acknowledged_and_never_given_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorder = Recorder::new("one");
+    let exporter = Arc::new(OneAtATime { inner: recorder.clone(), name: "one".to_owned() });
+    let runtime = builder(dir.path(), fast()).exporter(exporter).build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    recorder.wait_for("run.completed", |r| r.has_completed(run)).await;
+    let log = stored_ids(&runtime, run).await;
+    let taken: Vec<(u64, EventId)> = recorder.batches(run).iter().flatten().map(|(s, e, _)| (*s, *e)).collect();
+    assert_eq!(taken, log, "every event once, in order: progress one event per failure");
+    assert_eq!(runtime.run_store().export_cursor("one", run).await.expect("cursor"), log.len() as u64);
+    runtime.shutdown().await;
 }
 
 /// Panics on its first delivery, then records.
