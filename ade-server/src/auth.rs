@@ -80,6 +80,29 @@ impl Caller {
         Ok(workspace)
     }
 
+    /// The workspace a listing (`GET /runs`, `GET /webhooks`) is narrowed to: the one its
+    /// `workspace_id` names (403 if the caller may not use it), else the token's only workspace;
+    /// `None` (every workspace) for a token of all of them; 400 for a token of several that
+    /// names none.
+    pub(crate) fn listed_workspace(&self, named: Option<&str>) -> Result<Option<WorkspaceId>, Error> {
+        if let Some(text) = named {
+            let workspace = WorkspaceId::new(text).map_err(|_| {
+                Error::BadRequest(format!("`workspace_id` {:?} is not a workspace id", crate::routes::excerpt(text)))
+            })?;
+            self.check_workspace(&workspace)?;
+            return Ok(Some(workspace));
+        }
+        match &self.scope {
+            Scope::All => Ok(None),
+            Scope::Only(list) => match list.as_slice() {
+                [only] => Ok(Some(only.clone())),
+                _ => Err(Error::BadRequest(
+                    "this token may use several workspaces: name one with `workspace_id`".to_owned(),
+                )),
+            },
+        }
+    }
+
     /// Refuses (403) an action in a workspace the caller may not use.
     pub(crate) fn check_workspace(&self, workspace: &WorkspaceId) -> Result<(), Error> {
         if self.can_see(workspace) {

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// strips a prefix); links in responses are then absolute URLs under it. `None` (the
     /// default): links are paths under the request's mount point ([`crate::mount`]).
     pub public_url: Option<PublicUrl>,
+    /// How webhooks are delivered (`/webhooks`; [`Server::bind`](crate::Server::bind) starts
+    /// them): by default, only to public addresses.
+    pub webhooks: ade_webhooks::WebhookOptions,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             max_uri_bytes: 8 * 1024,
             cors: None,
             public_url: None,
+            webhooks: ade_webhooks::WebhookOptions::default(),
         }
     }
 }
@@ -199,6 +203,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_public_url(mut self, url: PublicUrl) -> Self {
         self.public_url = Some(url);
+        self
+    }
+
+    /// Sets [`webhooks`](Self::webhooks).
+    #[must_use]
+    pub fn with_webhooks(mut self, options: ade_webhooks::WebhookOptions) -> Self {
+        self.webhooks = options;
         self
     }
 

@@ -170,6 +170,20 @@ impl From<ade_core::Error> for Error {
     }
 }
 
+impl From<ade_webhooks::Error> for Error {
+    fn from(error: ade_webhooks::Error) -> Self {
+        use ade_webhooks::Error as E;
+        match error {
+            E::Core(error) => Self::from(error),
+            E::NotFound(_) => Self::NotFound(error.to_string()),
+            E::InvalidUrl(_) | E::PrivateTarget(_) | E::InvalidFilter(_) | E::InvalidSecret(_) => {
+                Self::Unprocessable(error.to_string())
+            }
+            _ => Self::Internal(error.to_string()),
+        }
+    }
+}
+
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
         let detail = refusal.detail().to_owned();

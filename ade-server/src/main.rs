@@ -111,6 +111,17 @@ struct Args {
     /// stopped reading) finish before closing them; the runs' grace period comes after.
     #[arg(long, env = "ADE_SHUTDOWN_DRAIN_SECS", default_value_t = 10)]
     shutdown_drain_secs: u64,
+    /// Let webhooks (`POST /webhooks`) target loopback, private and reserved addresses. Off by
+    /// default: a token holder could otherwise make the server call services on its network.
+    #[arg(long, env = "ADE_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// Seconds one webhook request may take.
+    #[arg(long, env = "ADE_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    webhook_timeout_secs: u64,
+    /// Seconds of nothing but failed deliveries after which a webhook is disabled (until
+    /// `POST /webhooks/{id}/enable`, which resumes where delivery stopped).
+    #[arg(long, env = "ADE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 24 * 60 * 60)]
+    webhook_disable_after_secs: u64,
 }
 
 /// A lease of 0.1 s to one day.
@@ -246,7 +257,13 @@ async fn serve(args: Args) -> Result<(), String> {
         .with_max_json_body(args.max_json_bytes)
         .with_shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
         .with_shutdown_drain(Duration::from_secs(args.shutdown_drain_secs))
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_webhooks(
+            ade_webhooks::WebhookOptions::default()
+                .with_private_targets(args.webhooks_allow_private)
+                .with_timeout(Duration::from_secs(args.webhook_timeout_secs.max(1)))
+                .with_disable_after(Duration::from_secs(args.webhook_disable_after_secs)),
+        );
     if let Some(origins) = cors {
         tracing::info!(origins = ?origins.origins(), any = origins.is_any(), "CORS enabled");
         config = config.with_cors(origins);

@@ -37,6 +37,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The stored webhook subscriptions could not be loaded.
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] ade_webhooks::Error),
 }
 
 /// A bound server. [`run`](Self::run) serves until the [`ShutdownHandle`] fires.
@@ -74,7 +77,8 @@ impl Server {
         let listener =
             TcpListener::bind(addr).await.map_err(|source| ServeError::Io { action: "bind", addr, source })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Io { action: "bind", addr, source })?;
-        Ok(Self { listener, addr, state: AppState::new(runtime, config) })
+        let webhooks = ade_webhooks::Webhooks::start(&runtime, config.webhooks.clone()).await?;
+        Ok(Self { listener, addr, state: AppState::new(runtime, config).with_webhooks(webhooks) })
     }
 
     /// The address the server listens on.

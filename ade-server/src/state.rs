@@ -20,6 +20,8 @@ struct Inner {
     config: ServerConfig,
     shutdown: CancellationToken,
     configuration_writes: tokio::sync::Mutex<()>,
+    /// The webhooks, once started ([`AppState::with_webhooks`]).
+    webhooks: std::sync::OnceLock<ade_webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -35,8 +37,22 @@ impl AppState {
                 config,
                 shutdown: CancellationToken::new(),
                 configuration_writes: tokio::sync::Mutex::new(()),
+                webhooks: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// With `webhooks` (started on the same runtime) behind `/webhooks`; without, those routes
+    /// answer 404. [`Server::bind`](crate::Server::bind) starts and sets them.
+    #[must_use]
+    pub fn with_webhooks(self, webhooks: ade_webhooks::Webhooks) -> Self {
+        let _ = self.inner.webhooks.set(webhooks);
+        self
+    }
+
+    /// The webhooks, if started.
+    pub fn webhooks(&self) -> Option<&ade_webhooks::Webhooks> {
+        self.inner.webhooks.get()
     }
 
     /// The hosted runtime.

@@ -25,6 +25,8 @@ mod exporter;
 mod signature;
 mod subscription;
 pub mod target;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -149,11 +151,6 @@ impl Webhooks {
     /// [`Error::Client`] when the HTTP client cannot be built; [`Error::Corrupt`] for a stored
     /// record that is not one; blob store errors.
     pub async fn start(runtime: &Runtime, options: WebhookOptions) -> Result<Self> {
-        // rustls without a default provider: ring's, for the whole process (a no-op when the
-        // host installed one already). Deprecated for lacking post-quantum key exchange, which
-        // aws-lc-rs has at the price of a C toolchain with cmake (docs/decisions.md).
-        #[allow(deprecated)]
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)

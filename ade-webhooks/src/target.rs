@@ -43,12 +43,18 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The longest URL a subscription may have.
+pub const MAX_URL_BYTES: usize = 2048;
+
 /// Checks a subscription's URL: absolute `http` or `https`, with a host, no credentials, and,
 /// when the host is an address, a public one (unless `allow_private`).
 ///
 /// # Errors
 /// [`Error::InvalidUrl`] or [`Error::PrivateTarget`], saying why.
 pub fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(Error::InvalidUrl(format!("longer than {MAX_URL_BYTES} bytes")));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| Error::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::InvalidUrl(format!("{url:?}: the scheme must be http or https")));

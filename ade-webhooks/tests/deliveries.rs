@@ -2,144 +2,16 @@
 //! fails on purpose: 500s, answers slower than the client's timeout, dropped connections.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ade_core::event::{RunId, WorkspaceId};
 use ade_core::test_util::export::{builder, fast};
 use ade_core::test_util::{follow, id};
 use ade_core::{CreateRun, Runtime};
-use ade_webhooks::{Error, NewWebhook, Secret, WebhookOptions, WebhookStatus, Webhooks};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use ade_webhooks::test_util::{Answer, Receiver};
+use ade_webhooks::{Error, NewWebhook, WebhookOptions, WebhookStatus, Webhooks};
 use serde_json::Value;
-use tokio::sync::Notify;
-
-/// What the receiver does with its n-th request (from 0).
-type Plan = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    Accept,
-    Fail,
-    Stall,
-    Drop,
-}
-
-/// One request the receiver accepted: its `webhook-id`, whether its signature was valid, its body.
-#[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    signed: bool,
-    body: Value,
-}
-
-struct Receiver {
-    url: String,
-    accepted: Mutex<Vec<Received>>,
-    requests: AtomicUsize,
-    changed: Notify,
-    plan: Mutex<Plan>,
-    secret: Mutex<Option<Secret>>,
-}
-
-impl Receiver {
-    async fn start(plan: Plan) -> Arc<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-        let receiver = Arc::new(Self {
-            url,
-            accepted: Mutex::default(),
-            requests: AtomicUsize::new(0),
-            changed: Notify::new(),
-            plan: Mutex::new(plan),
-            secret: Mutex::new(None),
-        });
-        let app = axum::Router::new().route("/hook", post(receive)).with_state(receiver.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        receiver
-    }
-
-    fn sign_with(&self, secret: &str) {
-        *self.secret.lock().unwrap() = Some(Secret::parse(secret).expect("secret"));
-    }
-
-    fn set_plan(&self, plan: Plan) {
-        *self.plan.lock().unwrap() = plan;
-    }
-
-    fn accepted(&self) -> Vec<Received> {
-        self.accepted.lock().unwrap().clone()
-    }
-
-    /// Waits (on the receiver's signal, with a hang guard) until `check` holds.
-    async fn wait_for(&self, what: &str, check: impl Fn(&[Received]) -> bool) {
-        let waited = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                let changed = self.changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if check(&self.accepted()) {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
-        assert!(waited.is_ok(), "timed out waiting for {what}; accepted {:?}", self.accepted().len());
-    }
-
-    /// The accepted events of `run`, first arrivals only, after checking that every repeat is the
-    /// same event under the same `webhook-id`.
-    fn of_run(&self, run: RunId) -> Vec<Value> {
-        let mut first: HashMap<String, Value> = HashMap::new();
-        let mut order = Vec::new();
-        for received in self.accepted() {
-            if received.body["run_id"] != run.to_string() {
-                continue;
-            }
-            match first.get(&received.id) {
-                Some(earlier) => assert_eq!(earlier, &received.body, "a repeat carries the same event"),
-                None => {
-                    assert_eq!(received.body["event_id"], received.id, "webhook-id is the event id");
-                    first.insert(received.id.clone(), received.body.clone());
-                    order.push(received.body);
-                }
-            }
-        }
-        order
-    }
-}
-
-async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let n = receiver.requests.fetch_add(1, Ordering::SeqCst);
-    let answer = (receiver.plan.lock().unwrap())(n);
-    match answer {
-        Answer::Fail => return StatusCode::INTERNAL_SERVER_ERROR,
-        Answer::Stall => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            return StatusCode::OK;
-        }
-        Answer::Drop => panic!("dropping the connection on purpose"),
-        Answer::Accept => {}
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp").parse::<i64>().unwrap_or(0));
-    let signed = receiver
-        .secret
-        .lock()
-        .unwrap()
-        .as_ref()
-        .is_some_and(|secret| secret.verify(&id, timestamp, &body, &header("webhook-signature")));
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    receiver.accepted.lock().unwrap().push(Received { id, signed, body });
-    receiver.changed.notify_waiters();
-    StatusCode::NO_CONTENT
-}
 
 fn options() -> WebhookOptions {
     WebhookOptions::default().with_private_targets(true).with_timeout(Duration::from_millis(300))

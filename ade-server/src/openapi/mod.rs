@@ -15,7 +15,7 @@ use ade_core::store::Document;
 use serde_json::{Map, Value, json};
 
 use crate::error::Problem;
-use crate::routes::{CreateRunBody, Output};
+use crate::routes::{CreateRunBody, CreateWebhookBody, Output};
 
 /// The OpenAPI document, as served and committed.
 pub fn document() -> Value {
@@ -55,7 +55,10 @@ fn components() -> Map<String, Value> {
             components.insert(name.to_owned(), schema);
         }
     }
-    let owned: [(&str, Value); 6] = [
+    let owned: [(&str, Value); 9] = [
+        ("Webhook", ade_core::schema::output_schema_for::<ade_webhooks::Webhook>("Webhook")),
+        ("Delivery", ade_core::schema::output_schema_for::<ade_webhooks::Delivery>("Delivery")),
+        ("CreateWebhookRequest", ade_core::schema::input_schema_for::<CreateWebhookBody>("CreateWebhookRequest")),
         ("Configuration", ade_core::schema::output_schema_for::<Configuration>("Configuration")),
         ("ConfigurationInput", configuration_input()),
         ("Document", ade_core::schema::output_schema_for::<Document>("Document")),
@@ -109,6 +112,27 @@ fn components() -> Map<String, Value> {
                 "properties": { "outputs": { "type": "array", "items": { "$ref": "#/components/schemas/Output" } } },
                 "required": ["outputs"],
             }),
+        ),
+        (
+            "WebhookList",
+            json!({
+                "type": "object",
+                "properties": { "webhooks": { "type": "array", "items": { "$ref": "#/components/schemas/Webhook" } } },
+                "required": ["webhooks"],
+            }),
+        ),
+        (
+            "DeliveryList",
+            json!({
+                "type": "object",
+                "description": "The latest deliveries, newest first.",
+                "properties": { "deliveries": { "type": "array", "items": { "$ref": "#/components/schemas/Delivery" } } },
+                "required": ["deliveries"],
+            }),
+        ),
+        (
+            "WebhookId",
+            json!({ "type": "string", "pattern": "^wh_[0-7][0-9A-HJKMNP-TV-Z]{25}$", "description": "A webhook's id: `wh_` and a ULID." }),
         ),
         (
             "Status",
@@ -261,6 +285,72 @@ const TIMEOUT: (&str, &str) =
 const FULL: (&str, &str) = ("507", "The server's storage is full; retry once space is freed.");
 
 fn paths() -> Value {
+    let mut paths = api_paths();
+    if let (Value::Object(paths), Value::Object(webhooks)) = (&mut paths, webhook_paths()) {
+        paths.extend(webhooks);
+    }
+    paths
+}
+
+/// `/webhooks`: subscriptions to a workspace's events (Standard Webhooks).
+fn webhook_paths() -> Value {
+    let id = path_id("id", "The webhook (`wh_…`); anything else names no webhook (404).", "WebhookId");
+    let not_found = ("404", "No such webhook in the caller's workspaces.");
+    json!({
+        "/webhooks": {
+            "post": {
+                "operationId": "createWebhook",
+                "summary": "Subscribe a URL to a workspace's events",
+                "description": "Every event of the workspace's runs persisted from now on that `event_types` lets through is POSTed to `url`, one request per event, signed per Standard Webhooks (`webhook-id` = the event id, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>` with the answer's `secret`); at least once, in order per run.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": schema("CreateWebhookRequest") } } },
+                "responses": responses(
+                    &[("201", json_body("Webhook", "Created, with its signing secret; `Location` names it."))],
+                    &[UNAUTHORIZED, ("400", "A malformed body: empty, or not JSON."), ("403", "The token may not use that workspace."), TIMEOUT, ("413", "Body too large."), URI_TOO_LONG, ("415", "Not JSON."), ("422", "Unknown fields, a URL that is not http(s), names a private or loopback address the server does not allow, or a bad event type filter."), FULL],
+                ),
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "summary": "List webhooks",
+                "parameters": [query("workspace_id", "Only this workspace (required for a token of several workspaces).", schema("WorkspaceId"))],
+                "responses": responses(&[("200", json_body("WebhookList", "The webhooks, by id."))], &[UNAUTHORIZED, ("400", "A bad `workspace_id`, an unknown query parameter, or a token of several workspaces that names none."), ("403", "The token may not use that workspace."), URI_TOO_LONG]),
+            },
+        },
+        "/webhooks/{id}": {
+            "get": {
+                "operationId": "getWebhook",
+                "summary": "A webhook",
+                "parameters": [id.clone()],
+                "responses": responses(&[("200", json_body("Webhook", "The webhook."))], &[UNAUTHORIZED, not_found, URI_TOO_LONG]),
+            },
+            "delete": {
+                "operationId": "deleteWebhook",
+                "summary": "Delete a webhook",
+                "parameters": [id.clone()],
+                "responses": responses(&[("204", json!({ "description": "Deleted: nothing more is sent." }))], &[UNAUTHORIZED, not_found, URI_TOO_LONG, FULL]),
+            },
+        },
+        "/webhooks/{id}/deliveries": {
+            "get": {
+                "operationId": "listWebhookDeliveries",
+                "summary": "A webhook's latest deliveries",
+                "parameters": [id.clone()],
+                "responses": responses(&[("200", json_body("DeliveryList", "Status, attempts and last error of each."))], &[UNAUTHORIZED, not_found, URI_TOO_LONG]),
+            },
+        },
+        "/webhooks/{id}/enable": {
+            "post": {
+                "operationId": "enableWebhook",
+                "summary": "Enable a disabled webhook",
+                "description": "Delivery resumes where it stopped: the events since are delivered, in order.",
+                "parameters": [id],
+                "responses": responses(&[("200", json_body("Webhook", "Enabled."))], &[UNAUTHORIZED, not_found, URI_TOO_LONG, FULL]),
+            },
+        },
+    })
+}
+
+/// The paths of runs, documents, configurations, probes and the viewer.
+fn api_paths() -> Value {
     let run_id = path_id("id", "The run (`run_…`); anything else names no run (404).", "RunId");
     let not_found = ("404", "No such run in the caller's workspaces.");
     let sse = sse("`retry: 2000`, then one `id:`/`event: ade.event`/`data:` frame per event, its data one envelope; \

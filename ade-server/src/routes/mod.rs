@@ -10,6 +10,7 @@ mod events;
 mod outputs;
 mod probes;
 mod runs;
+mod webhooks;
 
 use ade_core::event::RunId;
 use ade_core::run::Run;
@@ -28,6 +29,7 @@ use crate::state::AppState;
 pub(crate) use outputs::Output;
 pub(crate) use runs::CreateRunBody;
 pub use runs::MAX_RUNS_LIMIT;
+pub(crate) use webhooks::CreateWebhookBody;
 
 /// The routes that need a caller (SPEC §4.2).
 pub fn api_routes(state: &AppState) -> Router<AppState> {
@@ -46,6 +48,10 @@ fn api_table() -> Routes {
         .route(EVENTS_ROUTE, get(events::get))
         .route("/runs/{id}/outputs", get(outputs::list))
         .route("/runs/{id}/outputs/{name}", get(outputs::download))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", get(webhooks::get).delete(webhooks::delete))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/enable", post(webhooks::enable))
 }
 
 /// The routes anyone may call: probes, metrics, the API's description and the run viewer (a page

@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{excerpt, parse_run_id, visible_run};
-use crate::auth::{Caller, Scope};
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::mount::Mount;
@@ -166,23 +166,8 @@ pub(super) async fn list(
 ) -> Result<Json<serde_json::Value>> {
     let _ = &query.access_token;
     let mut filter = RunFilter::default();
-    if let Some(text) = &query.workspace_id {
-        let workspace = WorkspaceId::new(text.as_str())
-            .map_err(|_| Error::BadRequest(format!("`workspace_id` {:?} is not a workspace id", excerpt(text))))?;
-        caller.check_workspace(&workspace)?;
+    if let Some(workspace) = caller.listed_workspace(query.workspace_id.as_deref())? {
         filter = filter.workspace(workspace);
-    } else {
-        match &caller.scope {
-            Scope::All => {}
-            Scope::Only(list) => match list.as_slice() {
-                [only] => filter = filter.workspace(only.clone()),
-                _ => {
-                    return Err(Error::BadRequest(
-                        "this token may use several workspaces: name one with `workspace_id`".to_owned(),
-                    ));
-                }
-            },
-        }
     }
     if let Some(text) = &query.status {
         let status: RunStatus = serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| {

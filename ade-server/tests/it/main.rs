@@ -20,3 +20,4 @@ mod runs;
 mod schemathesis;
 mod shutdown;
 mod support;
+mod webhooks;

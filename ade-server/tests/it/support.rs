@@ -71,7 +71,10 @@ impl InProcess {
     /// The router with default settings.
     pub(crate) async fn start() -> Self {
         let (runtime, dir, _gate) = test_runtime().await;
-        let router = ade_server::router(ade_server::AppState::new(runtime.clone(), ServerConfig::new()));
+        let webhooks = ade_webhooks::Webhooks::start(&runtime, ade_webhooks::WebhookOptions::default()).await;
+        let state =
+            ade_server::AppState::new(runtime.clone(), ServerConfig::new()).with_webhooks(webhooks.expect("webhooks"));
+        let router = ade_server::router(state);
         Self { router, runtime, dir }
     }
 
