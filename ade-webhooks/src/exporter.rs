@@ -143,13 +143,22 @@ impl EventExporter for WebhookExporter {
     }
 
     async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
-        let (workspace_id, created_at, status) = {
-            let record = lock(&self.subscription.record);
-            (record.workspace_id.clone(), record.created_at, record.status)
-        };
-        if run.workspace_id != workspace_id {
+        if run.workspace_id != lock(&self.subscription.record).workspace_id {
             return Ok(());
         }
+        // The stored record is the truth: instances sharing the data directory (PostgreSQL) see
+        // each other's deletes, disables and enables here.
+        let id = self.subscription.record().id;
+        let stored = self.shared.load(&crate::record_key(&id).map_err(ExportError::from_source)?).await;
+        match stored.map_err(ExportError::from_source)? {
+            // Deleted (elsewhere): nothing of it is wanted any more.
+            None => return Ok(()),
+            Some(stored) => *lock(&self.subscription.record) = stored,
+        }
+        let (created_at, status) = {
+            let record = lock(&self.subscription.record);
+            (record.created_at, record.status)
+        };
         if status == WebhookStatus::Disabled {
             // Not acknowledged: enabled again, delivery resumes here.
             return Err(ExportError::new("the webhook is disabled"));

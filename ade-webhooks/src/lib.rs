@@ -129,6 +129,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Reads a subscription's record; `None` when it was deleted.
+    pub(crate) async fn load(&self, key: &BlobKey) -> Result<Option<Webhook>> {
+        let corrupt = |reason: String| Error::Corrupt { key: key.to_string(), reason };
+        let Some(reader) = self.blobs.open(key).await? else { return Ok(None) };
+        let mut bytes = Vec::new();
+        reader.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).await.map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt(e.to_string()))
+    }
+
     /// Writes a subscription's record.
     pub(crate) async fn save(&self, webhook: &Webhook) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(webhook).map_err(ade_core::Error::from)?;
@@ -275,16 +284,13 @@ impl Webhooks {
     }
 
     async fn read_record(&self, key: &BlobKey) -> Result<Webhook> {
-        let corrupt = |reason: String| Error::Corrupt { key: key.to_string(), reason };
-        let Some(reader) = self.shared.blobs.open(key).await? else {
-            return Err(corrupt("listed, then gone".to_owned()));
-        };
-        let mut bytes = Vec::new();
-        reader.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).await.map_err(|e| corrupt(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))
+        self.shared
+            .load(key)
+            .await?
+            .ok_or_else(|| Error::Corrupt { key: key.to_string(), reason: "listed, then gone".to_owned() })
     }
 }
 
-fn record_key(id: &WebhookId) -> Result<BlobKey> {
+pub(crate) fn record_key(id: &WebhookId) -> Result<BlobKey> {
     Ok(BlobKey::from_segments(["webhooks".to_owned(), format!("{id}.json")])?)
 }

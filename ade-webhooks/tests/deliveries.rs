@@ -171,3 +171,29 @@ async fn private_targets_and_bad_subscriptions_are_refused() {
     assert!(webhooks.list(|_| true).is_empty(), "nothing kept");
     runtime.shutdown().await;
 }
+
+/// Another instance on the same data directory deleted the subscription (its record is gone):
+/// this instance, which still holds it, sends nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_deleted_by_another_instance_gets_nothing_here() {
+    let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(dir.path()).await;
+    let webhooks = Webhooks::start(&runtime, options()).await.expect("webhooks");
+    let gone = webhooks.create(&runtime, NewWebhook::new(workspace("default"), &receiver.url)).await.expect("create");
+    let kept = webhooks
+        .create(
+            &runtime,
+            NewWebhook::new(workspace("default"), &receiver.url).event_types(vec!["run.completed".to_owned()]),
+        )
+        .await
+        .expect("create");
+    receiver.sign_with(&kept.secret);
+    std::fs::remove_file(dir.path().join(format!("webhooks/{}.json", gone.id))).expect("delete the record elsewhere");
+    let run = runtime.create_run(CreateRun::new(id("members"))).await.expect("create").into_run().id;
+    let log = stored(&runtime, run).await;
+    receiver.wait_for("run.completed", |accepted| !accepted.is_empty()).await;
+    runtime.shutdown().await;
+    assert_eq!(receiver.of_run(run), vec![log.last().cloned().expect("completed")], "only the kept subscription's");
+    assert!(receiver.accepted().iter().all(|r| r.signed));
+}
