@@ -35,6 +35,8 @@ macro_rules! note {
     }};
 }
 
+mod webhooks;
+
 /// The exit codes, as `--help` shows them.
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -149,6 +151,12 @@ enum Command {
     Configurations {
         #[command(subcommand)]
         command: ConfigurationsCommand,
+    },
+    /// Lists, creates, shows, deletes or enables webhooks, or shows their deliveries (against a
+    /// server).
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
     /// Lists a run's output files, or downloads one (to stdout, or to a file with -o).
     Outputs {
@@ -506,6 +514,7 @@ async fn command(context: &Context, command: Command) -> Result<Outcome, Failure
             done()
         }
         Command::Configurations { command } => configurations(context, command).await,
+        Command::Webhooks { command } => webhooks::webhooks(context, command).await,
         Command::Outputs { run, name, output, json: as_json } => {
             let id = run_id(&run)?;
             let Some(name) = name else {

@@ -691,3 +691,45 @@ async fn issue_counts_come_from_the_summary_not_the_capped_events() {
     let published = text(&out.stdout).lines().filter(|l| l.contains(r#""type":"run.validation.issue""#)).count();
     assert_eq!(published, 10_000);
 }
+
+/// `ade webhooks …` against a server: create (a private target refused), list, deliveries,
+/// delete; embedded, a message naming `--server`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_managed_against_a_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (base, shutdown) = start_server(dir.path()).await;
+    let server = ["--server", base.as_str()];
+    let with = |rest: &[&str]| strings(&[&server[..], rest].concat());
+
+    let refused = ade(with(&["webhooks", "create", "http://127.0.0.1:9/hook"])).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("private"), "{}", text(&refused.stderr));
+
+    let created = ade(with(&["webhooks", "create", "https://hooks.example.com/ade", "--event", "run.completed"])).await;
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let webhook: serde_json::Value = serde_json::from_slice(&created.stdout).expect("the webhook as JSON");
+    assert!(webhook["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "{webhook}");
+    assert_eq!(webhook["event_types"], serde_json::json!(["run.completed"]));
+    let id = webhook["id"].as_str().expect("id").to_owned();
+
+    let listed = ade(with(&["webhooks", "list"])).await;
+    let listing = text(&listed.stdout);
+    assert!(listing.contains(&id) && listing.contains("enabled") && listing.contains("run.completed"), "{listing}");
+    let deliveries = ade(with(&["webhooks", "deliveries", &id])).await;
+    assert!(deliveries.status.success());
+    assert!(text(&deliveries.stderr).contains("no deliveries yet"));
+
+    let deleted = ade(with(&["webhooks", "delete", &id])).await;
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let gone = ade(with(&["webhooks", "show", &id])).await;
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(text(&gone.stderr).contains("404"), "{}", text(&gone.stderr));
+    let bad = ade(with(&["webhooks", "show", "nope"])).await;
+    assert!(text(&bad.stderr).contains("not a webhook id"), "{}", text(&bad.stderr));
+
+    let data = dir.path().join("embedded").display().to_string();
+    let embedded = ade(strings(&["--data-dir", &data, "webhooks", "list"])).await;
+    assert_eq!(embedded.status.code(), Some(2));
+    assert!(text(&embedded.stderr).contains("--server"), "{}", text(&embedded.stderr));
+    shutdown.shutdown();
+}

@@ -554,7 +554,7 @@ pub(crate) async fn problem(response: Response) -> Error {
     }))
 }
 
-async fn json<T: DeserializeOwned>(response: Response, what: &'static str) -> Result<T> {
+pub(crate) async fn json<T: DeserializeOwned>(response: Response, what: &'static str) -> Result<T> {
     let bytes = response.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Decode { what, reason: e.to_string() })
 }

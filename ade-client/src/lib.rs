@@ -33,6 +33,7 @@ mod error;
 mod local;
 mod stream;
 mod transport;
+mod webhooks;
 
 #[cfg(feature = "local")]
 pub use ade_core as core;
@@ -40,3 +41,4 @@ pub use ade_model as model;
 pub use client::{Client, EventPage, ListRuns, NewRun, Output, RunList};
 pub use error::{Error, Problem, Result};
 pub use stream::{EventStream, Reconnect};
+pub use webhooks::NewWebhook;

@@ -37,5 +37,6 @@ pub mod event;
 pub mod run;
 pub mod schema;
 pub mod summary;
+pub mod webhook;
 
 pub use error::{Error, Result};
