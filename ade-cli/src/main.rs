@@ -3,6 +3,7 @@
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
+use ade_client::model::text::thousands;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -419,18 +420,6 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("(cannot show: {e})"))
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// `n thing` / `n things`, with separators.
 fn count(n: u64, thing: &str) -> String {
@@ -1101,11 +1090,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thousands_are_separated() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
+    fn counts_are_separated_and_pluralized() {
         assert_eq!(count(1, "row"), "1 row");
         assert_eq!(count(12_000, "row"), "12,000 rows");
     }

@@ -79,7 +79,7 @@ pub mod coordinate;
 pub mod error;
 mod sync;
 
-pub use ade_model::{config, event, run, schema, summary, webhook};
+pub use ade_model::{config, event, run, schema, summary, text, webhook};
 
 pub use error::{Error, Result};
 pub mod dispatch;

@@ -37,6 +37,7 @@ pub mod event;
 pub mod run;
 pub mod schema;
 pub mod summary;
+pub mod text;
 pub mod webhook;
 
 pub use error::{Error, Result};

@@ -67,6 +67,7 @@ mod output;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use ade_core::text::thousands;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -341,18 +342,6 @@ fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, progress: &m
     Some((sheets, issues, summaries))
 }
 
-/// `1323` → `1,323`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })

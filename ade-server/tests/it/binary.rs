@@ -96,9 +96,16 @@ async fn the_binary_refuses_to_serve_open_on_a_public_address() {
 /// Starts the binary on a free port over `data_dir` and the sample configuration directory; the
 /// child and its base URL.
 async fn start(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    start_with(data_dir, &[]).await
+}
+
+/// [`start`] with more flags.
+pub(crate) async fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (std::process::Child, String) {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
     let mut child = binary()
-        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .args(["--bind", "127.0.0.1:0"])
+        .args(flags)
+        .arg("--data-dir")
         .arg(data_dir)
         .arg("--config-dir")
         .arg(examples)

@@ -1,7 +1,6 @@
 //! `/webhooks`: subscriptions scoped by token, refused targets, and delivery across a `kill -9`
 //! of the server to a real receiver that checks every signature.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use ade_webhooks::test_util::{Answer, Receiver};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::binary::binary;
-use crate::support::{PATIENCE, TestServer, announced_base, header, problem, test_tokens};
+use crate::binary::start_with;
+use crate::support::{PATIENCE, TestServer, header, problem, test_tokens};
 
 #[tokio::test]
 async fn webhooks_are_scoped_by_token_and_bad_ones_are_refused() {
@@ -86,18 +85,7 @@ async fn log(http: &reqwest::Client, base: &str, run: &str) -> Vec<Value> {
 
 /// Starts the binary on `data`, allowing loopback webhook targets.
 async fn start(data: &std::path::Path) -> (std::process::Child, String) {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
-    let mut child = binary()
-        .args(["--bind", "127.0.0.1:0", "--webhooks-allow-private", "--webhook-timeout-secs", "2", "--data-dir"])
-        .arg(data)
-        .arg("--config-dir")
-        .arg(examples)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let base = announced_base(&mut child).await;
-    (child, base)
+    start_with(data, &["--webhooks-allow-private", "--webhook-timeout-secs", "2"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
