@@ -78,3 +78,10 @@ pub async fn delete_stream(url: &str, stream: &str) {
         let _ = jetstream::new(client).delete_stream(stream).await;
     }
 }
+
+/// How many messages `stream` holds (0 when it cannot be read yet).
+pub async fn message_count(url: &str, stream: &str) -> u64 {
+    let Ok(client) = async_nats::connect(url).await else { return 0 };
+    let Ok(mut handle) = jetstream::new(client).get_stream(stream).await else { return 0 };
+    handle.info().await.map_or(0, |info| info.state.messages)
+}
