@@ -64,6 +64,9 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// (about 60 bytes) and, for a stand-in, [`OMITTED_HEADER`], with room to spare.
 pub const HEADER_ROOM: usize = 256;
 
+/// Most messages of a batch published before the oldest acknowledgement is awaited.
+const MAX_IN_FLIGHT: usize = 1024;
+
 /// The header that marks a stand-in for an event larger than the server's `max_payload`; its
 /// value is the event's size in bytes.
 pub const OMITTED_HEADER: &str = "Ade-Event-Omitted";
@@ -331,8 +334,16 @@ impl EventExporter for JetStreamExporter {
     /// only once every message is stored (or was already, a duplicate).
     async fn deliver(&self, run: &RunKey, events: &[Arc<StoredEvent>]) -> Result<(), ExportError> {
         let subject = subject(&self.options.subject_prefix, run);
-        let mut acks = Vec::with_capacity(events.len());
+        let mut acks: std::collections::VecDeque<jetstream::context::PublishAckFuture> =
+            std::collections::VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
         for event in events {
+            // The client holds an acknowledgement permit per message until its ack is awaited (5,000
+            // by default): a batch larger than that would wait for permits only its own acks free.
+            if acks.len() == MAX_IN_FLIGHT
+                && let Some(oldest) = acks.pop_front()
+            {
+                oldest.await.map_err(ExportError::from_source)?;
+            }
             let (headers, payload) = message(event, self.max_payload)?;
             if headers.get(OMITTED_HEADER).is_some() {
                 tracing::warn!(
@@ -348,7 +359,7 @@ impl EventExporter for JetStreamExporter {
                 .publish_with_headers(subject.clone(), headers, payload)
                 .await
                 .map_err(ExportError::from_source)?;
-            acks.push(ack);
+            acks.push_back(ack);
         }
         for ack in acks {
             ack.await.map_err(ExportError::from_source)?;

@@ -6,23 +6,22 @@ use std::sync::Arc;
 
 use ade_core::event::WorkspaceId;
 use ade_core::store::RunKey;
-use ade_core::test_util::export::{builder, fast};
-use ade_core::{CreateRun, dispatch::After};
+use ade_core::test_util::export::{LinesEngine, builder, fast, lines_configuration};
+use ade_core::{CreateRun, Runtime, RuntimeBuilder, dispatch::After};
 use ade_nats::test_util::{self, Stored};
 use ade_nats::{Error, JetStreamExporter, JetStreamOptions, MAX_EVENT_BYTES, Oversize};
 use futures::TryStreamExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_holds_exactly_each_runs_stored_log_in_order() {
-    let Some(url) = test_util::url() else { return };
+/// Runs `members` once in each of `workspaces` on a runtime from `builder` with the exporter,
+/// shuts down (letting the exporter catch up), and checks that the stream holds exactly each run's
+/// stored log: every event's bytes and id, in order, once.
+async fn export_and_compare(url: &str, builder: RuntimeBuilder, workspaces: &[&str], min_events: usize) {
     let options = test_util::unique_options();
-    let exporter = JetStreamExporter::connect(&url, options.clone()).await.expect("connect");
-    let dir = tempfile::tempdir().expect("temp dir");
-    // Batches of 4: a run's 25+ events take several deliveries, each pipelined.
-    let runtime = builder(dir.path(), fast()).exporter(Arc::new(exporter)).build().await.expect("runtime");
+    let exporter = JetStreamExporter::connect(url, options.clone()).await.expect("connect");
+    let runtime = builder.exporter(Arc::new(exporter)).build().await.expect("runtime");
     let mut runs = Vec::new();
-    for workspace in ["default", "acme.eu", "acme-eu"] {
-        let workspace = WorkspaceId::new(workspace).expect("valid");
+    for workspace in workspaces {
+        let workspace = WorkspaceId::new(*workspace).expect("valid");
         let create = CreateRun::new("members".parse().expect("id")).workspace(workspace);
         runs.push(runtime.create_run(create).await.expect("create").into_run());
     }
@@ -38,9 +37,21 @@ async fn the_stream_holds_exactly_each_runs_stored_log_in_order() {
     // Lets the exporter deliver what was persisted.
     runtime.shutdown().await;
 
-    let stream = test_util::read_stream(&url, &options.stream).await;
+    assert_stream_holds_the_logs(url, &options, &runtime, &runs, min_events).await;
+    test_util::delete_stream(url, &options.stream).await;
+}
+
+/// The stream holds exactly each run's stored log: every event's bytes and id, in order, once.
+async fn assert_stream_holds_the_logs(
+    url: &str,
+    options: &JetStreamOptions,
+    runtime: &Runtime,
+    runs: &[ade_core::run::Run],
+    min_events: usize,
+) {
+    let stream = test_util::read_stream(url, &options.stream).await;
     assert_eq!(stream.len(), runs.len(), "one subject per run: {:?}", stream.keys());
-    for run in &runs {
+    for run in runs {
         let key = RunKey::new(run.workspace_id.clone(), run.id);
         let log: Vec<_> =
             runtime.dispatcher().store().read_after(&key, 0).await.expect("read").try_collect().await.expect("log");
@@ -50,9 +61,56 @@ async fn the_stream_holds_exactly_each_runs_stored_log_in_order() {
             .collect();
         let subject = ade_nats::subject(&options.subject_prefix, &key);
         let published = stream.get(&subject).expect("the run's subject");
-        assert!(log.len() > 25, "the run's whole log: {}", log.len());
-        assert_eq!(published, &expected, "{subject}: every stored event, bytes and id, in order, once");
+        assert!(log.len() > min_events, "the run's whole log: {}", log.len());
+        assert!(published == &expected, "{subject}: every stored event, bytes and id, in order, once");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_holds_exactly_each_runs_stored_log_in_order() {
+    let Some(url) = test_util::url() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Batches of 4: a run's 25+ events take several deliveries, each pipelined; a workspace id
+    // with a `.` and one that differs from it only there get subjects of their own.
+    export_and_compare(&url, builder(dir.path(), fast()), &["default", "acme.eu", "acme-eu"], 25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_clients_acknowledgements_in_flight_is_delivered_whole() {
+    let Some(url) = test_util::url() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let builder = || {
+        Runtime::builder()
+            .data_dir(dir.path())
+            .engine("lines", Arc::new(LinesEngine { lines: 5_500 }), None)
+            .configuration(lines_configuration("members"))
+    };
+    // The run ends before the exporter exists: the next runtime's first rescan finds its whole
+    // log behind the cursor and delivers it as one batch of ~5,500 events, more than the client's
+    // 5,000 acknowledgement permits.
+    let runtime = builder().build().await.expect("runtime");
+    let run = runtime.create_run(CreateRun::new("members".parse().expect("id"))).await.expect("create").into_run();
+    let _: Vec<_> =
+        runtime.subscribe(None, run.id, After(0)).await.expect("subscribe").try_collect().await.expect("end");
+    runtime.shutdown().await;
+    // Releases the data directory's lock for the next runtime.
+    drop(runtime);
+
+    let options = test_util::unique_options();
+    let exporter = JetStreamExporter::connect(&url, options.clone()).await.expect("connect");
+    let runtime = builder()
+        .exporter(Arc::new(exporter))
+        .export_options(fast().with_batch_size(6_000))
+        .build()
+        .await
+        .expect("runtime");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while test_util::message_count(&url, &options.stream).await < 5_500 {
+        assert!(std::time::Instant::now() < deadline, "the backlog is exported within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    runtime.shutdown().await;
+    assert_stream_holds_the_logs(&url, &options, &runtime, &[run], 5_500).await;
     test_util::delete_stream(&url, &options.stream).await;
 }
 
