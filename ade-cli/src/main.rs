@@ -420,7 +420,6 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("(cannot show: {e})"))
 }
 
-
 /// `n thing` / `n things`, with separators.
 fn count(n: u64, thing: &str) -> String {
     format!("{} {thing}{}", thousands(n), if n == 1 { "" } else { "s" })

@@ -122,6 +122,51 @@ struct Args {
     /// `POST /webhooks/{id}/enable`, which resumes where delivery stopped).
     #[arg(long, env = "ADE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 24 * 60 * 60)]
     webhook_disable_after_secs: u64,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// The NATS JetStream exporter (crate ade-nats), kept apart from the other flags.
+#[derive(Debug, clap::Args)]
+struct NatsArgs {
+    /// Publish every persisted event of every run to this NATS server's JetStream
+    /// (`nats://host:4222`), at least once and in order per run, to the subjects
+    /// `<prefix>.<workspace>.runs.<run_id>.events`. Off by default.
+    #[arg(long, env = "ADE_NATS_URL", hide_env_values = true, value_name = "URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream the events go to, created if missing.
+    #[arg(long, env = "ADE_NATS_STREAM", default_value = "ADE_EVENTS", value_name = "NAME")]
+    nats_stream: String,
+    /// The first token(s) of the events' subjects.
+    #[arg(long, env = "ADE_NATS_SUBJECT_PREFIX", default_value = "ade", value_name = "PREFIX")]
+    nats_subject_prefix: String,
+    /// What to do when the server's max_payload cannot carry ade's largest event (1 MiB and
+    /// headers): refuse to start, or publish a small stand-in for each event that does not fit.
+    #[arg(long, env = "ADE_NATS_OVERSIZE", value_enum, default_value_t = OversizeArg::Refuse)]
+    nats_oversize: OversizeArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OversizeArg {
+    /// Refuse to start.
+    Refuse,
+    /// Publish a stand-in (header `Ade-Event-Omitted`) for each event that does not fit.
+    Stub,
+}
+
+/// The JetStream exporter the flags ask for, if any.
+async fn nats_exporter(args: &NatsArgs) -> Result<Option<std::sync::Arc<ade_nats::JetStreamExporter>>, String> {
+    let Some(url) = &args.nats_url else { return Ok(None) };
+    let options = ade_nats::JetStreamOptions::default()
+        .with_stream(args.nats_stream.clone())
+        .with_subject_prefix(args.nats_subject_prefix.clone())
+        .with_oversize(match args.nats_oversize {
+            OversizeArg::Refuse => ade_nats::Oversize::Refuse,
+            OversizeArg::Stub => ade_nats::Oversize::Stub,
+        });
+    let exporter = ade_nats::JetStreamExporter::connect(url, options).await.map_err(|e| e.to_string())?;
+    tracing::info!(stream = %args.nats_stream, max_payload = exporter.max_payload(), "events are exported to NATS JetStream");
+    Ok(Some(std::sync::Arc::new(exporter)))
 }
 
 /// A lease of 0.1 s to one day.
@@ -240,6 +285,9 @@ async fn serve(args: Args) -> Result<(), String> {
             builder = builder.configuration(configuration);
         }
     }
+    if let Some(exporter) = nats_exporter(&args.nats).await? {
+        builder = builder.exporter(exporter);
+    }
     let runtime = builder.build().await.map_err(|e| e.to_string())?;
     if tokens.is_empty() {
         tracing::warn!("no tokens configured: the server is open to anyone who can reach it");
@@ -352,5 +400,26 @@ mod tests {
         assert_eq!((args.max_console_message_bytes, args.max_validation_issues), (64, 0));
         let error = Args::try_parse_from(["ade-server", "--max-console-message-bytes", "63"]).expect_err("too small");
         assert!(error.to_string().contains("at least 64"), "{error}");
+    }
+
+    #[test]
+    fn nats_export_is_off_by_default_and_takes_a_stream_a_prefix_and_an_oversize_policy() {
+        let args = Args::try_parse_from(["ade-server"]).expect("defaults");
+        assert!(args.nats.nats_url.is_none());
+        assert_eq!((args.nats.nats_stream.as_str(), args.nats.nats_subject_prefix.as_str()), ("ADE_EVENTS", "ade"));
+        assert!(matches!(args.nats.nats_oversize, OversizeArg::Refuse));
+        let args = Args::try_parse_from([
+            "ade-server",
+            "--nats-url",
+            "nats://127.0.0.1:4222",
+            "--nats-stream",
+            "RUNS",
+            "--nats-oversize",
+            "stub",
+        ])
+        .expect("settings");
+        assert_eq!(args.nats.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(args.nats.nats_stream, "RUNS");
+        assert!(matches!(args.nats.nats_oversize, OversizeArg::Stub));
     }
 }

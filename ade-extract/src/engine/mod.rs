@@ -342,7 +342,6 @@ fn validate_sheets(mut sheets: Vec<Sheet>, fields: &CompiledFields, progress: &m
     Some((sheets, issues, summaries))
 }
 
-
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }

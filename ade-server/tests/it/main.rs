@@ -14,6 +14,7 @@ mod full_disk;
 mod lifecycle;
 mod metrics;
 mod mount;
+mod nats;
 mod openapi;
 mod outputs;
 mod runs;
