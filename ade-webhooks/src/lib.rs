@@ -154,11 +154,11 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Loads the stored subscriptions and starts delivering to the enabled ones.
+    /// Loads the stored subscriptions and starts delivering to the enabled ones. A record that
+    /// cannot be read, or that names a target the options refuse, is logged and left out.
     ///
     /// # Errors
-    /// [`Error::Client`] when the HTTP client cannot be built; [`Error::Corrupt`] for a stored
-    /// record that is not one; blob store errors.
+    /// [`Error::Client`] when the HTTP client cannot be built; blob store errors.
     pub async fn start(runtime: &Runtime, options: WebhookOptions) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
@@ -179,9 +179,18 @@ impl Webhooks {
             if !file.ends_with(".json") {
                 continue;
             }
-            let webhook = webhooks.read_record(&entry.key).await?;
-            let subscription = webhooks.subscription(webhook)?;
-            webhooks.register(runtime, subscription)?;
+            // One bad record (hand-edited, or a private target the deployment no longer allows)
+            // costs its own subscription, not the start: it is left as it is, and said.
+            let loaded = match webhooks.read_record(&entry.key).await {
+                Ok(webhook) => webhooks.subscription(webhook),
+                Err(error) => Err(error),
+            };
+            match loaded {
+                Ok(subscription) => webhooks.register(runtime, subscription)?,
+                Err(error) => {
+                    tracing::error!(record = %key, %error, "a webhook is not delivered: its record is refused")
+                }
+            }
         }
         Ok(webhooks)
     }

@@ -197,3 +197,25 @@ async fn a_subscription_deleted_by_another_instance_gets_nothing_here() {
     assert_eq!(receiver.of_run(run), vec![log.last().cloned().expect("completed")], "only the kept subscription's");
     assert!(receiver.accepted().iter().all(|r| r.signed));
 }
+
+/// A record that cannot be read, or whose target the deployment no longer allows, costs its own
+/// subscription at start, not the others (nor the start).
+#[tokio::test]
+async fn a_bad_record_is_left_out_at_start_and_the_others_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kept = {
+        let runtime = runtime(dir.path()).await;
+        let webhooks = Webhooks::start(&runtime, options()).await.expect("webhooks");
+        let private = webhooks.create(&runtime, NewWebhook::new(workspace("default"), "http://127.0.0.1:9/")).await;
+        assert!(private.is_ok(), "allowed by these options");
+        let kept = webhooks.create(&runtime, NewWebhook::new(workspace("default"), "https://hooks.example.com/")).await;
+        runtime.shutdown().await;
+        kept.expect("create")
+    };
+    std::fs::write(dir.path().join("webhooks/wh_01M8C4DS2PH0887ZPTJ9T85312.json"), "{ not json").expect("write");
+    let runtime = runtime(dir.path()).await;
+    let webhooks = Webhooks::start(&runtime, WebhookOptions::default()).await.expect("starts");
+    assert_eq!(webhooks.list(|_| true), vec![kept], "only the public, readable one");
+    assert!(dir.path().join("webhooks/wh_01M8C4DS2PH0887ZPTJ9T85312.json").exists(), "left as it is");
+    runtime.shutdown().await;
+}
