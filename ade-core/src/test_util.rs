@@ -9,7 +9,9 @@ pub mod scripted;
 
 use std::sync::Arc;
 
-pub use crate::testing::{assert_well_formed, completion, console, follow, id, lines, run_key, run_to_end, types};
+pub use crate::testing::{
+    assert_well_formed, completion, console, follow, id, lines, run_key, run_to_end, stored, types,
+};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};

@@ -51,7 +51,7 @@ pub(crate) fn completed(run: &RunKey, event_count: u64) -> EventPayload {
 }
 
 /// A stamped event, as the dispatcher would make it.
-pub(crate) fn stored(run: &RunKey, sequence: u64, payload: EventPayload) -> Arc<StoredEvent> {
+pub fn stored(run: &RunKey, sequence: u64, payload: EventPayload) -> Arc<StoredEvent> {
     Arc::new(
         StoredEvent::new(Envelope {
             event_id: EventId::new(),

@@ -1,36 +1,14 @@
 //! The subject and message mapping, without a server.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use ade_core::event::{
-    ConfigurationId, ConsoleLevel, ConsoleLine, ConsoleScope, ConsoleStream, Envelope, EventId, EventPayload,
-    EventSource, RunId, Timestamp,
-};
+use ade_core::event::RunId;
 use proptest::prelude::*;
 
 use super::*;
 
-fn event(run: &RunKey, sequence: u64, message: &str) -> StoredEvent {
-    StoredEvent::new(Envelope {
-        event_id: EventId::new(),
-        created_at: Timestamp::now(),
-        sequence,
-        source: EventSource::Api,
-        workspace_id: run.workspace_id.clone(),
-        configuration_id: ConfigurationId::new("members").expect("valid"),
-        run_id: run.run_id,
-        build_id: None,
-        payload: EventPayload::ConsoleLine(ConsoleLine {
-            scope: ConsoleScope::Run,
-            stream: ConsoleStream::Stdout,
-            level: ConsoleLevel::Info,
-            message: message.to_owned(),
-            phase: None,
-            logger: None,
-            engine_timestamp: None,
-            extra: Default::default(),
-        }),
-    })
-    .expect("serializable")
+/// A console line of `run` at `sequence`.
+fn event(run: &RunKey, sequence: u64, message: &str) -> std::sync::Arc<StoredEvent> {
+    ade_core::test_util::stored(run, sequence, ade_core::test_util::console(message))
 }
 
 proptest! {
