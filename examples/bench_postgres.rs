@@ -32,8 +32,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Child;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ade::Runtime;
@@ -52,9 +52,8 @@ use tokio::sync::Notify;
 
 mod common;
 
-use common::{
-    BoxError, BusyEngine, Histogram, START, SseFrames, completed, console, created_at, ids, spawn_listening, stored,
-};
+use common::reader::{self, Seen, Target};
+use common::{BoxError, BusyEngine, START, completed, console, ids, spawn_listening, stored};
 
 #[derive(Debug, Parser)]
 #[command(about = "Events/s appended to PostgreSQL, and cross-instance SSE delivery latency")]
@@ -175,19 +174,14 @@ async fn serve(args: Args, role: Role) -> Result<(), BoxError> {
 /// returns what it saw of the events created after that.
 async fn follow_in_process(runtime: &Runtime, id: &str) -> Result<serde_json::Value, BoxError> {
     let events = runtime.subscribe(None, id.parse()?, ade::dispatch::After(0)).await?;
-    let since = chrono::Utc::now();
+    let since = reader::now_micros();
     println!("following");
     std::io::stdout().flush()?;
-    let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), max_ms: 0.0 };
+    let mut seen = Seen::new();
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let event = event?;
-        let received = chrono::Utc::now();
-        let sequence = event.sequence();
-        seen.count(sequence, received, event.json(), Some(&since));
-        if event.is_terminal() {
-            seen.completed_at = Some(sequence);
-        }
+        seen.count(event.sequence(), event.json(), reader::now_micros(), since);
     }
     let completed = seen.completed_at.ok_or("the stream ended before run.completed")?;
     Ok(serde_json::json!({
@@ -196,7 +190,7 @@ async fn follow_in_process(runtime: &Runtime, id: &str) -> Result<serde_json::Va
         "wrong": seen.wrong,
         "p50_ms": seen.latencies.quantile_ms(0.50),
         "p99_ms": seen.latencies.quantile_ms(0.99),
-        "max_ms": seen.max_ms,
+        "max_ms": seen.max_latency_us as f64 / 1000.0,
     }))
 }
 
@@ -496,73 +490,6 @@ impl Drop for Instance {
     }
 }
 
-/// What one SSE client saw.
-struct Seen {
-    /// Events received in order, without gaps or duplicates, from sequence 1.
-    in_order: u64,
-    /// Events out of order, duplicated, or after a gap.
-    wrong: u64,
-    /// `run.completed`'s sequence, when it came.
-    completed_at: Option<u64>,
-    latencies: Histogram,
-    max_ms: f64,
-}
-
-impl Seen {
-    /// Counts event `sequence` (JSON `data`) received at `received`; its latency is recorded when
-    /// it was created at or after `since` (events replayed to a late subscriber are old).
-    fn count(
-        &mut self,
-        sequence: u64,
-        received: chrono::DateTime<chrono::Utc>,
-        data: &[u8],
-        since: Option<&chrono::DateTime<chrono::Utc>>,
-    ) {
-        if sequence == self.in_order + 1 && self.wrong == 0 {
-            self.in_order = sequence;
-        } else {
-            self.wrong += 1;
-        }
-        if let Some(created_at) = created_at(data).filter(|t| since.is_some_and(|since| t >= since)) {
-            let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
-            self.latencies.record(micros as u64);
-            self.max_ms = self.max_ms.max(micros as f64 / 1000.0);
-        }
-    }
-}
-
-/// Follows the run's SSE stream to `run.completed`; signals `connected` at the first event.
-async fn follow(
-    client: reqwest::Client,
-    url: String,
-    connected: Arc<Notify>,
-    started: Arc<OnceLock<chrono::DateTime<chrono::Utc>>>,
-) -> Result<Seen, BoxError> {
-    let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), max_ms: 0.0 };
-    let response = client.get(&url).header("accept", "text/event-stream").send().await?.error_for_status()?;
-    let mut body = response.bytes_stream();
-    let mut frames = SseFrames::default();
-    let mut first = true;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        let received = chrono::Utc::now();
-        frames.push(&chunk, |frame| {
-            if first {
-                first = false;
-                connected.notify_one();
-            }
-            seen.count(frame.sequence, received, frame.data, started.get());
-            if frame.is_completed() {
-                seen.completed_at = Some(frame.sequence);
-            }
-        });
-    }
-    if first {
-        connected.notify_one();
-    }
-    Ok(seen)
-}
-
 /// A quantile for humans.
 fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
@@ -615,29 +542,37 @@ async fn latency_part(args: &Args, url: &str) -> Result<Latency, BoxError> {
     // B starts only now: the run is already claimed and running on A.
     let mut b = Instance::start(args, Role::B, url, data_dir.path())?;
     println!("instance A {} executes run {run_id}; instance B {} serves the measured client", a.url, b.url);
-    let started = Arc::new(OnceLock::new());
+    // Events count as live from the start signal on.
+    let live_from = Arc::new(AtomicU64::new(u64::MAX));
     let mut followers = Vec::new();
     for instance in [&b, &a] {
         let connected = Arc::new(Notify::new());
-        let events_url = format!("{}/runs/{run_id}/events", instance.url);
-        let task = tokio::spawn(follow(client.clone(), events_url, connected.clone(), started.clone()));
+        let target = Target {
+            address: instance.url.trim_start_matches("http://").to_owned(),
+            path: format!("/runs/{run_id}/events"),
+            token: None,
+        };
+        let (live_from, on_head) = (live_from.clone(), connected.clone());
+        let task = tokio::spawn(async move { reader::follow(&target, &live_from, || on_head.notify_one()).await });
         followers.push((task, connected));
     }
     for (_, connected) in &followers {
         tokio::time::timeout(Duration::from_secs(30), connected.notified())
             .await
-            .map_err(|_| "an SSE client got no event within 30 s")?;
+            .map_err(|_| "an SSE client got no response head within 30 s")?;
     }
     // Subscribers inside both instances too: the latency without HTTP.
     a.follow_in_process(&run_id)?;
     b.follow_in_process(&run_id)?;
-    let _ = started.set(chrono::Utc::now());
+    live_from.store(reader::now_micros(), Ordering::SeqCst);
     a.signal_start()?;
     let timeout = Duration::from_secs(args.seconds + 60);
     let mut seens = Vec::new();
     for (task, _) in followers {
-        let seen =
-            tokio::time::timeout(timeout, task).await.map_err(|_| "an SSE client did not see the run end")???;
+        let seen = tokio::time::timeout(timeout, task).await.map_err(|_| "an SSE client did not see the run end")??;
+        if let Some(error) = &seen.error {
+            return Err(format!("an SSE client failed: {error}").into());
+        }
         seens.push(seen);
     }
     let in_a = a.in_process_report()?;
@@ -685,14 +620,14 @@ async fn measure(args: &Args, url: &str) -> Result<(), BoxError> {
         "latency: A → client of B p50 {} ms, p99 {} ms, max {:.1} ms ({} live events)",
         ms(cross_p50),
         ms(cross_p99),
-        latency.cross.max_ms,
+        latency.cross.max_latency_us as f64 / 1000.0,
         latency.cross.latencies.total()
     );
     println!(
         "latency: A → client of A p50 {} ms, p99 {} ms, max {:.1} ms (same instance)",
         ms(same_p50),
         ms(same_p99),
-        latency.same.max_ms
+        latency.same.max_latency_us as f64 / 1000.0
     );
     for (name, report) in
         [("A → in-process subscriber of B", &latency.in_b), ("A → in-process subscriber of A", &latency.in_a)]

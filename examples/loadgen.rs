@@ -5,15 +5,25 @@
 //! cargo run --release --example loadgen -- --runs 2000 --clients 16      # HTTP create+complete
 //! cargo run --release --example loadgen -- --subscribers 100 --stalled 500  # slow readers
 //! cargo run --release --example loadgen -- --subscribers 100 --stalled 500 --seconds 12 --warmup-secs 2
+//! cargo run --release --example loadgen -- --knee --seconds 5          # the largest N within 250 ms
+//! cargo run --release --example loadgen -- --compare --seconds 5       # … beside fanout_ceiling's
 //! ```
 //!
 //! Unless `--url` is given it starts its own server: this program again, as a child process
 //! (`--serve`), on the embedded default in a temporary directory, with a `loadgen` engine that
 //! waits for `SIGUSR1` and then emits `--rate` events per second for `--seconds` seconds. The
 //! subscribers connect first (and are counted idle: the server's RSS before and after they
-//! connect gives the memory per idle subscriber), then the run starts. Every subscriber checks
-//! that it receives every event exactly once, in order, up to `run.completed`; the latency of an
-//! event is its receipt time minus its `created_at` (same machine, same clock).
+//! connect gives the memory per idle subscriber), then the run starts. Every subscriber is the
+//! checking reader `fanout_ceiling` uses too (`common::reader`: raw TCP, chunked decoding, no
+//! allocation per frame): it checks that it receives every event exactly once, in order, up to
+//! `run.completed`; the latency of an event is its receipt time minus its `created_at` (same
+//! machine, same clock).
+//!
+//! `--knee` steps N = 500, 1,000, 1,500, … (a fresh server and run at each step) and reports the
+//! largest N with p99 ≤ 250 ms at `--rate` and no event lost, and p50/p99 at 1,000 and 2,000.
+//! `--compare` does the same for ade-server and the bare fan-out (`common::ceiling`, what
+//! `fanout_ceiling` measures) alternating at every step, and ends with
+//! `{"ade_knee", "ceiling_knee", "ratio", "ade_p99_1000_ms", "ceiling_p99_1000_ms", …}`.
 //!
 //! With `--url`, the server must know the configuration `--config` (default `loadgen`) and the run
 //! starts as soon as it is created, so early events are replayed rather than live; the server's
@@ -33,8 +43,7 @@
 
 use std::io::Write;
 use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ade::Runtime;
@@ -44,14 +53,15 @@ use ade::event::{ConsoleLevel, ConsoleStream};
 use ade::server::{Server, ServerConfig};
 use clap::Parser;
 use futures::StreamExt;
-use tokio::sync::{Notify, Semaphore};
 
 // No global allocator: the server side runs with the system allocator, like the `ade-server`
 // binary (see BENCHMARKS.md for why).
 
 mod common;
 
-use common::{BoxError, BusyEngine, Histogram, START, SseFrames, created_at, find, spawn_listening};
+use common::knee::{self, Side, round1};
+use common::reader::{self, Round, Target};
+use common::{BoxError, BusyEngine, START, ceiling, find, spawn_listening};
 
 #[derive(Debug, Parser)]
 #[command(about = "N SSE subscribers on one busy run of ade-server, or HTTP runs per second")]
@@ -97,9 +107,21 @@ struct Args {
     /// Server workers (own server only).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Search the knee: N = 500, 1,000, … subscribers (own server only).
+    #[arg(long)]
+    knee: bool,
+    /// Search the knee of ade-server and of the bare fan-out, alternating (own server only).
+    #[arg(long)]
+    compare: bool,
+    /// The largest N the knee search tries.
+    #[arg(long, default_value_t = 10_000)]
+    max_subscribers: usize,
 }
 
 fn main() -> Result<(), BoxError> {
+    if let Some(served) = ceiling::serve_if_asked() {
+        return served;
+    }
     let args = Args::parse();
     // As the `ade-server` binary builds its runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build()?;
@@ -226,92 +248,6 @@ impl WaitTimeout for Child {
     }
 }
 
-/// What one subscriber saw.
-struct Seen {
-    /// Events received in order, without gaps or duplicates, from sequence 1.
-    in_order: u64,
-    /// Events out of order, duplicated, or after a gap.
-    wrong: u64,
-    /// `run.completed`'s sequence, when it came.
-    completed_at: Option<u64>,
-    latencies: Histogram,
-    error: Option<String>,
-}
-
-fn request(client: &reqwest::Client, url: String, token: Option<&str>) -> reqwest::RequestBuilder {
-    let request = client.get(url);
-    match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    }
-}
-
-/// Follows the run's SSE stream to `run.completed`; signals `connected` at the first event.
-async fn subscriber(
-    client: reqwest::Client,
-    url: String,
-    token: Option<String>,
-    connecting: Arc<Semaphore>,
-    connected: Arc<AtomicUsize>,
-    connected_changed: Arc<Notify>,
-    started: Arc<OnceLock<chrono::DateTime<chrono::Utc>>>,
-) -> Seen {
-    let mut seen = Seen { in_order: 0, wrong: 0, completed_at: None, latencies: Histogram::new(), error: None };
-    let permit = connecting.acquire_owned().await.ok();
-    let response = match request(&client, url, token.as_deref()).header("accept", "text/event-stream").send().await {
-        Ok(response) if response.status().is_success() => response,
-        Ok(response) => {
-            seen.error = Some(format!("status {}", response.status()));
-            connected.fetch_add(1, Ordering::SeqCst);
-            connected_changed.notify_one();
-            return seen;
-        }
-        Err(error) => {
-            seen.error = Some(error.to_string());
-            connected.fetch_add(1, Ordering::SeqCst);
-            connected_changed.notify_one();
-            return seen;
-        }
-    };
-    let mut permit = permit;
-    let mut body = response.bytes_stream();
-    let mut frames = SseFrames::default();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                seen.error = Some(error.to_string());
-                break;
-            }
-        };
-        let received = chrono::Utc::now();
-        frames.push(&chunk, |frame| {
-            if permit.take().is_some() {
-                connected.fetch_add(1, Ordering::SeqCst);
-                connected_changed.notify_one();
-            }
-            if frame.sequence == seen.in_order + 1 && seen.wrong == 0 {
-                seen.in_order = frame.sequence;
-            } else {
-                seen.wrong += 1;
-            }
-            // Only live events count: those replayed to a subscriber connecting late are old.
-            if let Some(created_at) = created_at(frame.data).filter(|t| started.get().is_some_and(|start| t >= start)) {
-                let micros = (received - created_at).num_microseconds().unwrap_or(0).max(0);
-                seen.latencies.record(micros as u64);
-            }
-            if frame.is_completed() {
-                seen.completed_at = Some(frame.sequence);
-            }
-        });
-    }
-    if permit.is_some() {
-        connected.fetch_add(1, Ordering::SeqCst);
-        connected_changed.notify_one();
-    }
-    seen
-}
-
 async fn create_run(client: &reqwest::Client, args: &Args, url: &str, config: &str) -> Result<String, BoxError> {
     let mut request =
         client.post(format!("{url}/runs")).json(&serde_json::json!({ "configuration_id": config, "document_ids": [] }));
@@ -327,6 +263,12 @@ async fn create_run(client: &reqwest::Client, args: &Args, url: &str, config: &s
 }
 
 async fn drive(args: Args) -> Result<(), BoxError> {
+    if args.knee || args.compare {
+        if args.url.is_some() {
+            return Err("--knee and --compare start their own servers (no --url)".into());
+        }
+        return knees(&args).await;
+    }
     let child = match &args.url {
         Some(_) => None,
         None => Some(ChildServer::start(&args)?),
@@ -344,16 +286,20 @@ async fn drive(args: Args) -> Result<(), BoxError> {
         let child = child.as_ref().ok_or("--stalled needs the load generator's own server (no --url)")?;
         return stalled_side_by_side(&args, &client, &url, child).await;
     }
-    let events_url = ready_run(&client, &args, &url).await?;
-    let round = follow_run(&client, &args, &events_url, child.as_ref()).await?;
-    let (p50, p99) = (round.latencies.quantile_ms(0.50), round.latencies.quantile_ms(0.99));
+    let target = ready_run(&client, &args, &url).await?;
+    let followed = follow_run(&args, &target, args.subscribers, child.as_ref()).await?;
+    let round = &followed.round;
+    let (p50, p99) = (round.p50_ms(), round.p99_ms());
     println!(
         "{} subscribers, {} events of one run ({} ev/s for {} s): lost {}, out of order {}, errors {}",
         args.subscribers, round.events, args.rate, args.seconds, round.lost, round.wrong, round.errors
     );
+    if let Some(error) = &round.first_error {
+        eprintln!("first subscriber error: {error}");
+    }
     println!("connected in {:.2} s; delivery latency p50 {p50:.1?} ms, p99 {p99:.1?} ms", round.connect_s);
     let mut per_sub_kib = None;
-    if let (Some(before), Some(after)) = (round.rss_idle, round.rss_connected) {
+    if let (Some(before), Some(after)) = (followed.rss_idle, followed.rss_connected) {
         println!("server RSS {before} KiB idle, {after} KiB with the subscribers connected");
         per_sub_kib = Some(after.saturating_sub(before) as f64 / args.subscribers as f64);
     }
@@ -372,108 +318,96 @@ async fn drive(args: Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn round1(value: Option<f64>) -> Option<f64> {
-    value.map(|v| (v * 10.0).round() / 10.0)
-}
-
 /// Creates a run of the busy configuration and lets it reach its engine (which then waits for
-/// the signal); the URL of its events.
-async fn ready_run(client: &reqwest::Client, args: &Args, url: &str) -> Result<String, BoxError> {
+/// the signal); where its events are read.
+async fn ready_run(client: &reqwest::Client, args: &Args, url: &str) -> Result<Target, BoxError> {
     let run_id = create_run(client, args, url, &args.config).await?;
     let events_url = format!("{url}/runs/{run_id}/events");
-    let probe: serde_json::Value = request(client, format!("{events_url}?after_sequence=0"), args.token.as_deref())
+    let probe = request(client, format!("{events_url}?after_sequence=0"), args.token.as_deref())
         .header("accept", "application/json")
         .send()
-        .await?
-        .json()
         .await?;
-    let _ = probe;
-    Ok(events_url)
+    if !probe.status().is_success() {
+        return Err(format!("GET {events_url}: {}", probe.status()).into());
+    }
+    let address = url.trim_start_matches("http://").to_owned();
+    Ok(Target { address, path: format!("/runs/{run_id}/events"), token: args.token.clone() })
 }
 
-/// What the fast subscribers of one run saw.
-struct Round {
-    events: u64,
-    lost: u64,
-    wrong: u64,
-    errors: usize,
-    latencies: Histogram,
-    connect_s: f64,
-    /// The server's RSS before the subscribers connected, and once they all had (own server).
+fn request(client: &reqwest::Client, url: String, token: Option<&str>) -> reqwest::RequestBuilder {
+    let request = client.get(url);
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// A round of subscribers, with the server's RSS before they connected and once they all had
+/// (own server).
+struct Followed {
+    round: Round,
     rss_idle: Option<u64>,
     rss_connected: Option<u64>,
 }
 
-/// `--subscribers` SSE subscribers on the run of `events_url`: they connect, the run is started
-/// (own server), and each follows it to `run.completed`.
-async fn follow_run(
-    client: &reqwest::Client,
-    args: &Args,
-    events_url: &str,
-    child: Option<&ChildServer>,
-) -> Result<Round, BoxError> {
+/// `n` SSE subscribers on the run of `target`: they connect, the run is started (own server), and
+/// each follows it to `run.completed`. With `--url` the run started when it was created, and
+/// every event counts.
+async fn follow_run(args: &Args, target: &Target, n: usize, child: Option<&ChildServer>) -> Result<Followed, BoxError> {
     let rss_idle = child.and_then(ChildServer::rss_kib);
-    let connecting = Arc::new(Semaphore::new(256));
-    // Set when the busy run is told to start (own server): earlier events are not live.
-    let started = Arc::new(OnceLock::new());
-    if child.is_none() {
-        // With --url the run started when it was created: every event counts.
-        let _ = started.set(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let mut rss_connected = None;
+    let warmup = child.map(|_| args.warmup_secs * 1_000_000);
+    let round = reader::follow_all(target, n, warmup, || {
+        let Some(child) = child else { return Ok(()) };
+        rss_connected = child.rss_kib();
+        child.start_run()
+    })
+    .await?;
+    Ok(Followed { round, rss_idle, rss_connected })
+}
+
+/// `--knee` / `--compare`: ade-server's knee (a fresh server and run at each step), and the bare
+/// fan-out's beside it.
+async fn knees(args: &Args) -> Result<(), BoxError> {
+    let ade = Side::new("ade-server", |n| async move {
+        let child = ChildServer::start(args)?;
+        let client = reqwest::Client::new();
+        let target = ready_run(&client, args, &child.url).await?;
+        Ok(follow_run(args, &target, n, Some(&child)).await?.round)
+    });
+    let mut sides = vec![ade];
+    if args.compare {
+        sides.push(Side::new("ceiling", |n| {
+            ceiling::measure(ceiling::Options {
+                connections: n,
+                stalled: 0,
+                rate: args.rate,
+                seconds: args.seconds,
+                linger_ms: 0,
+                // As ade-server bounds an event stream's socket.
+                send_buffer: 64 * 1024,
+                workers: args.workers,
+            })
+        }));
     }
-    let connected = Arc::new(AtomicUsize::new(0));
-    let connected_changed = Arc::new(Notify::new());
-    let mut tasks = Vec::with_capacity(args.subscribers);
-    let connect_started = Instant::now();
-    for _ in 0..args.subscribers {
-        tasks.push(tokio::spawn(subscriber(
-            client.clone(),
-            events_url.to_owned(),
-            args.token.clone(),
-            connecting.clone(),
-            connected.clone(),
-            connected_changed.clone(),
-            started.clone(),
-        )));
+    knee::search(&mut sides, args.max_subscribers).await?;
+    let mut summary = serde_json::Map::new();
+    if let [ade, ceiling] = &sides[..] {
+        summary.insert("ade_knee".to_owned(), ade.knee.into());
+        summary.insert("ceiling_knee".to_owned(), ceiling.knee.into());
+        let ratio = (ceiling.knee > 0).then(|| ade.knee as f64 / ceiling.knee as f64);
+        summary.insert("ratio".to_owned(), ratio.map(|r| (r * 100.0).round() / 100.0).into());
+        summary.insert("ade_p99_1000_ms".to_owned(), round1(ade.at(1000).and_then(|p| p.p99_ms)).into());
+        summary.insert("ceiling_p99_1000_ms".to_owned(), round1(ceiling.at(1000).and_then(|p| p.p99_ms)).into());
+        summary.extend(ade.summary("ade_"));
+        summary.extend(ceiling.summary("ceiling_"));
+    } else {
+        summary.extend(sides[0].summary(""));
     }
-    while connected.load(Ordering::SeqCst) < args.subscribers {
-        connected_changed.notified().await;
-    }
-    let connect_s = connect_started.elapsed().as_secs_f64();
-    let rss_connected = child.and_then(ChildServer::rss_kib);
-    if let Some(child) = child {
-        let warmup = chrono::Duration::seconds(i64::try_from(args.warmup_secs).unwrap_or(0));
-        let _ = started.set(chrono::Utc::now() + warmup);
-        child.start_run()?;
-    }
-    let mut round = Round {
-        events: 0,
-        lost: 0,
-        wrong: 0,
-        errors: 0,
-        latencies: Histogram::new(),
-        connect_s,
-        rss_idle,
-        rss_connected,
-    };
-    let mut seens = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        seens.push(task.await?);
-    }
-    for seen in &seens {
-        round.events = round.events.max(seen.completed_at.unwrap_or(0));
-    }
-    for seen in &seens {
-        round.latencies.merge(&seen.latencies);
-        round.lost += round.events.saturating_sub(seen.in_order);
-        round.wrong += seen.wrong;
-        if let Some(error) = &seen.error {
-            round.errors += 1;
-            if round.errors <= 3 {
-                eprintln!("subscriber error: {error}");
-            }
-        }
-    }
-    Ok(round)
+    summary.insert("rate".to_owned(), args.rate.into());
+    summary.insert("seconds".to_owned(), args.seconds.into());
+    println!("{}", serde_json::Value::Object(summary));
+    Ok(())
 }
 
 /// `--stalled N`: two runs of the busy engine, one after the other, followed by the same fast
@@ -487,23 +421,21 @@ async fn stalled_side_by_side(
     url: &str,
     child: &ChildServer,
 ) -> Result<(), BoxError> {
-    let events_url = ready_run(client, args, url).await?;
-    let alone = follow_run(client, args, &events_url, Some(child)).await?;
+    let target = ready_run(client, args, url).await?;
+    let alone = follow_run(args, &target, args.subscribers, Some(child)).await?.round;
 
-    let events_url = ready_run(client, args, url).await?;
+    let target = ready_run(client, args, url).await?;
     let rss_before = child.rss_kib().ok_or("no RSS")?;
     let fds_before = child.open_files().ok_or("no /proc/<pid>/fd")?;
-    let address = url.trim_start_matches("http://").to_owned();
-    let path = events_url.trim_start_matches(url).to_owned();
     let stalled: Vec<tokio::net::TcpStream> = futures::stream::iter(0..args.stalled)
-        .map(|_| stalled_reader(&address, &path))
+        .map(|_| reader::stalled(&target))
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     let rss_stalled_idle = child.rss_kib().ok_or("no RSS")?;
-    let beside = follow_run(client, args, &events_url, Some(child)).await?;
+    let beside = follow_run(args, &target, args.subscribers, Some(child)).await?.round;
     let rss_with = child.rss_kib().ok_or("no RSS")?;
     drop(stalled);
     // Wait for the server to close the stalled readers' connections (their sockets go away).
@@ -518,8 +450,8 @@ async fn stalled_side_by_side(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = child.rss_kib().ok_or("no RSS")?;
 
-    let quantiles = |round: &Round| (round.latencies.quantile_ms(0.50), round.latencies.quantile_ms(0.99));
-    let ((p50_alone, p99_alone), (p50_beside, p99_beside)) = (quantiles(&alone), quantiles(&beside));
+    let ((p50_alone, p99_alone), (p50_beside, p99_beside)) =
+        ((alone.p50_ms(), alone.p99_ms()), (beside.p50_ms(), beside.p99_ms()));
     let n = args.stalled;
     let per_stalled = (rss_with.saturating_sub(rss_before)) as f64 / n as f64;
     println!(
@@ -557,25 +489,6 @@ async fn stalled_side_by_side(
         })
     );
     Ok(())
-}
-
-/// A reader that asks for the events of `path`, reads the response head and the `retry:` line
-/// (the subscription exists), and never reads again.
-async fn stalled_reader(address: &str, path: &str) -> Result<tokio::net::TcpStream, BoxError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(address).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await?;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 512];
-    while find(&seen, b"retry:").is_none() {
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Err("a stalled reader's connection closed before its stream began".into());
-        }
-        seen.extend_from_slice(&buf[..n]);
-    }
-    Ok(tcp)
 }
 
 /// `--runs`: runs created and followed to `run.completed` over HTTP, from `--clients` clients.

@@ -1,11 +1,16 @@
 //! What the benchmark examples share: realistic events to write, a busy engine that starts on
 //! `SIGUSR1` and the schedule it emits on, starting this program again as a listening child, a
-//! latency histogram, and reading SSE frames without parsing whole events.
+//! latency histogram; the one checking SSE reader ([`reader`]), the bare fan-out server to compare
+//! with ([`ceiling`]) and the search for a fan-out's knee ([`knee`]).
 //!
 //! Included with `mod common;` (this is `examples/common/mod.rs`, which cargo does not take for
 //! an example of its own); each example uses part of it.
 
 #![allow(dead_code)]
+
+pub(crate) mod ceiling;
+pub(crate) mod knee;
+pub(crate) mod reader;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -234,75 +239,10 @@ impl Histogram {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SSE frames.
+// Searching bytes.
 
-/// Where `needle` first occurs in `haystack` (SIMD search: the subscribers of a load test parse
+/// Where `needle` first occurs in `haystack` (SIMD search: the readers of a load test parse
 /// millions of frames on the same cores as the server they measure).
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(haystack, needle)
-}
-
-/// The value of the line starting with `prefix` in an SSE frame.
-pub(crate) fn field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    frame.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(prefix))
-}
-
-/// One event frame of an SSE stream.
-pub(crate) struct Frame<'a> {
-    /// Its `id:`, the event's sequence.
-    pub(crate) sequence: u64,
-    /// Its `data:`, the event's JSON.
-    pub(crate) data: &'a [u8],
-}
-
-impl Frame<'_> {
-    /// Whether the frame is the run's `run.completed`.
-    pub(crate) fn is_completed(&self) -> bool {
-        find(self.data, br#""type":"run.completed""#).is_some()
-    }
-}
-
-/// Splits an SSE body into event frames as its chunks arrive. A chunk of whole frames (what the
-/// server sends) is read where it is; only a frame cut between two chunks is copied.
-#[derive(Default)]
-pub(crate) struct SseFrames {
-    partial: Vec<u8>,
-}
-
-impl SseFrames {
-    /// Calls `each` with every event frame `chunk` completes, in order; `retry:` and comments are
-    /// skipped.
-    pub(crate) fn push(&mut self, chunk: &[u8], mut each: impl FnMut(Frame<'_>)) {
-        if self.partial.is_empty() {
-            let rest = Self::split(chunk, &mut each);
-            self.partial.extend_from_slice(rest);
-        } else {
-            self.partial.extend_from_slice(chunk);
-            let consumed = self.partial.len() - Self::split(&self.partial, &mut each).len();
-            self.partial.drain(..consumed);
-        }
-    }
-
-    /// The frames of `buffer`; returns what follows the last complete one.
-    fn split<'a>(buffer: &'a [u8], each: &mut impl FnMut(Frame<'_>)) -> &'a [u8] {
-        let mut start = 0;
-        while let Some(end) = find(&buffer[start..], b"\n\n").map(|at| start + at) {
-            let frame = &buffer[start..end];
-            start = end + 2;
-            let sequence = field(frame, b"id: ").and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok());
-            if let Some(sequence) = sequence {
-                each(Frame { sequence, data: field(frame, b"data: ").unwrap_or_default() });
-            }
-        }
-        &buffer[start..]
-    }
-}
-
-/// The envelope's `created_at`, found without parsing the whole event.
-pub(crate) fn created_at(data: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
-    const KEY: &[u8] = br#""created_at":""#;
-    let at = find(data, KEY)? + KEY.len();
-    let len = data[at..].iter().position(|b| *b == b'"')?;
-    let text = std::str::from_utf8(&data[at..at + len]).ok()?;
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
