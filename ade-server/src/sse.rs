@@ -5,9 +5,10 @@
 //! body does: a client sees the stream broke rather than ended, and resumes with `Last-Event-ID`.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use ade_core::event::StoredEvent;
 use ade_core::store::EventStream;
@@ -17,10 +18,10 @@ use axum::response::Response;
 use bytes::BytesMut;
 use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The SSE `event:` name of every ade event.
-pub const EVENT_NAME: &str = "ade.event";
+pub const EVENT_NAME: &str = ade_core::event::SSE_EVENT_NAME;
 
 /// The keepalive comment frame.
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
@@ -29,16 +30,11 @@ const KEEPALIVE: &[u8] = b": keepalive\n\n";
 /// at most (one frame may make it larger).
 pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 
-struct State {
-    events: EventStream,
-    keepalive: Duration,
-    quiet: Pin<Box<Sleep>>,
-    shutdown: CancellationToken,
-    retry: Option<Bytes>,
-    /// A store error, to end the body with once the frames before it are sent.
-    failed: Option<std::io::Error>,
-    done: bool,
-}
+/// Frames handed to hyper one by one, as the shared bytes of their events, before the rest of
+/// what is ready is copied into chunks: hyper queues at most 16 buffers before it writes, so a
+/// reader that keeps up gets each event's shared frame without a copy, and one that fell behind
+/// catches up with a few large writes.
+const SHARED_FRAMES: usize = 16;
 
 /// A response (`status`, SSE headers) streaming `events`.
 pub(crate) fn response(
@@ -48,17 +44,20 @@ pub(crate) fn response(
     keepalive: Duration,
     shutdown: CancellationToken,
 ) -> Response {
-    let state = State {
+    let body = SseBody {
         events,
         keepalive,
         quiet: Box::pin(tokio::time::sleep(keepalive)),
-        shutdown,
+        last_sent: Instant::now(),
+        sent_since_quiet: false,
+        shutdown: Box::pin(shutdown.cancelled_owned()),
         retry: Some(Bytes::from(format!("retry: {}\n\n", retry.as_millis()))),
+        shared_in_a_row: 0,
         failed: None,
+        yielded: false,
         done: false,
     };
-    let frames = futures::stream::unfold(state, next_chunk);
-    let mut response = Response::new(Body::from_stream(frames));
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -67,66 +66,147 @@ pub(crate) fn response(
     response
 }
 
-/// What the stream waits for next.
-enum Next {
-    Event(Option<ade_core::Result<Arc<StoredEvent>>>),
-    Quiet,
-    Shutdown,
+/// The body: a hand-written stream, so a frame costs a poll, not a new future.
+struct SseBody {
+    events: EventStream,
+    keepalive: Duration,
+    /// Fires `keepalive` after the last data (checked against `last_sent` when it fires, so data
+    /// does not have to move the timer).
+    quiet: Pin<Box<Sleep>>,
+    last_sent: Instant,
+    /// Data went out since the events were last found not ready (`last_sent` is then set).
+    sent_since_quiet: bool,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    retry: Option<Bytes>,
+    /// Frames handed out since `events` was last not ready.
+    shared_in_a_row: usize,
+    /// A store error, to end the body with once the frames before it are sent.
+    failed: Option<std::io::Error>,
+    /// hyper has had its chance to send what came before `failed`.
+    yielded: bool,
+    done: bool,
 }
 
-async fn next_chunk(mut state: State) -> Option<(std::io::Result<Bytes>, State)> {
-    if let Some(retry) = state.retry.take() {
-        return Some((Ok(retry), state));
-    }
-    if let Some(error) = state.failed.take() {
-        return Some((Err(broken(error).await), state));
-    }
-    if state.done {
-        return None;
-    }
-    let next = tokio::select! {
-        // Shutdown ends the stream between two frames: a client never gets half an event.
-        biased;
-        () = state.shutdown.cancelled() => Next::Shutdown,
-        item = state.events.next() => Next::Event(item),
-        () = state.quiet.as_mut() => Next::Quiet,
-    };
-    let item = match next {
-        Next::Shutdown => return None,
-        Next::Quiet => {
-            let deadline = Instant::now() + state.keepalive;
-            state.quiet.as_mut().reset(deadline);
-            return Some((Ok(Bytes::from_static(KEEPALIVE)), state));
+type Item = Option<ade_core::Result<Arc<StoredEvent>>>;
+
+impl Stream for SseBody {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(retry) = this.retry.take() {
+            return Poll::Ready(Some(Ok(retry)));
         }
-        Next::Event(item) => item,
-    };
-    // Every event that is ready now goes into this one chunk: a reader that fell behind catches
-    // up with a few large writes instead of one per event.
-    let (done, failed) = (&mut state.done, &mut state.failed);
-    let chunk = gather(&mut state.events, item, |chunk, item| {
+        loop {
+            if this.failed.is_some() {
+                // hyper flushes its buffer when the body is not ready and drops what is left when
+                // the body fails, so the body is not ready once first: the frames before the error
+                // reach the socket, and a client resumes after the last one it got.
+                if !std::mem::replace(&mut this.yielded, true) {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                return Poll::Ready(this.failed.take().map(Err));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            // Shutdown ends the stream between two frames: a client never gets half an event.
+            // Looked at once per wake-up (and per chunk), not per frame: its future locks what
+            // every stream of the server shares. The connection's task polls this body, so the
+            // waker it registered at the wake-up's first poll stays the one to wake.
+            if (this.shared_in_a_row == 0 || this.shared_in_a_row >= SHARED_FRAMES)
+                && this.shutdown.as_mut().poll(cx).is_ready()
+            {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            match this.events.poll_next_unpin(cx) {
+                Poll::Ready(item) => {
+                    this.sent_since_quiet = true;
+                    if let Some(bytes) = this.take(item, cx) {
+                        return Poll::Ready(Some(Ok(bytes)));
+                    }
+                    // The end, or an error: the top of the loop says which.
+                }
+                Poll::Pending => {
+                    this.shared_in_a_row = 0;
+                    if std::mem::take(&mut this.sent_since_quiet) {
+                        this.last_sent = Instant::now();
+                    }
+                    return this.poll_quiet(cx);
+                }
+            }
+        }
+    }
+}
+
+impl SseBody {
+    /// What to hand out for `item`, the next event: its shared frame, or, for a reader that fell
+    /// behind, a chunk of copies of every frame ready now. `None` at the end or on an error.
+    fn take(&mut self, item: Item, cx: &mut Context<'_>) -> Option<Bytes> {
+        if self.shared_in_a_row < SHARED_FRAMES {
+            self.shared_in_a_row += 1;
+            return self.frame_of(item);
+        }
+        let mut chunk = BytesMut::new();
+        let mut next = item;
+        loop {
+            if let Some(frame) = self.frame_of(next) {
+                if chunk.is_empty() {
+                    chunk.reserve(CHUNK_BYTES.max(frame.len()));
+                }
+                chunk.extend_from_slice(&frame);
+            }
+            if self.done || chunk.len() >= CHUNK_BYTES {
+                break;
+            }
+            match self.events.poll_next_unpin(cx) {
+                Poll::Ready(item) => next = item,
+                Poll::Pending => break,
+            }
+        }
+        (!chunk.is_empty()).then(|| trimmed(chunk).freeze())
+    }
+
+    /// The frame of `item`; `None` at the end or on an error (kept in `failed`).
+    fn frame_of(&mut self, item: Item) -> Option<Bytes> {
         match item {
             Some(Ok(event)) => {
-                *done = event.is_terminal();
-                push_frame(chunk, event.sequence(), event.json());
+                self.done = event.is_terminal();
+                Some(event.sse_frame().clone())
             }
             Some(Err(error)) => {
                 // The client resumes with Last-Event-ID; the cause is the server's business.
                 tracing::warn!(%error, "an event stream broke on a store error");
-                *failed = Some(std::io::Error::other("the event store failed; resume with Last-Event-ID"));
-                *done = true;
+                self.failed = Some(std::io::Error::other("the event store failed; resume with Last-Event-ID"));
+                self.done = true;
+                None
             }
-            None => *done = true,
+            None => {
+                self.done = true;
+                None
+            }
         }
-        !*done
-    })
-    .await;
-    if chunk.is_empty() {
-        let error = state.failed.take()?;
-        return Some((Err(broken(error).await), state));
     }
-    let deadline = Instant::now() + state.keepalive;
-    state.quiet.as_mut().reset(deadline);
-    Some((Ok(chunk.freeze()), state))
+
+    /// The keepalive, once nothing was sent for `keepalive`.
+    fn poll_quiet(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        loop {
+            if self.quiet.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_sent + self.keepalive;
+            if Instant::now() < due {
+                // Data went out since the timer was set: wait for the rest of the interval.
+                self.quiet.as_mut().reset(due);
+                continue;
+            }
+            self.last_sent = Instant::now();
+            self.quiet.as_mut().reset(self.last_sent + self.keepalive);
+            return Poll::Ready(Some(Ok(Bytes::from_static(KEEPALIVE))));
+        }
+    }
 }
 
 /// One body chunk: `push` gets `first`, then every item `items` has ready now, until it returns
@@ -142,7 +222,7 @@ pub(crate) async fn gather<S: Stream + Unpin>(
         match futures::poll!(items.next()) {
             Poll::Ready(next) => {
                 // More than one item: room for a whole chunk at once instead of growing it item
-                // by item (a lone item, the usual case of a live reader, gets only its own size).
+                // by item (a lone item gets only its own size).
                 if chunk.capacity() < CHUNK_BYTES {
                     chunk.reserve(CHUNK_BYTES);
                 }
@@ -151,9 +231,13 @@ pub(crate) async fn gather<S: Stream + Unpin>(
             Poll::Pending => break,
         }
     }
-    // A chunk may wait in hyper's buffer for as long as its reader does not read: it keeps no more
-    // room than it uses (a few frames in a whole chunk's room, 16 times over, made a stalled
-    // reader cost several hundred KiB).
+    trimmed(chunk)
+}
+
+/// A chunk may wait in hyper's buffer for as long as its reader does not read: it keeps no more
+/// room than it uses (a few frames in a whole chunk's room, 16 times over, made a stalled reader
+/// cost several hundred KiB).
+fn trimmed(chunk: BytesMut) -> BytesMut {
     if chunk.capacity() > chunk.len() + chunk.len() / 4 {
         return BytesMut::from(&chunk[..]);
     }
@@ -161,23 +245,10 @@ pub(crate) async fn gather<S: Stream + Unpin>(
 }
 
 /// `error`, to break a response body with, once hyper has had the chance to send what the body
-/// gave before it. hyper flushes its buffer when the body is not ready and drops what is left when
-/// the body fails, so the body is not ready once first: the response head and the frames (or
-/// lines) before the error reach the socket, and a client resumes after the last one it got.
+/// gave before it (see [`SseBody`]'s `failed`).
 pub(crate) async fn broken(error: std::io::Error) -> std::io::Error {
     tokio::task::yield_now().await;
     error
-}
-
-/// Appends one event's frame; `json` is the stored line as it is (compact JSON never holds a
-/// newline).
-fn push_frame(chunk: &mut BytesMut, sequence: u64, json: &Bytes) {
-    use std::fmt::Write as _;
-    chunk.reserve(json.len() + 48);
-    // Writing into a `BytesMut` cannot fail (it grows).
-    let _ = write!(chunk, "id: {sequence}\nevent: {EVENT_NAME}\ndata: ");
-    chunk.extend_from_slice(json);
-    chunk.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -187,7 +258,7 @@ mod tests {
     use ade_core::event::StoredEvent;
     use axum::body::Bytes;
     use futures::StreamExt;
-    use tokio::sync::mpsc;
+    use futures::channel::mpsc;
     use tokio::time::{Duration, Instant};
     use tokio_util::sync::CancellationToken;
 
@@ -198,11 +269,13 @@ mod tests {
         Arc::new(StoredEvent::from_json(Bytes::from(json)).expect("an envelope"))
     }
 
+    /// Without tokio's cooperative budget (which makes a channel look empty now and then), so the
+    /// body's chunks depend only on what is ready.
     type Sender = mpsc::UnboundedSender<ade_core::Result<Arc<StoredEvent>>>;
 
     fn sse_body(keepalive: Duration, shutdown: CancellationToken) -> (Sender, axum::body::BodyDataStream) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let events = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|e| (e, r)) }).boxed();
+        let (sender, events) = mpsc::unbounded();
+        let events = events.boxed();
         let response = super::response(axum::http::StatusCode::OK, events, Duration::from_secs(2), keepalive, shutdown);
         (sender, response.into_body().into_data_stream())
     }
@@ -216,7 +289,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let (sender, mut body) = sse_body(Duration::from_secs(15), shutdown.clone());
         assert_eq!(chunk(&mut body).await.as_deref(), Some("retry: 2000\n\n"));
-        sender.send(Ok(event(1))).expect("send");
+        sender.unbounded_send(Ok(event(1))).expect("send");
         let first = chunk(&mut body).await.expect("frame");
         assert!(first.starts_with("id: 1\nevent: ade.event\ndata: {\"type\":\"run.phase.started\""), "{first}");
         assert!(first.ends_with("}\n\n"));
@@ -230,7 +303,7 @@ mod tests {
         assert_eq!(Instant::now() - quiet_since, Duration::from_secs(30));
         // Data 10 s later resets the interval.
         tokio::time::advance(Duration::from_secs(10)).await;
-        sender.send(Ok(event(2))).expect("send");
+        sender.unbounded_send(Ok(event(2))).expect("send");
         assert!(chunk(&mut body).await.expect("frame").starts_with("id: 2\n"));
         let data_at = Instant::now();
         assert_eq!(chunk(&mut body).await.as_deref(), Some(": keepalive\n\n"));
@@ -251,15 +324,15 @@ mod tests {
             .replace(r#""payload":{"phase":"mapping"}"#, r#""payload":{}"#);
         let terminal = StoredEvent::from_stored_json(Bytes::from(json)).expect("header");
         assert!(terminal.is_terminal());
-        sender.send(Ok(Arc::new(terminal))).expect("send");
-        sender.send(Ok(event(3))).expect("send");
+        sender.unbounded_send(Ok(Arc::new(terminal))).expect("send");
+        sender.unbounded_send(Ok(event(3))).expect("send");
         let last = chunk(&mut body).await.expect("the terminal frame");
         assert!(last.starts_with("id: 2\n") && !last.contains("id: 3\n"), "{last}");
         assert_eq!(chunk(&mut body).await, None, "nothing after run.completed");
 
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some());
-        sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
+        sender.unbounded_send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
         assert!(body.next().await.is_some_and(|c| c.is_err()), "an error breaks the body; the client resumes");
         assert!(body.next().await.is_none());
     }
@@ -278,37 +351,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_ready_at_once_share_a_chunk_of_bounded_size() {
+    async fn a_live_frame_is_the_events_own_shared_bytes() {
+        let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
+        assert!(chunk(&mut body).await.is_some_and(|c| c.starts_with("retry:")));
+        let event = event(1);
+        sender.unbounded_send(Ok(event.clone())).expect("send");
+        let sent = body.next().await.expect("a chunk").expect("data");
+        assert_eq!(sent.as_ptr(), event.sse_frame().as_ptr(), "no copy per subscriber");
+        assert_eq!(ids(std::str::from_utf8(&sent).expect("utf-8")), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_gets_frames_ready_at_once_in_chunks_of_bounded_size() {
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some_and(|c| c.starts_with("retry:")));
         for sequence in 1..=300 {
-            sender.send(Ok(event(sequence))).expect("send");
+            sender.unbounded_send(Ok(event(sequence))).expect("send");
         }
-        let frame_len = frame_len();
+        let frame_len = event(300).sse_frame().len();
         let mut seen = Vec::new();
-        let mut chunks = 0;
+        let mut sizes = Vec::new();
         while seen.len() < 300 {
             let text = chunk(&mut body).await.expect("a chunk");
             assert!(text.len() <= super::CHUNK_BYTES + frame_len, "{} bytes", text.len());
-            seen.extend(ids(&text));
-            chunks += 1;
+            let frames = ids(&text);
+            sizes.push(frames.len());
+            seen.extend(frames);
         }
         assert_eq!(seen, (1..=300).collect::<Vec<_>>(), "every frame once, in order");
-        // ~330 bytes a frame: 300 of them fill about three 32 KiB chunks, not 300.
-        assert!((3..=5).contains(&chunks), "{chunks} chunks");
+        // The first frames one by one (shared), then ~330-byte frames in 32 KiB chunks.
+        assert_eq!(sizes[..super::SHARED_FRAMES], [1; super::SHARED_FRAMES]);
+        let chunks = sizes.len() - super::SHARED_FRAMES;
+        assert!((3..=5).contains(&chunks), "{chunks} chunks after the shared frames: {sizes:?}");
     }
 
     #[tokio::test]
     async fn frames_ready_before_an_error_are_sent_then_the_body_breaks() {
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some());
-        sender.send(Ok(event(1))).expect("send");
-        sender.send(Ok(event(2))).expect("send");
-        sender.send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
-        sender.send(Ok(event(3))).expect("send");
-        assert_eq!(ids(&chunk(&mut body).await.expect("frames")), [1, 2]);
+        sender.unbounded_send(Ok(event(1))).expect("send");
+        sender.unbounded_send(Ok(event(2))).expect("send");
+        sender.unbounded_send(Err(ade_core::Error::Task("the store broke".to_owned()))).expect("send");
+        sender.unbounded_send(Ok(event(3))).expect("send");
+        let mut seen = Vec::new();
+        let error = loop {
+            match body.next().await.expect("frames, then the error") {
+                Ok(data) => seen.extend(ids(std::str::from_utf8(&data).expect("utf-8"))),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(seen, [1, 2]);
         // Not a clean end, which would look like a server going away between frames.
-        assert!(body.next().await.is_some_and(|c| c.is_err()), "the body breaks after the frames");
+        assert!(error.to_string().contains("Last-Event-ID"), "{error}");
         assert!(body.next().await.is_none());
     }
 
@@ -319,7 +413,7 @@ mod tests {
             let mut items = futures::stream::iter((2..=count as u64).map(event));
             let chunk = super::gather(&mut items, Some(event(1)), |chunk, item| {
                 let Some(event) = item else { return false };
-                super::push_frame(chunk, event.sequence(), event.json());
+                chunk.extend_from_slice(event.sse_frame());
                 true
             })
             .await;
@@ -330,11 +424,5 @@ mod tests {
                 chunk.capacity()
             );
         }
-    }
-
-    fn frame_len() -> usize {
-        let mut chunk = bytes::BytesMut::new();
-        super::push_frame(&mut chunk, 300, event(300).json());
-        chunk.len()
     }
 }

@@ -19,7 +19,7 @@ pub use catalog::{
 };
 pub use envelope::{Envelope, EventSource};
 pub use ids::{BuildId, ConfigurationId, DocumentId, EventId, RunId, WorkspaceId};
-pub use stored::StoredEvent;
+pub use stored::{SSE_EVENT_NAME, StoredEvent};
 pub use table::{MappedColumn, TableMapping, TableMetadata, TableSummary, UnmappedColumn};
 pub use time::Timestamp;
 pub use validation::{FieldIssueCounts, Severity, ValidationAggregate};

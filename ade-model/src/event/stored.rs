@@ -21,7 +21,12 @@ pub struct StoredEvent {
     sequence: u64,
     terminal: bool,
     envelope: OnceLock<Result<Envelope, String>>,
+    /// The SSE frame, built on first use.
+    sse_frame: OnceLock<Bytes>,
 }
+
+/// The SSE `event:` name of every ade event (SPEC §4.1).
+pub const SSE_EVENT_NAME: &str = "ade.event";
 
 impl Clone for StoredEvent {
     fn clone(&self) -> Self {
@@ -29,7 +34,8 @@ impl Clone for StoredEvent {
         if let Some(parsed) = self.envelope.get() {
             let _ = envelope.set(parsed.clone());
         }
-        Self { json: self.json.clone(), sequence: self.sequence, terminal: self.terminal, envelope }
+        let sse_frame = self.sse_frame.get().cloned().map_or_else(OnceLock::new, OnceLock::from);
+        Self { json: self.json.clone(), sequence: self.sequence, terminal: self.terminal, envelope, sse_frame }
     }
 }
 
@@ -66,6 +72,7 @@ impl StoredEvent {
             terminal: envelope.is_terminal(),
             envelope: OnceLock::from(Ok(envelope)),
             json,
+            sse_frame: OnceLock::new(),
         }
     }
 
@@ -80,6 +87,7 @@ impl StoredEvent {
             terminal: envelope.is_terminal(),
             envelope: OnceLock::from(Ok(envelope)),
             json,
+            sse_frame: OnceLock::new(),
         })
     }
 
@@ -99,7 +107,7 @@ impl StoredEvent {
         if sequence == 0 {
             return Err(Error::Json(serde::de::Error::custom("sequence starts at 1")));
         }
-        Ok(Self { json, sequence, terminal, envelope: OnceLock::new() })
+        Ok(Self { json, sequence, terminal, envelope: OnceLock::new(), sse_frame: OnceLock::new() })
     }
 
     /// The typed event, parsed on first use for events read back from a store.
@@ -117,6 +125,24 @@ impl StoredEvent {
     #[inline]
     pub fn json(&self) -> &Bytes {
         &self.json
+    }
+
+    /// The event as one Server-Sent Events frame (SPEC §4.1): `id: <sequence>`, `event:
+    /// ade.event`, `data: <json>` and the blank line. Built on first use and kept: every subscriber
+    /// of a live event sends these same bytes (no copy, no formatting per subscriber).
+    pub fn sse_frame(&self) -> &Bytes {
+        self.sse_frame.get_or_init(|| {
+            let mut frame = Vec::with_capacity(self.json.len() + 48);
+            frame.extend_from_slice(b"id: ");
+            frame.extend_from_slice(self.sequence.to_string().as_bytes());
+            frame.extend_from_slice(b"\nevent: ");
+            frame.extend_from_slice(SSE_EVENT_NAME.as_bytes());
+            frame.extend_from_slice(b"\ndata: ");
+            // Compact JSON never holds a newline.
+            frame.extend_from_slice(&self.json);
+            frame.extend_from_slice(b"\n\n");
+            Bytes::from(frame)
+        })
     }
 
     /// The event's sequence in its run.
@@ -182,6 +208,16 @@ mod tests {
             prop_assert_eq!(lazy.is_terminal(), event.is_terminal());
             prop_assert_eq!(lazy.envelope()?, &event);
         }
+    }
+
+    #[test]
+    fn the_sse_frame_is_the_event_framed_once() {
+        let line = r#"{"type":"run.completed","sequence":12,"payload":{}}"#;
+        let event = StoredEvent::from_stored_json(Bytes::from(line)).expect("header");
+        let frame = event.sse_frame().clone();
+        assert_eq!(frame, format!("id: 12\nevent: ade.event\ndata: {line}\n\n").as_bytes());
+        assert_eq!(event.sse_frame().as_ptr(), frame.as_ptr(), "built once, then shared");
+        assert_eq!(event.clone().sse_frame().as_ptr(), frame.as_ptr(), "clones share it");
     }
 
     #[test]
