@@ -7,10 +7,10 @@ use std::time::Duration;
 use ade_core::Runtime;
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::connection::HeadLimits;
@@ -157,7 +157,8 @@ async fn serve(
     drain: Duration,
 ) {
     let http = crate::connection::builder(header_read_timeout, limits);
-    let graceful = GracefulShutdown::new();
+    // Every connection's task, to wait for at the end.
+    let connections = TaskTracker::new();
     // Cancelled when the drain period is over: every connection still open is dropped (closed).
     let close = CancellationToken::new();
     crate::trim::spawn(token.clone());
@@ -181,22 +182,41 @@ async fn serve(
         // A clone of the router is one `Arc`: its route table is built once, in `router`.
         let connection =
             crate::connection::serve(&http, limits, TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        let closed = close.clone().cancelled_owned();
-        tokio::spawn(async move {
-            tokio::select! {
-                ended = connection => if let Err(error) = ended {
-                    tracing::trace!(%error, "connection ended with an error");
-                },
-                () = closed => tracing::debug!("connection closed at the end of the shutdown drain"),
+        // Child tokens: the task looks at them every time it wakes, and a token of its own locks
+        // nothing the other connections share (the shared ones cost every event stream a lock per
+        // wake-up).
+        let (stop, closed) = (token.child_token(), close.child_token());
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(error) = ended {
+                            tracing::trace!(%error, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    // Finish the request in flight, then close.
+                    () = stop.cancelled(), if !stopping => {
+                        stopping = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    () = closed.cancelled() => {
+                        tracing::debug!("connection closed at the end of the shutdown drain");
+                        break;
+                    }
+                }
             }
             crate::trim::connection_closed();
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
         tracing::warn!(?drain, "connections still open after the shutdown drain are closed");
         close.cancel();
+        connections.wait().await;
     }
 }
 

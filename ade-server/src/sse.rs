@@ -30,12 +30,6 @@ const KEEPALIVE: &[u8] = b": keepalive\n\n";
 /// at most (one frame may make it larger).
 pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 
-/// Frames handed to hyper one by one, as the shared bytes of their events, before the rest of
-/// what is ready is copied into chunks: hyper queues at most 16 buffers before it writes, so a
-/// reader that keeps up gets each event's shared frame without a copy, and one that fell behind
-/// catches up with a few large writes.
-const SHARED_FRAMES: usize = 16;
-
 /// A response (`status`, SSE headers) streaming `events`.
 pub(crate) fn response(
     status: StatusCode,
@@ -50,9 +44,11 @@ pub(crate) fn response(
         quiet: Box::pin(tokio::time::sleep(keepalive)),
         last_sent: Instant::now(),
         sent_since_quiet: false,
-        shutdown: Box::pin(shutdown.cancelled_owned()),
+        // A child token of its own: looking at it locks nothing the other streams share.
+        shutdown: Box::pin(shutdown.child_token().cancelled_owned()),
         retry: Some(Bytes::from(format!("retry: {}\n\n", retry.as_millis()))),
-        shared_in_a_row: 0,
+        idle: false,
+        gathered: Vec::new(),
         failed: None,
         yielded: false,
         done: false,
@@ -78,8 +74,10 @@ struct SseBody {
     sent_since_quiet: bool,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     retry: Option<Bytes>,
-    /// Frames handed out since `events` was last not ready.
-    shared_in_a_row: usize,
+    /// `events` said it was not ready at the end of the last poll (and will wake this task).
+    idle: bool,
+    /// The events of the chunk being put together (kept for its room).
+    gathered: Vec<Arc<StoredEvent>>,
     /// A store error, to end the body with once the frames before it are sent.
     failed: Option<std::io::Error>,
     /// hyper has had its chance to send what came before `failed`.
@@ -112,16 +110,16 @@ impl Stream for SseBody {
                 return Poll::Ready(None);
             }
             // Shutdown ends the stream between two frames: a client never gets half an event.
-            // Looked at once per wake-up (and per chunk), not per frame: its future locks what
-            // every stream of the server shares. The connection's task polls this body, so the
-            // waker it registered at the wake-up's first poll stays the one to wake.
-            if (this.shared_in_a_row == 0 || this.shared_in_a_row >= SHARED_FRAMES)
-                && this.shutdown.as_mut().poll(cx).is_ready()
-            {
+            if this.shutdown.as_mut().poll(cx).is_ready() {
                 this.done = true;
                 return Poll::Ready(None);
             }
-            match this.events.poll_next_unpin(cx) {
+            let next = match std::mem::take(&mut this.idle) {
+                // Asked at the end of the last poll, with this task's waker: not ready.
+                true => Poll::Pending,
+                false => this.events.poll_next_unpin(cx),
+            };
+            match next {
                 Poll::Ready(item) => {
                     this.sent_since_quiet = true;
                     if let Some(bytes) = this.take(item, cx) {
@@ -130,7 +128,6 @@ impl Stream for SseBody {
                     // The end, or an error: the top of the loop says which.
                 }
                 Poll::Pending => {
-                    this.shared_in_a_row = 0;
                     if std::mem::take(&mut this.sent_since_quiet) {
                         this.last_sent = Instant::now();
                     }
@@ -142,39 +139,53 @@ impl Stream for SseBody {
 }
 
 impl SseBody {
-    /// What to hand out for `item`, the next event: its shared frame, or, for a reader that fell
-    /// behind, a chunk of copies of every frame ready now. `None` at the end or on an error.
+    /// What to hand out for `item`, the next event: a lone event's frame as it is (the bytes every
+    /// subscriber shares), or the frames of every event ready now copied into one chunk of up to
+    /// [`CHUNK_BYTES`] (one body frame and one write for all of them). `None` at the end or on an
+    /// error.
     fn take(&mut self, item: Item, cx: &mut Context<'_>) -> Option<Bytes> {
-        if self.shared_in_a_row < SHARED_FRAMES {
-            self.shared_in_a_row += 1;
-            return self.frame_of(item);
+        let first = self.event_of(item)?;
+        if self.done {
+            return Some(first.sse_frame().clone());
         }
-        let mut chunk = BytesMut::new();
-        let mut next = item;
-        loop {
-            if let Some(frame) = self.frame_of(next) {
-                if chunk.is_empty() {
-                    chunk.reserve(CHUNK_BYTES.max(frame.len()));
-                }
-                chunk.extend_from_slice(&frame);
+        let mut next = match self.events.poll_next_unpin(cx) {
+            Poll::Pending => {
+                self.idle = true;
+                return Some(first.sse_frame().clone());
             }
-            if self.done || chunk.len() >= CHUNK_BYTES {
+            Poll::Ready(next) => next,
+        };
+        let mut len = first.sse_frame().len();
+        self.gathered.push(first);
+        while let Some(event) = self.event_of(next) {
+            len += event.sse_frame().len();
+            self.gathered.push(event);
+            if self.done || len >= CHUNK_BYTES {
                 break;
             }
             match self.events.poll_next_unpin(cx) {
                 Poll::Ready(item) => next = item,
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.idle = true;
+                    break;
+                }
             }
         }
-        (!chunk.is_empty()).then(|| trimmed(chunk).freeze())
+        let mut chunk = BytesMut::with_capacity(len);
+        for event in self.gathered.drain(..) {
+            chunk.extend_from_slice(event.sse_frame());
+        }
+        // An idle subscriber keeps little: the room of a few events, not of a whole chunk.
+        self.gathered.shrink_to(16);
+        Some(chunk.freeze())
     }
 
-    /// The frame of `item`; `None` at the end or on an error (kept in `failed`).
-    fn frame_of(&mut self, item: Item) -> Option<Bytes> {
+    /// The event of `item`; `None` at the end or on an error (kept in `failed`).
+    fn event_of(&mut self, item: Item) -> Option<Arc<StoredEvent>> {
         match item {
             Some(Ok(event)) => {
                 self.done = event.is_terminal();
-                Some(event.sse_frame().clone())
+                Some(event)
             }
             Some(Err(error)) => {
                 // The client resumes with Last-Event-ID; the cause is the server's business.
@@ -362,7 +373,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reader_behind_gets_frames_ready_at_once_in_chunks_of_bounded_size() {
+    async fn frames_ready_at_once_share_a_chunk_of_bounded_size() {
         let (sender, mut body) = sse_body(Duration::from_secs(15), CancellationToken::new());
         assert!(chunk(&mut body).await.is_some_and(|c| c.starts_with("retry:")));
         for sequence in 1..=300 {
@@ -379,10 +390,8 @@ mod tests {
             seen.extend(frames);
         }
         assert_eq!(seen, (1..=300).collect::<Vec<_>>(), "every frame once, in order");
-        // The first frames one by one (shared), then ~330-byte frames in 32 KiB chunks.
-        assert_eq!(sizes[..super::SHARED_FRAMES], [1; super::SHARED_FRAMES]);
-        let chunks = sizes.len() - super::SHARED_FRAMES;
-        assert!((3..=5).contains(&chunks), "{chunks} chunks after the shared frames: {sizes:?}");
+        // ~330 bytes a frame: 300 of them fill about three 32 KiB chunks, not 300.
+        assert!((3..=5).contains(&sizes.len()), "{} chunks: {sizes:?}", sizes.len());
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 //!   another process. [`Dispatcher::announced`] (fed by the database's notifications) makes the
 //!   run's hub read what was appended, once for all its local subscribers, and publish it.
 
+mod ring;
 mod subscription;
 mod writer;
 
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use futures::StreamExt;
-use tokio::sync::broadcast;
 
 pub use subscription::After;
 pub use writer::{PersistedObserver, PublishGate, RunContext, RunWriter, WriteFailure};
@@ -124,7 +124,7 @@ pub(crate) trait AppendListener: Send + Sync + std::fmt::Debug {
 /// One run's live fan-out: the ring of recently published events.
 #[derive(Debug)]
 pub(crate) struct Hub {
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    ring: ring::Ring,
     key: RunKey,
     /// Every event up to here is published (or was before the hub's first follower).
     published: AtomicU64,
@@ -246,10 +246,10 @@ impl Dispatcher {
         self.inner.catch_ups.load(Ordering::Relaxed)
     }
 
-    /// Events a run's live ring holds right now (at most [`DispatchOptions::live_buffer`], rounded
-    /// up to a power of two); 0 for a run nobody writes or follows.
+    /// Events a run's live ring holds right now (at most [`DispatchOptions::live_buffer`]); 0 for a
+    /// run nobody writes or follows.
     pub fn live_buffered(&self, run: RunId) -> usize {
-        self.existing_hub(run).map_or(0, |hub| hub.live.len())
+        self.existing_hub(run).map_or(0, |hub| hub.ring.len())
     }
 
     /// Another process appended events of `run` up to `last_sequence` (shared stores): the run's
@@ -284,9 +284,8 @@ impl Dispatcher {
         if let Some(hub) = hubs.get(&run.run_id).and_then(Weak::upgrade) {
             return hub;
         }
-        let (live, _) = broadcast::channel(self.inner.options.live_buffer);
         let hub = Arc::new(Hub {
-            live,
+            ring: ring::Ring::new(self.inner.options.live_buffer),
             key: run.clone(),
             published: AtomicU64::new(after),
             remote: Mutex::new(RemoteFeed::default()),
@@ -301,14 +300,11 @@ impl Dispatcher {
 }
 
 impl Hub {
-    pub(crate) fn publish(&self, event: Arc<StoredEvent>) {
-        self.published.fetch_max(event.sequence(), Ordering::Relaxed);
-        // No receiver is the normal case for a run nobody watches.
-        let _ = self.live.send(event);
-    }
-
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
-        self.live.subscribe()
+    /// Publishes a batch of events, in sequence order: its subscribers are woken once for all.
+    pub(crate) fn publish(&self, events: &[Arc<StoredEvent>]) {
+        let Some(last) = events.last() else { return };
+        self.ring.publish(events.iter().cloned());
+        self.published.fetch_max(last.sequence(), Ordering::Relaxed);
     }
 
     /// Reads and publishes what was announced (up to `announced`; `None`: whatever the store
@@ -348,11 +344,26 @@ impl Hub {
         });
     }
 
-    /// Publishes the stored events after `from`, in order.
+    /// Publishes the stored events after `from`, in order, in batches of what the read has ready.
     async fn publish_stored(&self, store: &Arc<dyn EventStore>, from: u64) -> Result<()> {
-        let mut events = store.read_after(&self.key, from).await?;
-        while let Some(event) = events.next().await {
-            self.publish(event?);
+        let mut reads = store.read_after(&self.key, from).await?.ready_chunks(512);
+        while let Some(read) = reads.next().await {
+            let mut batch = Vec::with_capacity(read.len());
+            let mut failed = None;
+            for item in read {
+                match item {
+                    Ok(event) => batch.push(event),
+                    Err(error) => {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+            }
+            // What was read before an error goes out all the same.
+            self.publish(&batch);
+            if let Some(error) = failed {
+                return Err(error);
+            }
         }
         Ok(())
     }

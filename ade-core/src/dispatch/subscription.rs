@@ -1,6 +1,7 @@
 //! Subscriptions: the store from a cursor, then live, as one ordered stream without gap or
 //! duplicate, that ends after `run.completed`.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,9 +9,8 @@ use std::task::{Context, Poll, ready};
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
-use tokio_util::sync::ReusableBoxFuture;
 
+use super::ring::{Found, Listener};
 use super::{Dispatcher, Hub};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
@@ -22,37 +22,36 @@ use crate::store::{EventStream, LogTail, RunKey};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct After(pub u64);
 
-type Receiver = broadcast::Receiver<Arc<StoredEvent>>;
-
-/// The next live event, and the receiver it came from (lent to the wait, given back after it).
-type LiveWait = ReusableBoxFuture<'static, (std::result::Result<Arc<StoredEvent>, RecvError>, Receiver)>;
+/// Events copied out of the live ring at a time (a few pointers per subscriber).
+const READ_AT_ONCE: usize = 16;
 
 enum Mode {
     /// Reading the store.
     Replay(EventStream),
     /// Asking the store where the log ends, once the read is done.
     Tail(BoxFuture<'static, Result<LogTail>>),
-    /// Following the run's live ring: taking what it holds.
+    /// Following the run's live ring.
     Live,
-    /// Following the run's live ring: waiting for its next event (`waiting` holds the receiver).
-    Waiting,
     /// Opening a read of the store after a gap in the live ring.
     CatchUp(BoxFuture<'static, Result<EventStream>>),
     /// Ended: after `run.completed`, or after an error.
     Done,
 }
 
-/// A subscription as a hand-written stream: a live event costs a poll of the ring (no future is
-/// built or moved per event); a future is only set up to wait for one, or to read the store.
+/// A subscription as a hand-written stream: live events are copied out of the ring a few at a
+/// time (no future is built or moved per event, nor to wait for one); futures are only set up to
+/// read the store.
 struct Subscription {
     dispatcher: Dispatcher,
     key: RunKey,
-    /// Keeps the run's hub (and so the ring `live` reads) alive.
-    _hub: Arc<Hub>,
-    /// The ring's receiver, unless lent to `waiting`.
-    live: Option<Receiver>,
-    /// The wait for the next live event, its allocation reused from one wait to the next.
-    waiting: Option<LiveWait>,
+    /// The run's live ring (kept alive by this).
+    hub: Arc<Hub>,
+    /// This subscription among the ring's listeners.
+    listener: Listener,
+    /// Live events copied out of the ring, not yet delivered.
+    live: VecDeque<Arc<StoredEvent>>,
+    /// Registered for the next batch in this poll, and looked at the ring since.
+    registered: bool,
     /// The last sequence delivered (or the cursor).
     last: u64,
     mode: Mode,
@@ -66,18 +65,19 @@ pub(super) async fn subscribe(
     transport: &'static str,
 ) -> Result<EventStream> {
     let hub = dispatcher.hub(&key, after);
-    // Live first, then the store: an event published after this point is in `live`, one persisted
-    // before the store read is in the read; overlaps are dropped by sequence.
-    let live = hub.subscribe();
+    // The ring is read by sequence: an event published after the store read below is in the ring
+    // (or, if the ring dropped it already, the subscription reads the store again).
+    let listener = hub.ring.listen();
     let replay = dispatcher.inner.store.read_after(&key, after).await?;
     dispatcher.inner.subscribers.fetch_add(1, Ordering::Relaxed);
     ::metrics::gauge!(metrics::SUBSCRIBERS, "transport" => transport).increment(1.0);
     Ok(Subscription {
         dispatcher,
         key,
-        _hub: hub,
-        live: Some(live),
-        waiting: None,
+        hub,
+        listener,
+        live: VecDeque::new(),
+        registered: false,
         last: after,
         mode: Mode::Replay(replay),
         transport,
@@ -87,6 +87,7 @@ pub(super) async fn subscribe(
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.ring.forget(&self.listener);
         self.dispatcher.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
         ::metrics::gauge!(metrics::SUBSCRIBERS, "transport" => self.transport).decrement(1.0);
     }
@@ -97,6 +98,7 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        this.registered = false;
         loop {
             match &mut this.mode {
                 Mode::Done => return Poll::Ready(None),
@@ -130,36 +132,22 @@ impl Stream for Subscription {
                     Err(error) => return this.fail(error),
                 },
                 Mode::Live => {
-                    let Some(live) = this.live.as_mut() else {
-                        return this.fail(Error::Task("a subscription lost its live receiver".to_owned()));
-                    };
-                    match live.try_recv() {
-                        Ok(event) => {
-                            if let Some(event) = this.live_event(event) {
-                                return Poll::Ready(Some(Ok(event)));
-                            }
+                    if let Some(event) = this.live.pop_front() {
+                        if let Some(event) = this.live_event(event) {
+                            return Poll::Ready(Some(Ok(event)));
                         }
-                        Err(TryRecvError::Empty) => this.wait(),
-                        Err(TryRecvError::Lagged(_)) => this.catch_up(),
-                        // The hub outlives this subscription, so its sender cannot be gone.
-                        Err(TryRecvError::Closed) => this.mode = Mode::Done,
+                        continue;
                     }
-                }
-                Mode::Waiting => {
-                    let Some(waiting) = this.waiting.as_mut() else {
-                        return this.fail(Error::Task("a subscription waits on nothing".to_owned()));
-                    };
-                    let (received, live) = ready!(waiting.poll(cx));
-                    this.live = Some(live);
-                    this.mode = Mode::Live;
-                    match received {
-                        Ok(event) => {
-                            if let Some(event) = this.live_event(event) {
-                                return Poll::Ready(Some(Ok(event)));
-                            }
+                    match this.hub.ring.read_after(this.last, &mut this.live, READ_AT_ONCE) {
+                        Found::Events => {}
+                        Found::Finished => this.mode = Mode::Done,
+                        Found::Behind => this.catch_up(),
+                        // Registered and looked again: the next batch wakes this task.
+                        Found::Nothing if this.registered => return Poll::Pending,
+                        Found::Nothing => {
+                            this.listener.register(cx.waker());
+                            this.registered = true;
                         }
-                        Err(RecvError::Lagged(_)) => this.catch_up(),
-                        Err(RecvError::Closed) => this.mode = Mode::Done,
                     }
                 }
             }
@@ -169,8 +157,7 @@ impl Stream for Subscription {
 
 impl Subscription {
     /// `event` from the ring: delivered when it is the next one; an event at or before the cursor
-    /// is skipped; after a gap (subscribed between a persist and its publish, or lagged) the store
-    /// is read, since every published event is persisted.
+    /// is skipped; after a gap the store is read, since every published event is persisted.
     fn live_event(&mut self, event: Arc<StoredEvent>) -> Option<Arc<StoredEvent>> {
         if event.sequence() <= self.last {
             self.skip(&event);
@@ -181,20 +168,6 @@ impl Subscription {
             self.catch_up();
             None
         }
-    }
-
-    /// Lends the receiver to a wait for the next live event.
-    fn wait(&mut self) {
-        let Some(mut live) = self.live.take() else { return };
-        let next = async move {
-            let received = live.recv().await;
-            (received, live)
-        };
-        match self.waiting.as_mut() {
-            Some(waiting) => waiting.set(next),
-            None => self.waiting = Some(ReusableBoxFuture::new(next)),
-        }
-        self.mode = Mode::Waiting;
     }
 
     fn deliver(&mut self, event: Arc<StoredEvent>) -> Arc<StoredEvent> {
@@ -216,11 +189,8 @@ impl Subscription {
     fn catch_up(&mut self) {
         ::metrics::counter!(metrics::SUBSCRIBER_CATCHUPS_TOTAL).increment(1);
         self.dispatcher.inner.catch_ups.fetch_add(1, Ordering::Relaxed);
-        // Start live again from now: what was published before is persisted, so the read below
-        // has it, and the stale backlog of a lagged receiver need not be skipped one by one.
-        if let Some(live) = self.live.as_mut() {
-            *live = live.resubscribe();
-        }
+        // What was published is persisted, so the read below has it; the ring is read again after.
+        self.live.clear();
         let (store, key, last) = (self.dispatcher.inner.store.clone(), self.key.clone(), self.last);
         self.mode = Mode::CatchUp(Box::pin(async move { store.read_after(&key, last).await }));
     }

@@ -444,14 +444,19 @@ impl Committer {
                 }
                 let last = events.last().map_or(0, |e| e.sequence());
                 self.shared.durable.send_modify(|d| d.sequence = last);
+                // Published as one batch (one wake-up of each subscriber), except where a gate
+                // holds an event back: what comes before it goes out first.
                 let mut gates = gates.drain(..).peekable();
-                for (index, event) in events.iter().enumerate() {
+                let mut unpublished = 0;
+                for index in 0..events.len() {
                     if let Some((_, gate)) = gates.next_if(|(at, _)| *at == index) {
+                        self.hub.publish(&events[unpublished..index]);
+                        unpublished = index;
                         // Opened, or dropped: either way the event may go out now.
                         let _ = gate.await;
                     }
-                    self.hub.publish(event.clone());
                 }
+                self.hub.publish(&events[unpublished..]);
                 self.dispatcher.appended(&self.key, last);
                 count_events(events);
                 terminal

@@ -660,9 +660,10 @@ mod tests {
             assert_eq!(first.sequence(), 1);
             readers.push(reader);
         }
-        // Other tests run in this process too: allow for their files, not for one per reader.
+        // Other tests run in this process too (a hundred files or more when the runtime's tests
+        // overlap this one): allow for their files, not for one per reader.
         let grown = open_files().saturating_sub(before);
-        assert!(grown < 100, "500 waiting readers hold {grown} more files open");
+        assert!(grown < 250, "500 waiting readers hold {grown} more files open");
         for mut reader in readers.drain(..10) {
             let mut last = 1;
             while let Some(event) = reader.next().await {
