@@ -47,7 +47,6 @@ pub(crate) fn response(
         // A child token of its own: looking at it locks nothing the other streams share.
         shutdown: Box::pin(shutdown.child_token().cancelled_owned()),
         retry: Some(Bytes::from(format!("retry: {}\n\n", retry.as_millis()))),
-        idle: false,
         gathered: Vec::new(),
         failed: None,
         yielded: false,
@@ -74,8 +73,6 @@ struct SseBody {
     sent_since_quiet: bool,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     retry: Option<Bytes>,
-    /// `events` said it was not ready at the end of the last poll (and will wake this task).
-    idle: bool,
     /// The events of the chunk being put together (kept for its room).
     gathered: Vec<Arc<StoredEvent>>,
     /// A store error, to end the body with once the frames before it are sent.
@@ -114,12 +111,7 @@ impl Stream for SseBody {
                 this.done = true;
                 return Poll::Ready(None);
             }
-            let next = match std::mem::take(&mut this.idle) {
-                // Asked at the end of the last poll, with this task's waker: not ready.
-                true => Poll::Pending,
-                false => this.events.poll_next_unpin(cx),
-            };
-            match next {
+            match this.events.poll_next_unpin(cx) {
                 Poll::Ready(item) => {
                     this.sent_since_quiet = true;
                     if let Some(bytes) = this.take(item, cx) {
@@ -148,12 +140,8 @@ impl SseBody {
         if self.done {
             return Some(first.sse_frame().clone());
         }
-        let mut next = match self.events.poll_next_unpin(cx) {
-            Poll::Pending => {
-                self.idle = true;
-                return Some(first.sse_frame().clone());
-            }
-            Poll::Ready(next) => next,
+        let Poll::Ready(mut next) = self.events.poll_next_unpin(cx) else {
+            return Some(first.sse_frame().clone());
         };
         let mut len = first.sse_frame().len();
         self.gathered.push(first);
@@ -165,10 +153,7 @@ impl SseBody {
             }
             match self.events.poll_next_unpin(cx) {
                 Poll::Ready(item) => next = item,
-                Poll::Pending => {
-                    self.idle = true;
-                    break;
-                }
+                Poll::Pending => break,
             }
         }
         let mut chunk = BytesMut::with_capacity(len);

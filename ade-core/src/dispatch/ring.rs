@@ -3,7 +3,7 @@
 //! the subscribers that wait for more, woken once per published batch rather than once per event.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::task::AtomicWaker;
@@ -14,6 +14,10 @@ use crate::event::StoredEvent;
 #[derive(Debug)]
 pub(crate) struct Ring {
     events: RwLock<VecDeque<Arc<StoredEvent>>>,
+    /// The newest event's sequence, and whether it ended the run: a subscriber with nothing new
+    /// to read finds that out without the lock.
+    newest: AtomicU64,
+    finished: AtomicBool,
     /// Most events kept; the oldest go first.
     capacity: usize,
     /// The wakers of the subscribers, by listener id.
@@ -54,6 +58,8 @@ impl Ring {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             events: RwLock::new(VecDeque::new()),
+            newest: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
             capacity: capacity.max(1),
             listeners: Mutex::new(HashMap::new()),
             next_listener: AtomicU64::new(0),
@@ -71,6 +77,10 @@ impl Ring {
                 }
                 ring.push_back(event);
             }
+            if let Some(newest) = ring.back() {
+                self.finished.store(newest.is_terminal(), Ordering::Release);
+                self.newest.store(newest.sequence(), Ordering::Release);
+            }
         }
         for waker in lock(&self.listeners).values() {
             waker.wake();
@@ -79,6 +89,9 @@ impl Ring {
 
     /// Copies at most `room` of the events after sequence `last` to `out`.
     pub(crate) fn read_after(&self, last: u64, out: &mut VecDeque<Arc<StoredEvent>>, room: usize) -> Found {
+        if self.newest.load(Ordering::Acquire) <= last && !self.finished.load(Ordering::Acquire) {
+            return Found::Nothing;
+        }
         let ring = self.events.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(newest) = ring.back() else { return Found::Nothing };
         if newest.sequence() <= last {

@@ -67,8 +67,8 @@ pub(super) async fn subscribe(
     let hub = dispatcher.hub(&key, after);
     // The ring is read by sequence: an event published after the store read below is in the ring
     // (or, if the ring dropped it already, the subscription reads the store again).
-    let listener = hub.ring.listen();
     let replay = dispatcher.inner.store.read_after(&key, after).await?;
+    let listener = hub.ring.listen();
     dispatcher.inner.subscribers.fetch_add(1, Ordering::Relaxed);
     ::metrics::gauge!(metrics::SUBSCRIBERS, "transport" => transport).increment(1.0);
     Ok(Subscription {
